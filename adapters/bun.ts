@@ -1,0 +1,36 @@
+/**
+ * Bun adapter: maps SIGINT/SIGTERM onto the shutdown protocol and sets the exit code.
+ *
+ * @example
+ * ```ts
+ * import { runWorker } from "sluice/bun";
+ * await runWorker({ tasks, queues: ["default"], redis: Bun.env.REDIS_URL });
+ * ```
+ * @module
+ */
+import { hostname } from "node:os";
+import { type RuntimeHooks, runWorkerIn } from "../src/runtime.ts";
+import { type RunSummary, Worker, type WorkerOptions } from "../src/worker.ts";
+
+export const hooks: RuntimeHooks = {
+  runtime: "bun",
+  host: hostname(),
+  pid: process.pid,
+  onSignal(signal, handler) {
+    process.on(signal, handler);
+    return () => process.off(signal, handler);
+  },
+};
+
+/** A Worker that knows its host, pid and runtime (shown in the admin app). */
+export function createWorker(options: WorkerOptions): Worker {
+  return new Worker({ ...options, identity: { host: hooks.host, pid: hooks.pid, runtime: `bun ${Bun.version}`, ...options.identity } });
+}
+
+/** Runs a worker until it stops, with signal handling; sets `process.exitCode`. */
+export async function runWorker(options: WorkerOptions | Worker, run: { signal?: AbortSignal } = {}): Promise<RunSummary> {
+  const worker = options instanceof Worker ? options : createWorker(options);
+  const { summary, code } = await runWorkerIn(worker, hooks, run);
+  process.exitCode = code;
+  return summary;
+}

@@ -1,0 +1,45 @@
+/**
+ * Deno adapter: maps SIGINT/SIGTERM onto the shutdown protocol and sets the exit code.
+ *
+ * @example
+ * ```ts
+ * import { runWorker } from "sluice/deno";
+ * await runWorker({ tasks, queues: ["default"], redis: Deno.env.get("REDIS_URL") });
+ * ```
+ * @module
+ */
+import { type RuntimeHooks, runWorkerIn } from "../src/runtime.ts";
+import { type RunSummary, Worker, type WorkerOptions } from "../src/worker.ts";
+
+// Minimal declarations of the Deno APIs used here.
+declare const Deno: {
+  pid: number;
+  hostname(): string;
+  version: { deno: string };
+  addSignalListener(signal: "SIGINT" | "SIGTERM", handler: () => void): void;
+  removeSignalListener(signal: "SIGINT" | "SIGTERM", handler: () => void): void;
+  exitCode: number;
+};
+
+export const hooks: RuntimeHooks = {
+  runtime: "deno",
+  host: Deno.hostname(),
+  pid: Deno.pid,
+  onSignal(signal, handler) {
+    Deno.addSignalListener(signal, handler);
+    return () => Deno.removeSignalListener(signal, handler);
+  },
+};
+
+/** A Worker that knows its host, pid and runtime (shown in the admin app). */
+export function createWorker(options: WorkerOptions): Worker {
+  return new Worker({ ...options, identity: { host: hooks.host, pid: hooks.pid, runtime: `deno ${Deno.version.deno}`, ...options.identity } });
+}
+
+/** Runs a worker until it stops, with signal handling; sets `Deno.exitCode`. */
+export async function runWorker(options: WorkerOptions | Worker, run: { signal?: AbortSignal } = {}): Promise<RunSummary> {
+  const worker = options instanceof Worker ? options : createWorker(options);
+  const { summary, code } = await runWorkerIn(worker, hooks, run);
+  Deno.exitCode = code;
+  return summary;
+}

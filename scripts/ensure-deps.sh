@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what a fresh clone needs: npm packages (bun, deno and tsx come from npm) and, when it is
+# missing, redis-server (Debian/Ubuntu: apt-get, as root or through sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x node_modules/.bin/bun ] || [ ! -x node_modules/.bin/deno ] || [ ! -d node_modules/ioredis ]; then
+  echo "installing npm dependencies..." >&2
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund >&2; else npm install --no-audit --no-fund >&2; fi
+fi
+if [ -z "${REDIS_URL:-}" ] && ! command -v redis-server >/dev/null 2>&1; then
+  echo "redis-server not found; installing it..." >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  if command -v apt-get >/dev/null 2>&1; then
+    $SUDO apt-get update -q >&2 && $SUDO apt-get install -y -q redis-server >&2
+  else
+    echo "please install redis-server (Redis >= 6.2), or set REDIS_URL to a running Redis" >&2
+    exit 1
+  fi
+fi

@@ -1,0 +1,91 @@
+/**
+ * Error classes of sluice. Each has a `name` and a static type guard, so code can tell them apart
+ * across module copies without `instanceof`.
+ */
+
+/** One field that failed validation: its dotted path, the value received and what was expected. */
+export interface ValidationIssue {
+  field: string;
+  value: unknown;
+  message: string;
+}
+
+/**
+ * Thrown when options or arguments are invalid. Nothing is written to Redis when it is thrown.
+ *
+ * @example
+ * ```ts
+ * try { await queue.enqueue("email", {}, { attempts: 0 }); }
+ * catch (e) { if (ValidationError.is(e)) console.error(e.issues[0].field); } // "attempts"
+ * ```
+ */
+export class ValidationError extends TypeError {
+  override name = "ValidationError";
+  readonly issues: ValidationIssue[];
+  constructor(context: string, issues: ValidationIssue[]) {
+    super(
+      `${context}: ` +
+        issues.map((i) => `'${i.field}' ${i.message}: current value is ${show(i.value)}`).join("; "),
+    );
+    this.issues = issues;
+  }
+  static is(e: unknown): e is ValidationError {
+    return e instanceof Error && e.name === "ValidationError";
+  }
+}
+
+/** Why a running job's `ctx.signal` was aborted. See DESIGN section 3. */
+export type AbortReason = "user" | "timeout" | "end-condition" | "shutdown" | "lost";
+
+/**
+ * The reason carried by `ctx.signal` when a job is aborted, and the error a handler throws from
+ * synchronous code after `ctx.shouldAbort()` returned true.
+ *
+ * @example
+ * ```ts
+ * for (const row of rows) {
+ *   if (ctx.shouldAbort()) throw new JobAborted(ctx.abortReason!);
+ *   work(row);
+ * }
+ * ```
+ */
+export class JobAborted extends Error {
+  override name = "JobAborted";
+  readonly reason: AbortReason;
+  constructor(reason: AbortReason, message?: string) {
+    super(message ?? `Job aborted: ${reason}`);
+    this.reason = reason;
+  }
+  static is(e: unknown): e is JobAborted {
+    return e instanceof Error && e.name === "JobAborted";
+  }
+}
+
+/**
+ * Throw it from a handler to fail the job at once, without the retries left.
+ *
+ * @example
+ * ```ts
+ * if (!data.email) throw new UnrecoverableError("no address");
+ * ```
+ */
+export class UnrecoverableError extends Error {
+  override name = "UnrecoverableError";
+  static is(e: unknown): e is UnrecoverableError {
+    return e instanceof Error && e.name === "UnrecoverableError";
+  }
+}
+
+/** Shows a value in an error message: strings quoted, the rest as JSON where possible. */
+export function show(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (value === undefined) return "undefined";
+  if (typeof value === "bigint") return `${value}n`;
+  if (typeof value === "function") return "a function";
+  try {
+    const s = JSON.stringify(value);
+    return s === undefined ? String(value) : s.length > 80 ? s.slice(0, 77) + "..." : s;
+  } catch {
+    return String(value);
+  }
+}

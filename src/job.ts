@@ -1,0 +1,120 @@
+import type { AbortReason } from "./errors.ts";
+
+/** Where a job is in its life. See DESIGN section 2 for the transitions. */
+export type JobState = "waiting" | "delayed" | "active" | "completed" | "failed" | "cancelled" | "aborted";
+
+/** The states a job can be counted in. */
+export const JOB_STATES: readonly JobState[] = ["waiting", "active", "delayed", "completed", "failed", "cancelled", "aborted"];
+
+/** Number of jobs in each state of one queue. */
+export type JobCounts = Record<JobState, number>;
+
+/** An error as stored with a job. */
+export interface StoredError {
+  name: string;
+  message: string;
+  stack?: string;
+  /** Set when the attempt ended because its signal was aborted. */
+  abortReason?: AbortReason;
+}
+
+/** A job as read back from Redis by `Queue.getJob`. */
+export interface JobInfo {
+  id: string;
+  queue: string;
+  /** The task name given to `enqueue`. */
+  name: string;
+  state: JobState;
+  data: unknown;
+  /** Attempts started and counted so far (interrupted and stalled runs are not counted). */
+  attempt: number;
+  maxAttempts: number;
+  /** Times the job was recovered from a worker that stopped heartbeating. */
+  stalls: number;
+  createdAt: number;
+  runAt?: number;
+  startedAt?: number;
+  finishedAt?: number;
+  result?: unknown;
+  error?: StoredError;
+  progress?: unknown;
+  /** Consumer (worker id) running it, while active. */
+  owner?: string;
+  /** Set when an abort was requested for it (`user`). */
+  abortRequested?: string;
+}
+
+/** What `Queue.enqueue` returns. */
+export interface EnqueuedJob {
+  id: string;
+  queue: string;
+  /** `waiting` or `delayed` for a new job; the existing job's state when `duplicate`. */
+  state: JobState;
+  /** True when a job with this `jobId` existed already; nothing was written. */
+  duplicate: boolean;
+}
+
+/** What `Queue.cancel` did. */
+export interface CancelResult {
+  id: string;
+  /**
+   * `cancelled`: it was waiting or delayed and will not run. `abort-requested`: it was active and its
+   * worker is asked to abort it (reason `user`). `active`: it is running and `abort` was not set, so
+   * nothing changed. `finished`: it had already ended; nothing changed. `missing`: no such job.
+   */
+  outcome: "cancelled" | "abort-requested" | "active" | "finished" | "missing";
+  /** The state the job was in. */
+  previousState?: JobState;
+}
+
+function num(s: string | undefined): number | undefined {
+  return s === undefined || s === "" ? undefined : Number(s);
+}
+function json(s: string | undefined): unknown {
+  if (s === undefined || s === "") return undefined;
+  try {
+    return JSON.parse(s);
+  } catch {
+    return s;
+  }
+}
+
+/** Builds a JobInfo from a job hash (HGETALL reply as an object). */
+export function jobFromHash(queue: string, id: string, h: Record<string, string>): JobInfo {
+  return {
+    id,
+    queue,
+    name: h.name ?? "",
+    state: h.state as JobState,
+    data: json(h.data),
+    attempt: num(h.attempt) ?? 0,
+    maxAttempts: num(h.max) ?? 1,
+    stalls: num(h.stalls) ?? 0,
+    createdAt: num(h.created) ?? 0,
+    runAt: num(h.runAt),
+    startedAt: num(h.started),
+    finishedAt: num(h.finished),
+    result: json(h.result),
+    error: json(h.error) as StoredError | undefined,
+    progress: json(h.progress),
+    owner: h.owner || undefined,
+    abortRequested: h.abort || undefined,
+  };
+}
+
+/** Serialises an error for storage. */
+export function storeError(e: unknown, abortReason?: AbortReason): string {
+  const err: StoredError = e instanceof Error
+    ? { name: e.name, message: e.message, stack: e.stack }
+    : { name: "Error", message: typeof e === "string" ? e : safeJson(e) ?? String(e) };
+  if (abortReason) err.abortReason = abortReason;
+  return JSON.stringify(err);
+}
+
+export function safeJson(x: unknown): string | undefined {
+  try {
+    return JSON.stringify(x);
+  } catch {
+    return undefined;
+  }
+}

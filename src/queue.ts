@@ -1,0 +1,281 @@
+import { parseDuration } from "./duration.ts";
+import { ValidationError } from "./errors.ts";
+import {
+  type CancelResult,
+  type EnqueuedJob,
+  JOB_STATES,
+  type JobCounts,
+  jobFromHash,
+  type JobInfo,
+  type JobState,
+} from "./job.ts";
+import { GROUP, type QueueKeys, queueKeys } from "./keys.ts";
+import { CANCEL, COUNTS, ENQUEUE, RETRY } from "./lua.ts";
+import {
+  DEFAULT_ATTEMPTS,
+  type EnqueueOptions,
+  EnqueueOptionsSchema,
+  resolveBackoff,
+  type StoredOptions,
+  validate,
+} from "./options.ts";
+import { connect, type IORedis, isIORedis, type RedisInput, Script, type Send, toSend } from "./redis.ts";
+
+/** Options of `new Queue()`. */
+export interface QueueOptions {
+  /** A `redis://` URL, an ioredis client, or anything that can send a command. @default "redis://127.0.0.1:6379" */
+  redis?: RedisInput;
+  /** Key prefix. @default "sluice" */
+  prefix?: string;
+  /** Length the lifecycle events stream is capped at (approximately); 0 turns events off. @default 10000 */
+  eventsMaxLen?: number;
+}
+
+/** One job for `Queue.enqueueMany`. */
+export interface JobSpec {
+  task: string;
+  data?: unknown;
+  options?: EnqueueOptions;
+}
+
+const scripts = {
+  enqueue: new Script(ENQUEUE),
+  cancel: new Script(CANCEL),
+  retry: new Script(RETRY),
+  counts: new Script(COUNTS),
+};
+
+const NAME = /^[^\s{}]{1,200}$/;
+
+/** Checks a queue name: 1–200 characters, no whitespace or braces (braces would break the hash tag). */
+export function checkQueueName(name: unknown, field = "queue"): string {
+  if (typeof name !== "string" || !NAME.test(name)) {
+    throw new ValidationError("Invalid queue name", [
+      { field, value: name, message: "must be 1-200 characters without whitespace or braces" },
+    ]);
+  }
+  return name;
+}
+
+interface Prepared {
+  keys: string[];
+  argv: (string | number)[];
+  id: string;
+}
+
+/**
+ * The producer side of one queue: enqueue, inspect, retry and cancel jobs. Needs only something
+ * that can send a Redis command, so it also runs in edge and serverless handlers.
+ *
+ * @example
+ * ```ts
+ * const queue = new Queue("emails", { redis: "redis://localhost:6379" });
+ * const job = await queue.enqueue("send-welcome", { to: "a@example.com" }, { attempts: 5 });
+ * console.log(await queue.getJob(job.id));
+ * await queue.close();
+ * ```
+ */
+export class Queue {
+  readonly name: string;
+  readonly prefix: string;
+  readonly keys: QueueKeys;
+  readonly #send: Send;
+  readonly #client: IORedis | undefined;
+  readonly #owned: IORedis | undefined;
+  readonly #eventsMaxLen: number;
+
+  constructor(name: string, options: QueueOptions = {}) {
+    this.name = checkQueueName(name);
+    this.prefix = options.prefix ?? "sluice";
+    if (typeof this.prefix !== "string" || !NAME.test(this.prefix)) {
+      throw new ValidationError("Invalid queue options", [
+        { field: "prefix", value: options.prefix, message: "must be 1-200 characters without whitespace or braces" },
+      ]);
+    }
+    this.#eventsMaxLen = options.eventsMaxLen ?? 10_000;
+    this.keys = queueKeys(this.prefix, name);
+    const redis = options.redis ?? "redis://127.0.0.1:6379";
+    if (typeof redis === "string") {
+      this.#owned = this.#client = connect(redis);
+    } else if (isIORedis(redis)) {
+      this.#client = redis;
+    }
+    this.#send = toSend(this.#client ?? (redis as Exclude<RedisInput, string>));
+  }
+
+  /** Sends one command on this queue's connection. */
+  send(command: string, args: (string | number)[]): Promise<unknown> {
+    return this.#send(command, args);
+  }
+
+  #prepare(task: string, data: unknown, options: EnqueueOptions = {}, field = ""): Prepared {
+    if (typeof task !== "string" || task.length === 0 || task.length > 200 || /[\x00-\x1f]/.test(task)) {
+      throw new ValidationError("Invalid enqueue arguments", [
+        { field: field + "task", value: task, message: "must be a non-empty string of at most 200 characters without control characters" },
+      ]);
+    }
+    const opts = validate(EnqueueOptionsSchema, options ?? {}, `Invalid enqueue options${field ? ` (${field.slice(0, -1)})` : ""}`);
+    let payload: string | undefined;
+    try {
+      payload = JSON.stringify(data === undefined ? null : data);
+    } catch (e) {
+      throw new ValidationError("Invalid enqueue arguments", [
+        { field: field + "data", value: data, message: `must be JSON-serialisable (${(e as Error).message})` },
+      ]);
+    }
+    const now = Date.now();
+    const runAt = opts.runAt !== undefined
+      ? (opts.runAt instanceof Date ? opts.runAt.getTime() : opts.runAt)
+      : opts.delay !== undefined
+      ? now + parseDuration(opts.delay, "delay")
+      : 0;
+    const stored: StoredOptions = { backoff: resolveBackoff(opts.backoff) };
+    if (opts.timeout !== undefined) stored.timeout = parseDuration(opts.timeout, "timeout");
+    const id = opts.jobId ?? crypto.randomUUID();
+    const k = this.keys;
+    return {
+      id,
+      keys: [k.stream, k.delayed, k.events],
+      argv: [k.base, GROUP, id, task, payload!, JSON.stringify(stored), opts.attempts ?? DEFAULT_ATTEMPTS, now, runAt, this.#eventsMaxLen],
+    };
+  }
+
+  #enqueued(id: string, reply: unknown): EnqueuedJob {
+    const [created, state] = reply as [number, string];
+    return { id, queue: this.name, state: state as JobState, duplicate: created === 0 };
+  }
+
+  /**
+   * Adds a job for `task`. With a `jobId` that exists already, returns that job (`duplicate: true`)
+   * and writes nothing. Invalid options throw a `ValidationError` naming the field and nothing is
+   * written.
+   *
+   * @example
+   * ```ts
+   * await queue.enqueue("resize", { src: "a.png" }, { delay: "10s", attempts: 5, jobId: "resize:a.png" });
+   * ```
+   */
+  async enqueue(task: string, data?: unknown, options?: EnqueueOptions): Promise<EnqueuedJob> {
+    const p = this.#prepare(task, data, options);
+    return this.#enqueued(p.id, await scripts.enqueue.run(this.#send, p.keys, p.argv));
+  }
+
+  /**
+   * Adds many jobs, pipelined. Every job is validated before anything is sent: one bad job throws a
+   * `ValidationError` (its field prefixed by its index) and none is written.
+   *
+   * @example
+   * ```ts
+   * await queue.enqueueMany([{ task: "a", data: 1 }, { task: "b", data: 2, options: { delay: 1000 } }]);
+   * ```
+   */
+  async enqueueMany(jobs: JobSpec[]): Promise<EnqueuedJob[]> {
+    if (!Array.isArray(jobs)) {
+      throw new ValidationError("Invalid enqueueMany arguments", [{ field: "jobs", value: jobs, message: "must be an array" }]);
+    }
+    const prepared = jobs.map((j, i) => {
+      if (typeof j !== "object" || j === null) {
+        throw new ValidationError("Invalid enqueueMany arguments", [{ field: `${i}`, value: j, message: "must be { task, data?, options? }" }]);
+      }
+      return this.#prepare(j.task, j.data, j.options, `${i}.`);
+    });
+    const script = scripts.enqueue;
+    await script.ready();
+    const out: EnqueuedJob[] = [];
+    const client = this.#client;
+    for (let start = 0; start < prepared.length; start += 1000) {
+      const chunk = prepared.slice(start, start + 1000);
+      let replies: unknown[];
+      if (client) {
+        const pipe = client.pipeline();
+        for (const p of chunk) pipe.call("EVALSHA", ...script.args(p.keys, p.argv));
+        const res = (await pipe.exec()) ?? [];
+        replies = await Promise.all(res.map(([err, r], i) => {
+          if (!err) return r;
+          if (String(err.message).includes("NOSCRIPT")) return script.run(this.#send, chunk[i]!.keys, chunk[i]!.argv);
+          throw err;
+        }));
+      } else {
+        replies = await Promise.all(chunk.map((p) => script.run(this.#send, p.keys, p.argv)));
+      }
+      chunk.forEach((p, i) => out.push(this.#enqueued(p.id, replies[i])));
+    }
+    return out;
+  }
+
+  /** Reads one job, or null when there is no such job (never was, or removed by retention). */
+  async getJob(id: string): Promise<JobInfo | null> {
+    const reply = await this.#send("HGETALL", [this.keys.job(id)]);
+    const h = toObject(reply);
+    if (!h.state) return null;
+    return jobFromHash(this.name, id, h);
+  }
+
+  /**
+   * Number of jobs in each state.
+   *
+   * @example
+   * ```ts
+   * const { waiting, active, failed } = await queue.counts();
+   * ```
+   */
+  async counts(): Promise<JobCounts> {
+    const k = this.keys;
+    const r = (await scripts.counts.run(this.#send, [k.stream, k.delayed, k.completed, k.failed, k.cancelled, k.aborted], [GROUP])) as number[];
+    const counts = {} as JobCounts;
+    JOB_STATES.forEach((s, i) => (counts[s] = Number(r[i])));
+    return counts;
+  }
+
+  /**
+   * Re-queues a failed (or aborted) job with its attempts reset. Returns false, writing nothing,
+   * when the job is in another state or missing.
+   */
+  async retry(id: string): Promise<boolean> {
+    const k = this.keys;
+    const [ok] = (await scripts.retry.run(this.#send, [k.stream, k.failed, k.aborted, k.events], [k.base, id, Date.now(), this.#eventsMaxLen])) as [number, string];
+    return ok === 1;
+  }
+
+  /**
+   * Cancels a job. Waiting or delayed: it will not run (`{ delete: true }` also removes it).
+   * Active: with `{ abort: true }` its worker, in whatever process, aborts its signal with reason
+   * `user` and it ends `aborted`; without, nothing changes. Finished: nothing changes. The result
+   * says which.
+   *
+   * @example
+   * ```ts
+   * const r = await queue.cancel(id, { abort: true });
+   * if (r.outcome === "finished") console.log("too late: it already ended", r.previousState);
+   * ```
+   */
+  async cancel(id: string, options: { abort?: boolean; delete?: boolean } = {}): Promise<CancelResult> {
+    if (typeof id !== "string" || id === "") {
+      throw new ValidationError("Invalid cancel arguments", [{ field: "id", value: id, message: "must be a non-empty string" }]);
+    }
+    const k = this.keys;
+    const [outcome, prev] = (await scripts.cancel.run(
+      this.#send,
+      [k.stream, k.delayed, k.cancelled, k.events],
+      [k.base, GROUP, id, Date.now(), options.abort ? 1 : 0, options.delete ? 1 : 0, this.#eventsMaxLen, k.abortChannel],
+    )) as [CancelResult["outcome"], string];
+    return prev ? { id, outcome, previousState: prev as JobState } : { id, outcome };
+  }
+
+  /** Closes the connection if this queue opened it (a client passed in is left open). */
+  async close(): Promise<void> {
+    if (this.#owned) await this.#owned.quit().catch(() => this.#owned!.disconnect());
+  }
+}
+
+/** HGETALL replies are flat arrays from raw `call`/`send`, objects from some clients. */
+export function toObject(reply: unknown): Record<string, string> {
+  if (Array.isArray(reply)) {
+    const o: Record<string, string> = {};
+    for (let i = 0; i < reply.length; i += 2) o[String(reply[i])] = String(reply[i + 1]);
+    return o;
+  }
+  if (reply && typeof reply === "object") return reply as Record<string, string>;
+  return {};
+}
+

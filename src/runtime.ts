@@ -1,0 +1,59 @@
+import type { RunSummary, Worker } from "./worker.ts";
+
+/**
+ * What a runtime adapter supplies: the few process facilities the core may not touch itself.
+ * Each adapter (adapters/bun.ts, deno.ts, node.ts) implements it in a few lines.
+ */
+export interface RuntimeHooks {
+  /** "bun", "deno" or "node". */
+  runtime: string;
+  host: string;
+  pid: number;
+  /** Calls `handler` on each delivery of `signal`; returns a function that removes it. */
+  onSignal(signal: "SIGINT" | "SIGTERM", handler: () => void): () => void;
+}
+
+/** Exit codes of a worker process. */
+export const EXIT = {
+  /** Stopped; every job it had settled (completed, failed, or interrupted and re-queued). */
+  ok: 0,
+  /** A fatal error. */
+  error: 1,
+  /** Bad command-line arguments. */
+  usage: 2,
+  /** Stopped on a third signal, re-queuing jobs that ignored their abort. */
+  abandoned: 3,
+} as const;
+
+/**
+ * Maps SIGINT and SIGTERM onto a worker's `ShutdownController`: the first signal drains, the
+ * second aborts running jobs (reason `shutdown`), the third re-queues the jobs that still ignore
+ * their signal and lets the worker stop without them. Returns a function that removes the handlers.
+ */
+export function handleSignals(worker: Worker, hooks: RuntimeHooks): () => void {
+  const removers = (["SIGINT", "SIGTERM"] as const).map((sig) =>
+    hooks.onSignal(sig, () => {
+      worker.shutdown.request({ source: sig });
+    })
+  );
+  return () => removers.forEach((r) => r());
+}
+
+/** The exit code a worker process should end with, from its run summary. */
+export function exitCode(summary: RunSummary): number {
+  return summary.abandoned > 0 ? EXIT.abandoned : EXIT.ok;
+}
+
+/**
+ * Runs a worker inside a process: signals handled (unless `installSignalHandlers: false`), and the
+ * exit code worked out. Adapters wrap it as `runWorker(options)`.
+ */
+export async function runWorkerIn(worker: Worker, hooks: RuntimeHooks, options: { signal?: AbortSignal } = {}): Promise<{ summary: RunSummary; code: number }> {
+  const remove = worker.options.installSignalHandlers === false ? () => {} : handleSignals(worker, hooks);
+  try {
+    const summary = await worker.run({ signal: options.signal });
+    return { summary, code: exitCode(summary) };
+  } finally {
+    remove();
+  }
+}

@@ -1,0 +1,989 @@
+import { Context, type JobContext } from "./context.ts";
+import { type Duration, parseDuration } from "./duration.ts";
+import type { EndCondition } from "./end-condition.ts";
+import { type AbortReason, JobAborted, UnrecoverableError, ValidationError } from "./errors.ts";
+import { safeJson, storeError, type StoredError } from "./job.ts";
+import { globalKeys, GROUP, type QueueKeys, queueKeys } from "./keys.ts";
+import { ACTIVATE, CHECK, FINISH_AND_FETCH, PROMOTE, RECOVER, RELEASE_CONSUMER } from "./lua.ts";
+import { backoffDelay, DEFAULT_BACKOFF, type StoredOptions } from "./options.ts";
+import { checkQueueName } from "./queue.ts";
+import { connect, duplicate, type IORedis, isIORedis, Script, type Send, toSend } from "./redis.ts";
+import { type Phase, ShutdownController } from "./shutdown.ts";
+
+/** A job handler: `async (data, ctx) => result`. The result is stored as JSON. */
+// deno-lint-ignore no-explicit-any
+export type Handler<D = any, R = unknown> = (data: D, ctx: JobContext) => R | Promise<R>;
+
+/** A task with its own settings. */
+export interface TaskDefinition<D = unknown, R = unknown> {
+  handler: Handler<D, R>;
+  /** Abort each attempt (reason `timeout`) after this long; a job's own `timeout` wins. */
+  timeout?: Duration;
+  /** While it holds, running jobs of this task abort with reason `end-condition`. */
+  endCondition?: EndCondition;
+}
+
+/** Tasks by name: a handler, or a handler with settings. */
+// deno-lint-ignore no-explicit-any
+export type Tasks = Record<string, Handler<any, any> | TaskDefinition<any, any>>;
+
+/** How long finished jobs are kept. `count`: the newest N; `age`: no older than this. */
+export interface RetentionPolicy {
+  count?: number;
+  age?: Duration;
+}
+
+/** One lifecycle log line of a worker. */
+export interface LogEntry {
+  level: "info" | "warn" | "error";
+  /** started, draining, aborting, job-interrupted, job-abandoned, stopped, error, … */
+  event: string;
+  message: string;
+  [field: string]: unknown;
+}
+
+/** Options of `new Worker()`. Durations are milliseconds or strings such as "10s". */
+export interface WorkerOptions {
+  /** The tasks this worker runs, by name. */
+  tasks: Tasks;
+  /** A `redis://` URL or an ioredis client (the worker duplicates it for its blocking reads). @default "redis://127.0.0.1:6379" */
+  redis?: string | IORedis;
+  /** Key prefix. @default "sluice" */
+  prefix?: string;
+  /** Queues in priority order: a job of an earlier queue is always taken first. @default ["default"] */
+  queues?: string[];
+  /** Jobs run at once, at most. @default 10 */
+  concurrency?: number;
+  /** Default attempt timeout for tasks without one. @default none */
+  timeout?: Duration;
+  /** A job whose worker has not heartbeated for this long is recovered by another worker. @default "30s" */
+  stalledTimeout?: Duration;
+  /** How often a worker refreshes its jobs and looks for stalled ones. Must be under half of `stalledTimeout`. @default stalledTimeout / 6, at most 5s */
+  heartbeatInterval?: Duration;
+  /** Recoveries of one job after which it fails instead. @default 1 */
+  maxStalled?: number;
+  /** In the graceful phase, abort running jobs (reason `shutdown`) once this has elapsed. @default none: wait for them */
+  shutdownGracefulTimeout?: Duration;
+  /** `false`: drain mode — stop once the queues have no ready job and nothing runs. @default true */
+  wait?: boolean;
+  /** Stop (gracefully) after fetching this many jobs. @default unlimited */
+  maxJobs?: number;
+  /** How often due delayed jobs and retries are moved to their stream, at the latest. @default "500ms" */
+  promoteInterval?: Duration;
+  /** How often to poll for abort requests a missed pub/sub message would have delivered. @default "1s" */
+  abortPollInterval?: Duration;
+  /** How often end conditions are checked. @default "1s" */
+  endConditionInterval?: Duration;
+  /** How long one blocking read waits before it is re-issued. @default "5s" */
+  blockTimeout?: Duration;
+  /** Retention of finished jobs. @default { completed: { count: 1000, age: "1 day" }, failed: {} (keep all) } */
+  retention?: { completed?: RetentionPolicy; failed?: RetentionPolicy };
+  /** Length the events stream is capped at; 0 turns events off. @default 10000 */
+  eventsMaxLen?: number;
+  /** Install OS signal handlers (used by the runtime adapters). @default true */
+  installSignalHandlers?: boolean;
+  /** This worker's id (its consumer name). @default "<host>-<random>" */
+  id?: string;
+  /** Shown in the worker registry and the admin app; adapters fill it. */
+  identity?: { host?: string; pid?: number; runtime?: string };
+  /** Receives lifecycle logs. @default none */
+  logger?: (entry: LogEntry) => void;
+}
+
+/** Options of `Worker.run`. */
+export interface RunOptions {
+  /** Aborting it starts a graceful stop. */
+  signal?: AbortSignal;
+  /** Aborting it starts (or escalates to) a hard stop. */
+  hardSignal?: AbortSignal;
+}
+
+/** What `run()` resolves with. */
+export interface RunSummary {
+  /** Jobs this worker completed. */
+  completed: number;
+  /** Jobs that failed for good (attempts exhausted or unrecoverable). */
+  failed: number;
+  /** Failed attempts that were scheduled for a retry. */
+  retried: number;
+  /** Jobs aborted at a user's request. */
+  aborted: number;
+  /** Jobs stopped by a hard shutdown and re-queued, their attempt not counted. */
+  interrupted: number;
+  /** Jobs that ignored their abort and were re-queued when the worker was told to stop without them. */
+  abandoned: number;
+  /** Jobs found reclaimed by another worker; nothing was written for them. */
+  lost: number;
+  /** Stalled jobs of other workers this worker recovered. */
+  recovered: number;
+  /** Milliseconds from run() to stopped. */
+  durationMs: number;
+}
+
+/** Detail of a worker's job events. */
+export interface JobEventDetail {
+  job: Context["job"];
+  result?: unknown;
+  error?: unknown;
+  abortReason?: AbortReason;
+}
+
+interface QueueState {
+  name: string;
+  keys: QueueKeys;
+  outcomes: Outcome[];
+}
+
+interface Running {
+  key: string;
+  q: QueueState;
+  id: string;
+  token: string;
+  ctx: Context;
+  opts: StoredOptions;
+  timer?: ReturnType<typeof setTimeout>;
+  task?: TaskDefinition;
+  settled: boolean;
+  lost: boolean;
+}
+
+type OutcomeKind = "c" | "f" | "a" | "r" | "i";
+interface Outcome {
+  r: Running;
+  kind: OutcomeKind;
+  payload: string;
+  retryAt: number;
+  value?: unknown;
+  error?: unknown;
+  /** Re-queued because the worker stopped without waiting for it (counted as abandoned). */
+  abandoned?: boolean;
+}
+
+const scripts = {
+  finish: new Script(FINISH_AND_FETCH),
+  activate: new Script(ACTIVATE),
+  check: new Script(CHECK),
+  recover: new Script(RECOVER),
+  promote: new Script(PROMOTE),
+  release: new Script(RELEASE_CONSUMER),
+};
+
+const ONE_DAY = 86_400_000;
+
+function intOption(value: unknown, field: string, min: number): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
+    throw new ValidationError("Invalid worker options", [{ field, value, message: `must be an integer >= ${min}` }]);
+  }
+  return value;
+}
+
+function durationOption(value: unknown, field: string): number {
+  try {
+    return parseDuration(value, field);
+  } catch (e) {
+    throw new ValidationError("Invalid worker options", [{ field, value, message: (e as Error).message.split(":")[0]!.replace(/^Invalid duration for '[^']+'/, "must be a duration") }]);
+  }
+}
+
+function retention(p: RetentionPolicy | undefined, def: { count: number; age: number }, field: string) {
+  if (p === undefined) return def;
+  if (typeof p !== "object" || p === null) {
+    throw new ValidationError("Invalid worker options", [{ field, value: p, message: "must be { count?, age? }" }]);
+  }
+  return {
+    count: p.count === undefined ? -1 : intOption(p.count, field + ".count", 0),
+    age: p.age === undefined ? -1 : durationOption(p.age, field + ".age"),
+  };
+}
+
+/**
+ * Runs the jobs of one or more queues. Fetches in batches up to `concurrency`, heartbeats its jobs
+ * on one timer, recovers the jobs of workers that died, and stops the way it is asked: see
+ * `ShutdownController` and DESIGN section 3.
+ *
+ * @example
+ * ```ts
+ * const worker = new Worker({
+ *   redis: "redis://localhost:6379",
+ *   queues: ["high", "default"],
+ *   concurrency: 20,
+ *   tasks: { async sendEmail(data, ctx) { await send(data, { signal: ctx.signal }); } },
+ * });
+ * const summary = await worker.run({ signal: AbortSignal.timeout(60_000) });
+ * ```
+ */
+export class Worker extends EventTarget {
+  readonly id: string;
+  readonly shutdown = new ShutdownController();
+  readonly concurrency: number;
+  readonly options: Readonly<WorkerOptions>;
+  readonly #queues: QueueState[];
+  readonly #byName = new Map<string, QueueState>();
+  readonly #tasks = new Map<string, TaskDefinition>();
+  readonly #prefix: string;
+  readonly #timeout: number | undefined;
+  readonly #stalledTimeout: number;
+  readonly #heartbeatInterval: number;
+  readonly #maxStalled: number;
+  readonly #gracefulTimeout: number | undefined;
+  readonly #wait: boolean;
+  readonly #maxJobs: number;
+  readonly #promoteInterval: number;
+  readonly #abortPollInterval: number;
+  readonly #endConditionInterval: number;
+  readonly #blockTimeout: number;
+  readonly #keep: { completed: { count: number; age: number }; failed: { count: number; age: number } };
+  readonly #eventsMaxLen: number;
+
+  #cmd!: IORedis;
+  #send!: Send;
+  #block: IORedis | undefined;
+  #sub: IORedis | undefined;
+  #ownsCmd = false;
+  readonly #running = new Map<string, Running>();
+  #started = 0;
+  #wakePending = false;
+  #wakeResolve: (() => void) | undefined;
+  #blocking = false;
+  /** Passes in flight, the slots they may fill, whether the last fetch found the queues empty. */
+  #inflight = 0;
+  #reserved = 0;
+  #empty = false;
+  #errors = 0;
+  #sideFlush: Promise<void> | undefined;
+  #timers: ReturnType<typeof setTimeout>[] = [];
+  #promoteTimer: ReturnType<typeof setTimeout> | undefined;
+  #nextPromoteAt = Infinity;
+  #runPromise: Promise<RunSummary> | undefined;
+  #listening = new Set<string>();
+  #startedAt = 0;
+  #recoverCursor = new Map<string, string>();
+  readonly #summary: RunSummary = {
+    completed: 0, failed: 0, retried: 0, aborted: 0, interrupted: 0, abandoned: 0, lost: 0, recovered: 0, durationMs: 0,
+  };
+
+  constructor(options: WorkerOptions) {
+    super();
+    if (typeof options !== "object" || options === null) {
+      throw new ValidationError("Invalid worker options", [{ field: "(options)", value: options, message: "must be an object" }]);
+    }
+    this.options = options;
+    this.#prefix = options.prefix ?? "sluice";
+    const queues = options.queues ?? ["default"];
+    if (!Array.isArray(queues) || queues.length === 0) {
+      throw new ValidationError("Invalid worker options", [{ field: "queues", value: queues, message: "must be a non-empty array of queue names" }]);
+    }
+    this.#queues = queues.map((name, i) => {
+      checkQueueName(name, `queues.${i}`);
+      const q = { name, keys: queueKeys(this.#prefix, name), outcomes: [] };
+      this.#byName.set(name, q);
+      return q;
+    });
+    if (typeof options.tasks !== "object" || options.tasks === null) {
+      throw new ValidationError("Invalid worker options", [{ field: "tasks", value: options.tasks, message: "must be an object of task name to handler" }]);
+    }
+    for (const [name, t] of Object.entries(options.tasks)) {
+      const def = typeof t === "function" ? { handler: t } : t;
+      if (typeof def?.handler !== "function") {
+        throw new ValidationError("Invalid worker options", [{ field: `tasks.${name}`, value: t, message: "must be a function or { handler, timeout?, endCondition? }" }]);
+      }
+      if (def.timeout !== undefined) durationOption(def.timeout, `tasks.${name}.timeout`);
+      if (def.endCondition !== undefined && typeof def.endCondition !== "function") {
+        throw new ValidationError("Invalid worker options", [{ field: `tasks.${name}.endCondition`, value: def.endCondition, message: "must be a function (now: Date) => boolean" }]);
+      }
+      this.#tasks.set(name, def);
+    }
+    this.concurrency = intOption(options.concurrency ?? 10, "concurrency", 1);
+    this.#timeout = options.timeout === undefined ? undefined : durationOption(options.timeout, "timeout");
+    this.#stalledTimeout = durationOption(options.stalledTimeout ?? 30_000, "stalledTimeout");
+    this.#heartbeatInterval = options.heartbeatInterval === undefined
+      ? Math.min(5000, Math.max(10, Math.floor(this.#stalledTimeout / 6)))
+      : durationOption(options.heartbeatInterval, "heartbeatInterval");
+    if (this.#heartbeatInterval * 2 > this.#stalledTimeout || this.#heartbeatInterval <= 0) {
+      throw new ValidationError("Invalid worker options", [{
+        field: "heartbeatInterval",
+        value: options.heartbeatInterval ?? this.#heartbeatInterval,
+        message: `must be > 0 and at most half of stalledTimeout (${this.#stalledTimeout} ms), or live jobs could be recovered as stalled`,
+      }]);
+    }
+    this.#maxStalled = intOption(options.maxStalled ?? 1, "maxStalled", 0);
+    this.#gracefulTimeout = options.shutdownGracefulTimeout === undefined ? undefined : durationOption(options.shutdownGracefulTimeout, "shutdownGracefulTimeout");
+    if (options.wait !== undefined && typeof options.wait !== "boolean") {
+      throw new ValidationError("Invalid worker options", [{ field: "wait", value: options.wait, message: "must be a boolean" }]);
+    }
+    this.#wait = options.wait ?? true;
+    this.#maxJobs = options.maxJobs === undefined ? Infinity : intOption(options.maxJobs, "maxJobs", 1);
+    this.#promoteInterval = durationOption(options.promoteInterval ?? 500, "promoteInterval");
+    this.#abortPollInterval = durationOption(options.abortPollInterval ?? 1000, "abortPollInterval");
+    this.#endConditionInterval = durationOption(options.endConditionInterval ?? 1000, "endConditionInterval");
+    this.#blockTimeout = Math.max(1, durationOption(options.blockTimeout ?? 5000, "blockTimeout"));
+    this.#keep = {
+      completed: retention(options.retention?.completed, { count: 1000, age: ONE_DAY }, "retention.completed"),
+      failed: retention(options.retention?.failed, { count: -1, age: -1 }, "retention.failed"),
+    };
+    this.#eventsMaxLen = intOption(options.eventsMaxLen ?? 10_000, "eventsMaxLen", 0);
+    if (options.redis !== undefined && typeof options.redis !== "string" && !isIORedis(options.redis)) {
+      throw new ValidationError("Invalid worker options", [{ field: "redis", value: options.redis, message: "must be a redis:// URL or an ioredis client" }]);
+    }
+    const host = options.identity?.host ?? "worker";
+    this.id = options.id ?? `${host}-${crypto.randomUUID().slice(0, 8)}`;
+  }
+
+  /** The current phase: running, draining, aborting or stopped. */
+  get phase(): Phase {
+    return this.shutdown.phase;
+  }
+
+  /** Ids of the jobs running now, by queue. */
+  get activeJobs(): { queue: string; id: string }[] {
+    return [...this.#running.values()].map((r) => ({ queue: r.q.name, id: r.id }));
+  }
+
+  override addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void {
+    this.#listening.add(type);
+    super.addEventListener(type, listener, options);
+  }
+
+  #emit(type: string, detail: unknown): void {
+    if (this.#listening.has(type)) this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  #log(level: LogEntry["level"], event: string, message: string, fields: Record<string, unknown> = {}): void {
+    this.options.logger?.({ level, event, message, worker: this.id, ...fields });
+  }
+
+  /**
+   * Starts the worker; resolves with a summary once it has stopped. Calling it again returns the
+   * same promise.
+   */
+  run(options: RunOptions = {}): Promise<RunSummary> {
+    this.#runPromise ??= this.#run(options);
+    return this.#runPromise;
+  }
+
+  /**
+   * Asks the worker to stop and resolves once it has. Graceful by default: fetching stops at once
+   * and running jobs finish (up to `shutdownGracefulTimeout`). `{ hard: true }` aborts running jobs
+   * with reason `shutdown`; they are re-queued with their attempt not counted. Calling it again
+   * escalates.
+   */
+  stop(options: { hard?: boolean } = {}): Promise<RunSummary> {
+    this.shutdown.request({ hard: options.hard, source: options.hard ? "stop({ hard: true })" : "stop()" });
+    return this.#runPromise ?? Promise.resolve({ ...this.#summary });
+  }
+
+  /**
+   * Re-queues the jobs still running (they ignored their abort) and stops without waiting for them.
+   * For a process about to exit: their handlers keep running until it does.
+   */
+  abandon(): Promise<RunSummary> {
+    this.shutdown.request({ hard: true, source: "abandon()" });
+    this.shutdown.request({ source: "abandon()" });
+    return this.stop();
+  }
+
+  async #run(options: RunOptions): Promise<RunSummary> {
+    this.#startedAt = Date.now();
+    const redis = this.options.redis ?? "redis://127.0.0.1:6379";
+    if (typeof redis === "string") {
+      this.#cmd = connect(redis);
+      this.#ownsCmd = true;
+    } else {
+      this.#cmd = redis;
+    }
+    this.#send = toSend(this.#cmd);
+    this.#block = duplicate(this.#cmd, { enableAutoPipelining: false });
+
+    const sd = this.shutdown;
+    sd.addEventListener("phase", (e) => this.#onPhase((e as CustomEvent).detail));
+    sd.abandon.addEventListener("abort", () => this.#wake(), { once: true });
+    if (options.signal) {
+      if (options.signal.aborted) sd.request({ source: "signal" });
+      else options.signal.addEventListener("abort", () => sd.request({ source: "signal" }), { once: true });
+    }
+    if (options.hardSignal) {
+      const hard = () => sd.request({ hard: true, source: "hardSignal" });
+      if (options.hardSignal.aborted) hard();
+      else options.hardSignal.addEventListener("abort", hard, { once: true });
+    }
+
+    try {
+      for (const q of this.#queues) {
+        await this.#send("XGROUP", ["CREATE", q.keys.stream, GROUP, "0", "MKSTREAM"]).catch((e) => {
+          if (!String(e?.message).includes("BUSYGROUP")) throw e;
+        });
+      }
+      await this.#subscribe();
+      await this.#register();
+    } catch (e) {
+      this.#log("error", "error", `worker could not start: ${(e as Error).message}`);
+      await this.#close();
+      throw e;
+    }
+    this.#log("info", "started", `worker ${this.id} started`, {
+      queues: this.#queues.map((q) => q.name), concurrency: this.concurrency,
+    });
+    this.#startTimers();
+    if (sd.phase !== "running") this.#onPhase({ phase: sd.phase, previous: "running", source: "signal" });
+    try {
+      await this.#promoteAll();
+      await this.#pump();
+    } finally {
+      for (const t of this.#timers) clearInterval(t);
+      clearTimeout(this.#promoteTimer);
+      await this.#sideFlush;
+      await this.#releaseConsumers();
+      await this.#unregister();
+      await this.#close();
+      this.#summary.durationMs = Date.now() - this.#startedAt;
+      sd.markStopped();
+      this.#log("info", "stopped", `worker ${this.id} stopped`, { ...this.#summary });
+    }
+    return { ...this.#summary };
+  }
+
+  #onPhase(detail: { phase: Phase; previous: Phase; source: string }): void {
+    const { phase, source } = detail;
+    this.#emit("phase", detail);
+    if (phase === "draining") {
+      this.#log("info", "draining", `draining (${source}): no new jobs; ${this.#running.size} running`, { source, running: this.#running.size });
+      // a blocked XREADGROUP must not delay the stop: drop its connection. Anything the server
+      // delivered on it meanwhile stays in this consumer's pending list and is released at stop.
+      this.#block?.disconnect();
+      if (this.#gracefulTimeout !== undefined) {
+        const t = setTimeout(() => this.shutdown.escalate("shutdownGracefulTimeout"), this.#gracefulTimeout);
+        this.#timers.push(t);
+      }
+    } else if (phase === "aborting") {
+      this.#log("warn", "aborting", `aborting ${this.#running.size} running job(s) (${source})`, { source, running: this.#running.size });
+      for (const r of this.#running.values()) this.#abortJob(r, "shutdown");
+    }
+    this.#wake();
+  }
+
+  // ---- the pump: one loop that flushes outcomes and fetches, one round trip per queue per pass
+
+  #wake(): void {
+    const r = this.#wakeResolve;
+    if (r) {
+      this.#wakeResolve = undefined;
+      r();
+    } else {
+      this.#wakePending = true;
+    }
+  }
+
+  #sleep(): Promise<void> {
+    if (this.#wakePending) {
+      this.#wakePending = false;
+      return Promise.resolve();
+    }
+    return new Promise((r) => (this.#wakeResolve = r));
+  }
+
+  #hasOutcomes(): boolean {
+    for (const q of this.#queues) if (q.outcomes.length > 0) return true;
+    return false;
+  }
+
+  #free(): number {
+    if (this.shutdown.phase !== "running") return 0;
+    const slots = this.concurrency - this.#running.size - this.#reserved;
+    return Math.max(0, Math.min(slots, this.#maxJobs - this.#started - this.#reserved));
+  }
+
+  /**
+   * The main loop. A pass flushes the queues' outcomes and fetches ready jobs in one script per
+   * queue, in priority order. Two passes may be in flight, each fetching up to half the
+   * concurrency, so the handlers of one batch run while Redis works on the next: the client and
+   * the server overlap instead of waiting on each other. When no queue has a ready job, the loop
+   * waits in a blocking read (outcomes are then flushed aside).
+   */
+  async #pump(): Promise<void> {
+    const batch = Math.max(1, Math.ceil(this.concurrency / 2));
+    while (true) {
+      if (this.shutdown.abandon.aborted) this.#abandonAll();
+      if (this.shutdown.phase !== "running" && this.#running.size === 0 && !this.#hasOutcomes() && this.#inflight === 0) break;
+      this.#wakePending = false;
+      if (this.#errors > 0 && this.#inflight === 0) {
+        await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** Math.min(this.#errors, 6))));
+      }
+      const free = this.#free();
+      const want = this.#empty ? 0 : Math.min(free, batch);
+      if (this.#inflight < 2 && (want > 0 || this.#hasOutcomes())) {
+        this.#pass(want);
+        continue;
+      }
+      if (free > 0 && this.#empty && this.#inflight === 0 && !this.#hasOutcomes()) {
+        // nothing ready in any queue
+        if (!this.#wait && this.#running.size === 0) {
+          this.shutdown.request({ source: "drained" });
+          continue;
+        }
+        try {
+          await this.#blockingRead(free);
+          this.#errors = 0;
+        } catch (e) {
+          this.#failed(e);
+        }
+        this.#empty = false;
+        continue;
+      }
+      await this.#sleep();
+    }
+  }
+
+  /** One pass over the queues, not awaited by the loop; it wakes the loop when done. */
+  #pass(want: number): void {
+    this.#inflight++;
+    this.#reserved += want;
+    (async () => {
+      let fetched = 0;
+      try {
+        for (const q of this.#queues) {
+          const n = want - fetched;
+          if (q.outcomes.length === 0 && n <= 0) continue;
+          fetched += await this.#finishAndFetch(q, n);
+        }
+        this.#errors = 0;
+        if (want > 0 && fetched < want) this.#empty = true;
+      } catch (e) {
+        this.#failed(e);
+      } finally {
+        this.#reserved -= want;
+        this.#inflight--;
+        this.#wake();
+      }
+    })();
+  }
+
+  #failed(e: unknown): void {
+    this.#errors++;
+    this.#emit("error", e);
+    this.#log("error", "error", `redis error: ${(e as Error).message}`);
+  }
+
+  /** Flushes `q`'s outcomes and fetches up to `want` jobs in one script. Returns jobs started. */
+  async #finishAndFetch(q: QueueState, want: number): Promise<number> {
+    const outs = q.outcomes.splice(0);
+    const k = q.keys;
+    const argv: (string | number)[] = [
+      k.base, GROUP, this.id, Date.now(), want, crypto.randomUUID().slice(0, 8) + ":",
+      this.#keep.completed.count, this.#keep.completed.age, this.#keep.failed.count, this.#keep.failed.age,
+      this.#eventsMaxLen, outs.length,
+    ];
+    for (const o of outs) argv.push(o.r.id, o.r.token, o.kind, o.payload, o.retryAt);
+    let reply: unknown[];
+    try {
+      reply = (await scripts.finish.run(this.#send, [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events], argv)) as unknown[];
+    } catch (e) {
+      q.outcomes.unshift(...outs); // try them again; a repeat of an applied outcome is fenced out
+      throw e;
+    }
+    const flags = reply[0] as string;
+    for (let i = 0; i < outs.length; i++) this.#reported(outs[i]!, flags[i] === "1");
+    for (let i = 1; i < reply.length; i++) this.#startJob(q, reply[i] as string);
+    return reply.length - 1;
+  }
+
+  /** While the pump is blocked on a read, outcomes are flushed on the command connection. */
+  #flushAside(): void {
+    if (this.#sideFlush || !this.#blocking) return;
+    this.#sideFlush = (async () => {
+      try {
+        while (this.#blocking && this.#hasOutcomes()) {
+          for (const q of this.#queues) if (q.outcomes.length > 0) await this.#finishAndFetch(q, 0);
+        }
+      } catch (e) {
+        this.#emit("error", e);
+        this.#log("error", "error", `redis error: ${(e as Error).message}`);
+      } finally {
+        this.#sideFlush = undefined;
+        this.#wake();
+      }
+    })();
+  }
+
+  async #blockingRead(free: number): Promise<void> {
+    const block = this.#block;
+    if (!block || this.shutdown.graceful.aborted) return;
+    const isCluster = "nodes" in block && typeof (block as { nodes?: unknown }).nodes === "function";
+    // one XREADGROUP over all streams where they can share it (not across cluster slots)
+    const qs = isCluster && this.#queues.length > 1 ? [this.#queues[this.#started % this.#queues.length]!] : this.#queues;
+    const count = qs.length === 1 ? free : 1;
+    const blockMs = isCluster && this.#queues.length > 1 ? Math.min(this.#blockTimeout, 250) : this.#blockTimeout;
+    this.#blocking = true;
+    this.#flushAside();
+    let reply: unknown;
+    try {
+      reply = (await block.call(
+        "XREADGROUP", "GROUP", GROUP, this.id, "COUNT", count, "BLOCK", blockMs,
+        "STREAMS", ...qs.map((q) => q.keys.stream), ...qs.map(() => ">"),
+      ));
+    } catch (e) {
+      if (this.shutdown.graceful.aborted) return; // the connection was dropped to stop fetching
+      throw e;
+    } finally {
+      this.#blocking = false;
+    }
+    if (!reply) return;
+    let room = this.#free();
+    for (const [stream, entries] of streamEntries(reply)) {
+      const q = this.#queues.find((x) => x.keys.stream === stream)!;
+      const argv: (string | number)[] = [q.keys.base, GROUP, this.id, Date.now(), crypto.randomUUID().slice(0, 8) + ":", room];
+      for (const [sid, fields] of entries) argv.push(sid, fields[1]!);
+      const rows = (await scripts.activate.run(this.#send, [q.keys.stream], argv)) as string[];
+      for (const row of rows) this.#startJob(q, row);
+      room -= rows.length;
+    }
+  }
+
+  // ---- jobs
+
+  /** Starts a job from a fetched row: id sid token attempt name data opts max created stalls, NUL-joined. */
+  #startJob(q: QueueState, row: string): void {
+    const [id, , token, attempt, name, data, opts, max, created, stalls] = row.split("\0");
+    const job = {
+      id: id!, name: name!, queue: q.name, attempt: Number(attempt), maxAttempts: Number(max),
+      createdAt: Number(created), stalls: Number(stalls ?? 0),
+    };
+    const key = q.name + "\u0000" + id;
+    const ctx = new Context(job, this.id, (value) => this.#progress(q, id!, token!, value));
+    let parsedOpts: StoredOptions;
+    try {
+      parsedOpts = JSON.parse(opts!);
+    } catch {
+      parsedOpts = {};
+    }
+    const r: Running = { key, q, id: id!, token: token!, ctx, opts: parsedOpts, settled: false, lost: false, task: this.#tasks.get(name!) };
+    this.#running.set(key, r);
+    this.#started++;
+    if (this.#started >= this.#maxJobs && this.shutdown.phase === "running") {
+      queueMicrotask(() => this.shutdown.request({ source: "maxJobs" }));
+    }
+    this.#emit("active", { job });
+    if (!r.task) {
+      this.#settle(r, false, new UnrecoverableError(`no handler for task '${name}' on worker ${this.id}`));
+      return;
+    }
+    const timeout = parsedOpts.timeout ?? (r.task.timeout !== undefined ? parseDuration(r.task.timeout) : this.#timeout);
+    if (timeout !== undefined) r.timer = setTimeout(() => this.#abortJob(r, "timeout"), timeout);
+    let p: unknown;
+    try {
+      p = r.task.handler(JSON.parse(data!), ctx);
+    } catch (e) {
+      this.#settle(r, false, e);
+      return;
+    }
+    if (p instanceof Promise) p.then((v) => this.#settle(r, true, v), (e) => this.#settle(r, false, e));
+    else queueMicrotask(() => this.#settle(r, true, p));
+  }
+
+  #abortJob(r: Running, reason: AbortReason): void {
+    if (r.settled) return;
+    if (r.ctx.abort(reason)) {
+      this.#log(reason === "user" || reason === "shutdown" ? "info" : "warn", "job-abort", `job ${r.id} aborted: ${reason}`, { job: r.id, queue: r.q.name, reason });
+    }
+  }
+
+  #settle(r: Running, ok: boolean, value: unknown): void {
+    if (r.settled) return;
+    r.settled = true;
+    if (r.timer !== undefined) clearTimeout(r.timer);
+    this.#running.delete(r.key);
+    if (r.lost) {
+      this.#summary.lost++;
+      this.#emit("lost", { job: r.ctx.job });
+      this.#wake();
+      return;
+    }
+    let o: Outcome;
+    if (ok) {
+      const payload = value === undefined ? "null" : safeJson(value);
+      if (payload === undefined) {
+        o = this.#failure(r, new UnrecoverableError(`result of job ${r.id} is not JSON-serialisable`));
+      } else {
+        o = { r, kind: "c", payload, retryAt: 0, value };
+      }
+    } else {
+      o = this.#failure(r, value);
+    }
+    r.q.outcomes.push(o);
+    if (this.#blocking) this.#flushAside();
+    this.#wake();
+  }
+
+  #failure(r: Running, error: unknown): Outcome {
+    const reason = r.ctx.abortReason;
+    const payload = storeError(error, reason);
+    if (reason === "user") return { r, kind: "a", payload, retryAt: 0, error };
+    if (reason === "shutdown") return { r, kind: "i", payload, retryAt: 0, error };
+    const job = r.ctx.job;
+    if (UnrecoverableError.is(error) || job.attempt >= job.maxAttempts) return { r, kind: "f", payload, retryAt: 0, error };
+    const delay = backoffDelay(r.opts.backoff ?? { ...DEFAULT_BACKOFF }, job.attempt);
+    const retryAt = Date.now() + delay;
+    if (delay > 0) this.#schedulePromote(retryAt);
+    return { r, kind: "r", payload, retryAt, error };
+  }
+
+  /** After the outcome's script ran: count it and tell listeners. */
+  #reported(o: Outcome, accepted: boolean): void {
+    const job = o.r.ctx.job;
+    if (!accepted) {
+      this.#summary.lost++;
+      this.#emit("lost", { job });
+      return;
+    }
+    const s = this.#summary;
+    switch (o.kind) {
+      case "c":
+        s.completed++;
+        this.#emit("completed", { job, result: o.value });
+        break;
+      case "f":
+        s.failed++;
+        this.#emit("failed", { job, error: o.error, abortReason: o.r.ctx.abortReason });
+        break;
+      case "a":
+        s.aborted++;
+        this.#emit("aborted", { job, error: o.error, abortReason: "user" });
+        break;
+      case "r":
+        s.retried++;
+        this.#emit("retrying", { job, error: o.error, abortReason: o.r.ctx.abortReason, retryAt: o.retryAt });
+        break;
+      case "i":
+        if (o.abandoned) break;
+        s.interrupted++;
+        this.#log("info", "job-interrupted", `job ${job.id} interrupted and re-queued (attempt ${job.attempt} not counted)`, { job: job.id, queue: job.queue });
+        this.#emit("interrupted", { job, error: o.error, abortReason: "shutdown" });
+        break;
+    }
+  }
+
+  #abandonAll(): void {
+    for (const r of [...this.#running.values()]) {
+      r.settled = true;
+      if (r.timer !== undefined) clearTimeout(r.timer);
+      this.#running.delete(r.key);
+      this.#summary.abandoned++;
+      this.#log("warn", "job-abandoned", `job ${r.id} ignored its abort; re-queued and left behind`, { job: r.id, queue: r.q.name });
+      r.q.outcomes.push({ r, kind: "i", payload: storeError(new JobAborted("shutdown", "abandoned at shutdown"), "shutdown"), retryAt: 0, abandoned: true });
+    }
+  }
+
+  async #progress(q: QueueState, id: string, token: string, value: unknown): Promise<void> {
+    const payload = safeJson(value);
+    if (payload === undefined) throw new TypeError(`progress of job ${id} must be JSON-serialisable`);
+    const r = this.#running.get(q.name + "\u0000" + id);
+    if (!r || r.token !== token) return; // the attempt is over: its progress no longer matters
+    await this.#send("HSET", [q.keys.job(id), "progress", payload]);
+  }
+
+  // ---- timers: one heartbeat (with stalled recovery and registry), promotion, abort poll, end conditions
+
+  #startTimers(): void {
+    const every = (ms: number, fn: () => Promise<void> | void) => {
+      let busy = false;
+      const t = setInterval(async () => {
+        if (busy) return;
+        busy = true;
+        try {
+          await fn();
+        } catch (e) {
+          this.#emit("error", e);
+          this.#log("error", "error", `${(e as Error).message}`);
+        } finally {
+          busy = false;
+        }
+      }, ms);
+      this.#timers.push(t);
+    };
+    every(this.#heartbeatInterval, async () => {
+      await this.#check(true);
+      if (this.shutdown.phase === "running") await this.#recover();
+      await this.#register();
+    });
+    every(this.#abortPollInterval, () => this.#check(false));
+    if ([...this.#tasks.values()].some((t) => t.endCondition)) {
+      every(this.#endConditionInterval, () => {
+        const now = new Date();
+        for (const r of this.#running.values()) {
+          if (r.task?.endCondition?.(now)) this.#abortJob(r, "end-condition");
+        }
+      });
+    }
+    every(this.#promoteInterval, () => this.#promoteAll());
+  }
+
+  async #check(claim: boolean): Promise<void> {
+    const byQueue = new Map<QueueState, Running[]>();
+    for (const r of this.#running.values()) {
+      if (r.settled) continue;
+      let list = byQueue.get(r.q);
+      if (!list) byQueue.set(r.q, (list = []));
+      list.push(r);
+    }
+    for (const [q, list] of byQueue) {
+      const argv: (string | number)[] = [q.keys.base, GROUP, this.id, claim ? 1 : 0];
+      for (const r of list) argv.push(r.id, r.token);
+      const flags = (await scripts.check.run(this.#send, [q.keys.stream], argv)) as number[];
+      list.forEach((r, i) => {
+        if (flags[i] === 1 && !r.settled) {
+          r.lost = true;
+          this.#log("warn", "job-lost", `job ${r.id} was reclaimed by another worker; aborting it here`, { job: r.id, queue: q.name });
+          this.#abortJob(r, "lost");
+        } else if (flags[i] === 2) {
+          this.#abortJob(r, "user");
+        }
+      });
+    }
+  }
+
+  async #recover(): Promise<void> {
+    for (const q of this.#queues) {
+      let cursor = this.#recoverCursor.get(q.name) ?? "0-0";
+      for (let step = 0; step < 10; step++) {
+        const k = q.keys;
+        const [next, recovered, failed] = (await scripts.recover.run(this.#send, [k.stream, k.failed, k.events], [
+          k.base, GROUP, this.id, Date.now(), this.#stalledTimeout, cursor, 100, this.#maxStalled, this.#eventsMaxLen,
+        ])) as [string, string[], string[]];
+        for (const id of recovered) {
+          this.#summary.recovered++;
+          this.#log("warn", "job-stalled", `recovered stalled job ${id}; re-queued`, { job: id, queue: q.name });
+          this.#emit("stalled", { id, queue: q.name, failed: false });
+        }
+        for (const id of failed) {
+          this.#log("warn", "job-stalled", `job ${id} stalled more than ${this.#maxStalled} time(s); failed`, { job: id, queue: q.name });
+          this.#emit("stalled", { id, queue: q.name, failed: true });
+        }
+        cursor = next;
+        if (cursor === "0-0") break;
+      }
+      this.#recoverCursor.set(q.name, cursor);
+    }
+  }
+
+  async #promoteAll(): Promise<void> {
+    let next = Infinity;
+    for (const q of this.#queues) {
+      const [, due] = (await scripts.promote.run(this.#send, [q.keys.stream, q.keys.delayed, q.keys.events], [
+        q.keys.base, Date.now(), 1000, this.#eventsMaxLen,
+      ])) as [number, string];
+      const d = Number(due);
+      if (d >= 0) next = Math.min(next, d);
+    }
+    this.#nextPromoteAt = Infinity;
+    if (next !== Infinity) this.#schedulePromote(next);
+  }
+
+  /** Promotes again at `at` when that is before the next promotion already planned. */
+  #schedulePromote(at: number): void {
+    if (at >= this.#nextPromoteAt || this.shutdown.phase === "stopped") return;
+    const wait = at - Date.now();
+    if (wait > this.#promoteInterval) return; // the regular interval comes first
+    this.#nextPromoteAt = at;
+    clearTimeout(this.#promoteTimer);
+    this.#promoteTimer = setTimeout(() => {
+      this.#nextPromoteAt = Infinity;
+      this.#promoteAll().catch((e) => this.#emit("error", e));
+    }, Math.max(0, wait));
+  }
+
+  // ---- connections, subscription, registry
+
+  async #subscribe(): Promise<void> {
+    const sub = duplicate(this.#cmd);
+    this.#sub = sub;
+    const control = globalKeys(this.#prefix).control;
+    sub.on("message", (channel: string, message: string) => {
+      if (channel === control) return this.#onControl(message);
+      const q = this.#queues.find((x) => x.keys.abortChannel === channel);
+      const r = q && this.#running.get(q.name + "\u0000" + message);
+      if (r) this.#abortJob(r, "user");
+    });
+    await sub.subscribe(control, ...this.#queues.map((q) => q.keys.abortChannel));
+  }
+
+  #onControl(message: string): void {
+    let m: { action?: string; worker?: string; queue?: string; hard?: boolean };
+    try {
+      m = JSON.parse(message);
+    } catch {
+      return;
+    }
+    if (m.action !== "shutdown") return;
+    const forMe = m.worker === this.id || (m.queue !== undefined && this.#byName.has(m.queue)) || (m.worker === undefined && m.queue === undefined);
+    if (!forMe) return;
+    this.#log("info", "remote-shutdown", `remote ${m.hard ? "hard" : "graceful"} shutdown requested`);
+    this.shutdown.request({ hard: !!m.hard, source: "remote" });
+  }
+
+  async #register(): Promise<void> {
+    const g = globalKeys(this.#prefix);
+    const now = Date.now();
+    const info = {
+      id: this.id,
+      host: this.options.identity?.host ?? "",
+      pid: this.options.identity?.pid ?? 0,
+      runtime: this.options.identity?.runtime ?? "",
+      queues: this.#queues.map((q) => q.name),
+      concurrency: this.concurrency,
+      phase: this.shutdown.phase,
+      startedAt: this.#startedAt,
+      heartbeatAt: now,
+      active: this.activeJobs,
+    };
+    const ttl = Math.max(this.#stalledTimeout, this.#heartbeatInterval * 3);
+    await Promise.all([
+      this.#send("ZADD", [g.workers, now, this.id]),
+      this.#send("SET", [g.worker(this.id), JSON.stringify(info), "PX", ttl]),
+    ]);
+  }
+
+  async #unregister(): Promise<void> {
+    const g = globalKeys(this.#prefix);
+    await Promise.all([this.#send("ZREM", [g.workers, this.id]), this.#send("DEL", [g.worker(this.id)])]).catch(() => {});
+  }
+
+  async #releaseConsumers(): Promise<void> {
+    for (const q of this.#queues) {
+      try {
+        const left = await scripts.release.run(this.#send, [q.keys.stream], [q.keys.base, GROUP, this.id]);
+        if (Number(left) > 0) {
+          this.#log("warn", "stopped", `consumer kept on ${q.name}: it still owns ${left} pending job(s), recoverable after stalledTimeout`);
+        }
+      } catch (e) {
+        this.#emit("error", e);
+      }
+    }
+  }
+
+  async #close(): Promise<void> {
+    this.#block?.disconnect();
+    this.#sub?.disconnect();
+    if (this.#ownsCmd) await this.#cmd.quit().catch(() => this.#cmd.disconnect());
+  }
+}
+
+export type { StoredError };
+
+type Entry = [string, string[]];
+
+/**
+ * The streams of an XREAD/XREADGROUP reply: RESP2 gives `[[stream, entries], …]`, RESP3 a map
+ * that clients hand over as `[stream, entries, stream, entries, …]` (or as an object).
+ */
+export function streamEntries(reply: unknown): [string, Entry[]][] {
+  if (!reply) return [];
+  if (Array.isArray(reply)) {
+    if (reply.length > 0 && typeof reply[0] === "string") {
+      const out: [string, Entry[]][] = [];
+      for (let i = 0; i < reply.length; i += 2) out.push([reply[i] as string, reply[i + 1] as Entry[]]);
+      return out;
+    }
+    return reply as [string, Entry[]][];
+  }
+  if (typeof reply === "object") return Object.entries(reply as Record<string, Entry[]>);
+  return [];
+}

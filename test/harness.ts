@@ -1,0 +1,151 @@
+/**
+ * Test harness: a throwaway `redis-server` on a free port (or the server at REDIS_URL), helpers to
+ * wait for conditions, and to spawn worker processes under Bun, Deno and Node.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { Redis } from "ioredis";
+
+export const ROOT = resolve(import.meta.dir, "..");
+export const BIN = join(ROOT, "node_modules", ".bin");
+
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", rej);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => res(port));
+    });
+  });
+}
+
+export interface RedisServer {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** Starts `redis-server` on a free port with no persistence; resolves once it answers PING. */
+export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "sluice-redis-"));
+  const proc = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, ...extraArgs], {
+    stdio: "ignore",
+  });
+  const url = `redis://127.0.0.1:${port}`;
+  const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => 50, maxRetriesPerRequest: null });
+  probe.on("error", () => {});
+  const until = Date.now() + 10_000;
+  while (true) {
+    try {
+      await probe.connect().catch(() => {});
+      if ((await probe.ping()) === "PONG") break;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > until) throw new Error(`redis-server did not start on port ${port}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  probe.disconnect();
+  return {
+    url,
+    port,
+    async stop() {
+      proc.kill("SIGKILL");
+      await new Promise((r) => proc.once("exit", r));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The Redis every test uses: set by test/setup.ts. */
+export function redisUrl(): string {
+  const url = process.env.SLUICE_TEST_REDIS_URL;
+  if (!url) throw new Error("SLUICE_TEST_REDIS_URL is not set: run the tests with `bun test` (test/setup.ts starts Redis)");
+  return url;
+}
+
+/** A fresh key prefix, so tests never see each other's keys. */
+export function uniquePrefix(name = "t"): string {
+  return `${name}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/** A plain ioredis client on the test server; disconnect it at the end of the test. */
+export function client(): Redis {
+  return new Redis(redisUrl(), { maxRetriesPerRequest: null });
+}
+
+/** Polls `fn` until it returns a truthy value, or throws after `timeout` ms with `what` in the message. */
+export async function waitFor<T>(fn: () => T | Promise<T>, what: string, timeout = 10_000, every = 20): Promise<NonNullable<T>> {
+  const until = Date.now() + timeout;
+  let last: unknown;
+  while (Date.now() < until) {
+    try {
+      const v = await fn();
+      if (v) return v as NonNullable<T>;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, every));
+  }
+  throw new Error(`timed out after ${timeout} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+}
+
+export type Runtime = "bun" | "deno" | "node";
+export const RUNTIMES: Runtime[] = ["bun", "deno", "node"];
+
+/** The command line that runs a TypeScript file under a runtime, as the README gives it. */
+export function runtimeCommand(runtime: Runtime, file: string, args: string[] = []): [string, string[]] {
+  switch (runtime) {
+    case "bun":
+      return [join(BIN, "bun"), ["run", file, ...args]];
+    case "deno":
+      return [join(BIN, "deno"), ["run", "-A", file, ...args]];
+    case "node":
+      return [process.execPath === join(BIN, "bun") || process.versions.bun ? "node" : process.execPath, ["--import", "tsx", file, ...args]];
+  }
+}
+
+export interface Spawned {
+  proc: ChildProcess;
+  /** Everything written to stdout so far. */
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with the exit code (or the signal name) once the process has exited. */
+  exited: Promise<number | string>;
+  /** Resolves with the first stdout line matching `pattern` (JSON lines are parsed). */
+  line(pattern: RegExp, timeout?: number): Promise<string>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/** Spawns a TypeScript file under a runtime with the repository as working directory. */
+export function spawnTs(runtime: Runtime, file: string, args: string[] = [], env: Record<string, string> = {}): Spawned {
+  const [cmd, argv] = runtimeCommand(runtime, file, args);
+  const proc = spawn(cmd, argv, {
+    cwd: ROOT,
+    env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  proc.stdout!.on("data", (d) => (out += d));
+  proc.stderr!.on("data", (d) => (err += d));
+  const exited = new Promise<number | string>((r) => proc.once("exit", (code, sig) => r(code ?? sig ?? -1)));
+  return {
+    proc,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    async line(pattern, timeout = 30_000) {
+      return await waitFor(() => out.split("\n").find((l) => pattern.test(l)), `a line matching ${pattern} from ${runtime} ${file}\nstdout: ${out}\nstderr: ${err}`, timeout);
+    },
+    kill(signal = "SIGTERM") {
+      proc.kill(signal);
+    },
+  };
+}

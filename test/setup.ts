@@ -1,0 +1,27 @@
+/**
+ * Preloaded by `bun test` (bunfig.toml): starts one throwaway redis-server for the whole run, or
+ * uses REDIS_URL when it is set. Tests isolate themselves by key prefix.
+ */
+import { afterAll, beforeEach } from "bun:test";
+import { Redis } from "ioredis";
+import { startRedis } from "./harness.ts";
+
+if (process.env.REDIS_URL) {
+  process.env.SLUICE_TEST_REDIS_URL = process.env.REDIS_URL;
+} else if (!process.env.SLUICE_TEST_REDIS_URL) {
+  const server = await startRedis();
+  process.env.SLUICE_TEST_REDIS_URL = server.url;
+  afterAll(async () => {
+    await server.stop();
+  });
+}
+
+// every test starts from an empty Redis, when the Redis is our own (never flush a server given by REDIS_URL:
+// tests use fresh key prefixes, so they do not need it)
+if (!process.env.REDIS_URL) {
+  const cleaner = new Redis(process.env.SLUICE_TEST_REDIS_URL!, { maxRetriesPerRequest: null, lazyConnect: true });
+  beforeEach(async () => {
+    await cleaner.flushall();
+  });
+  afterAll(() => cleaner.disconnect());
+}
