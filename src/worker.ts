@@ -588,8 +588,9 @@ export class Worker extends EventTarget {
 
   /** While the pump is blocked on a read, outcomes are flushed on the command connection. */
   #flushAside(): void {
-    if (this.#sideFlush || !this.#blocking) return;
+    if (this.#sideFlush || !this.#blocking || !this.#hasOutcomes()) return;
     this.#sideFlush = (async () => {
+      await null; // let the assignment above happen before `finally` clears it
       try {
         while (this.#blocking && this.#hasOutcomes()) {
           for (const q of this.#queues) if (q.outcomes.length > 0) await this.#finishAndFetch(q, 0);
