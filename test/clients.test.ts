@@ -1,0 +1,47 @@
+import { expect, test } from "bun:test";
+import { RedisClient } from "bun";
+import { Redis } from "ioredis";
+import { Queue, Worker } from "../mod.ts";
+import { redisUrl, waitFor } from "./harness.ts";
+
+test("Queue works on Bun's RedisClient, and a worker runs what it enqueued", async () => {
+  const bunClient = new RedisClient(redisUrl());
+  const queue = new Queue("bun-client", { redis: bunClient });
+  const first = await queue.enqueue("double", { n: 21 }, { jobId: "double-21" });
+  const again = await queue.enqueue("double", { n: 99 }, { jobId: "double-21" });
+  const [later] = await queue.enqueueMany([{ task: "double", data: { n: 1 }, options: { delay: "1h" } }]);
+  expect(first.duplicate).toBe(false);
+  expect(again.duplicate).toBe(true);
+  expect(later!.state).toBe("delayed");
+  expect(await queue.cancel(later!.id)).toEqual({ id: later!.id, outcome: "cancelled", previousState: "delayed" });
+
+  const worker = new Worker({ redis: redisUrl(), queues: ["bun-client"], tasks: { double: (d: { n: number }) => d.n * 2 } });
+  const run = worker.run();
+  const done = await waitFor(async () => {
+    const j = await queue.getJob(first.id);
+    return j?.state === "completed" ? j : null;
+  }, "the job to complete");
+  expect(done.result).toBe(42);
+  expect(done.data).toEqual({ n: 21 }); // the duplicate wrote nothing
+  await worker.stop();
+  await run;
+  expect(await queue.counts()).toMatchObject({ waiting: 0, active: 0, delayed: 0, completed: 1, cancelled: 1 });
+  bunClient.close();
+});
+
+test("Queue works on any function that sends a command", async () => {
+  const io = new Redis(redisUrl());
+  const sent: string[] = [];
+  const queue = new Queue("fn-client", {
+    redis: (command: string, args: string[]) => {
+      sent.push(command);
+      return io.call(command, ...args);
+    },
+  });
+  const job = await queue.enqueue("noop", { x: 1 });
+  expect((await queue.getJob(job.id))?.state).toBe("waiting");
+  expect((await queue.counts()).waiting).toBe(1);
+  expect(sent).toContain("HGETALL");
+  expect(sent.some((c) => c === "EVALSHA" || c === "EVAL")).toBe(true);
+  io.disconnect();
+});
