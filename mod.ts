@@ -26,6 +26,7 @@ export {
 } from "./src/worker.ts";
 export type { JobContext, JobDescriptor } from "./src/context.ts";
 export { ShutdownController, type Phase, type ShutdownRequest, type PhaseChange } from "./src/shutdown.ts";
+export { sendShutdown, type SendShutdownOptions } from "./src/control.ts";
 export { JobAborted, UnrecoverableError, ValidationError, type AbortReason, type ValidationIssue } from "./src/errors.ts";
 export type { JobInfo, JobState, JobCounts, EnqueuedJob, CancelResult, StoredError } from "./src/job.ts";
 export { JOB_STATES } from "./src/job.ts";

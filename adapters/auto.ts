@@ -9,14 +9,16 @@
  * ```
  * @module
  */
-import type { RuntimeHooks } from "../src/runtime.ts";
+import type { ProcessRunOptions, RuntimeHooks } from "../src/runtime.ts";
 import type { RunSummary, Worker, WorkerOptions } from "../src/worker.ts";
 
 /** What every adapter exports. */
 export interface Adapter {
   hooks: RuntimeHooks;
   createWorker(options: WorkerOptions): Worker;
-  runWorker(options: WorkerOptions | Worker, run?: { signal?: AbortSignal }): Promise<RunSummary>;
+  runWorker(options: WorkerOptions | Worker, run?: ProcessRunOptions): Promise<RunSummary>;
+  /** Ends the process now with `code`, even if handlers that ignored their abort still run. */
+  exit(code: number): never;
 }
 
 /** The name of the runtime this code runs on. */

@@ -8,7 +8,7 @@
  * ```
  * @module
  */
-import { type RuntimeHooks, runWorkerIn } from "../src/runtime.ts";
+import { type ProcessRunOptions, type RuntimeHooks, runWorkerIn } from "../src/runtime.ts";
 import { type RunSummary, Worker, type WorkerOptions } from "../src/worker.ts";
 
 // Minimal declarations of the Deno APIs used here.
@@ -19,6 +19,7 @@ declare const Deno: {
   addSignalListener(signal: "SIGINT" | "SIGTERM", handler: () => void): void;
   removeSignalListener(signal: "SIGINT" | "SIGTERM", handler: () => void): void;
   exitCode: number;
+  exit(code?: number): never;
 };
 
 export const hooks: RuntimeHooks = {
@@ -29,7 +30,16 @@ export const hooks: RuntimeHooks = {
     Deno.addSignalListener(signal, handler);
     return () => Deno.removeSignalListener(signal, handler);
   },
+  exit: (code) => Deno.exit(code),
 };
+
+/**
+ * Ends the process now with `code`. The CLI calls it once a worker has stopped: a handler that
+ * ignored its abort (left behind on a third signal) would otherwise keep the process alive.
+ */
+export function exit(code: number): never {
+  Deno.exit(code);
+}
 
 /** A Worker that knows its host, pid and runtime (shown in the admin app). */
 export function createWorker(options: WorkerOptions): Worker {
@@ -37,7 +47,7 @@ export function createWorker(options: WorkerOptions): Worker {
 }
 
 /** Runs a worker until it stops, with signal handling; sets `Deno.exitCode`. */
-export async function runWorker(options: WorkerOptions | Worker, run: { signal?: AbortSignal } = {}): Promise<RunSummary> {
+export async function runWorker(options: WorkerOptions | Worker, run: ProcessRunOptions = {}): Promise<RunSummary> {
   const worker = options instanceof Worker ? options : createWorker(options);
   const { summary, code } = await runWorkerIn(worker, hooks, run);
   Deno.exitCode = code;

@@ -1,4 +1,4 @@
-import type { RunSummary, Worker } from "./worker.ts";
+import type { RunOptions, RunSummary, Worker } from "./worker.ts";
 
 /**
  * What a runtime adapter supplies: the few process facilities the core may not touch itself.
@@ -11,6 +11,19 @@ export interface RuntimeHooks {
   pid: number;
   /** Calls `handler` on each delivery of `signal`; returns a function that removes it. */
   onSignal(signal: "SIGINT" | "SIGTERM", handler: () => void): () => void;
+  /** Ends the process at once with `code`. */
+  exit?(code: number): void;
+}
+
+/** Options of `runWorkerIn` and of the adapters' `runWorker`. */
+export interface ProcessRunOptions extends RunOptions {
+  /**
+   * After a third signal re-queued jobs that ignored their abort, end the process at once (exit
+   * code 3): their handlers may still be running, and would otherwise keep the process alive and
+   * run on beside the worker that takes the jobs over. Off by default: a caller that wants to
+   * report first (the CLI) ends the process itself. @default false
+   */
+  exitOnAbandon?: boolean;
 }
 
 /** Exit codes of a worker process. */
@@ -48,12 +61,15 @@ export function exitCode(summary: RunSummary): number {
  * Runs a worker inside a process: signals handled (unless `installSignalHandlers: false`), and the
  * exit code worked out. Adapters wrap it as `runWorker(options)`.
  */
-export async function runWorkerIn(worker: Worker, hooks: RuntimeHooks, options: { signal?: AbortSignal } = {}): Promise<{ summary: RunSummary; code: number }> {
+export async function runWorkerIn(worker: Worker, hooks: RuntimeHooks, options: ProcessRunOptions = {}): Promise<{ summary: RunSummary; code: number }> {
   const remove = worker.options.installSignalHandlers === false ? () => {} : handleSignals(worker, hooks);
+  let summary: RunSummary;
   try {
-    const summary = await worker.run({ signal: options.signal });
-    return { summary, code: exitCode(summary) };
+    summary = await worker.run({ signal: options.signal, hardSignal: options.hardSignal });
   } finally {
     remove();
   }
+  const code = exitCode(summary);
+  if (code === EXIT.abandoned && options.exitOnAbandon) hooks.exit?.(code);
+  return { summary, code };
 }

@@ -395,6 +395,7 @@ export class Worker extends EventTarget {
     this.#block = duplicate(this.#cmd, { enableAutoPipelining: false });
 
     const sd = this.shutdown;
+    const before = sd.phase; // a stop() before run(): its phase change had no listener yet
     sd.addEventListener("phase", (e) => this.#onPhase((e as CustomEvent).detail));
     sd.abandon.addEventListener("abort", () => this.#wake(), { once: true });
     if (options.signal) {
@@ -424,7 +425,7 @@ export class Worker extends EventTarget {
       queues: this.#queues.map((q) => q.name), concurrency: this.concurrency,
     });
     this.#startTimers();
-    if (sd.phase !== "running") this.#onPhase({ phase: sd.phase, previous: "running", source: "signal" });
+    if (before !== "running") this.#onPhase({ phase: before, previous: "running", source: "before run()" });
     try {
       await this.#promoteAll();
       await this.#pump();
@@ -516,8 +517,15 @@ export class Worker extends EventTarget {
       }
       if (free > 0 && this.#empty && this.#inflight === 0 && !this.#hasOutcomes()) {
         // nothing ready in any queue
-        if (!this.#wait && this.#running.size === 0) {
-          this.shutdown.request({ source: "drained" });
+        if (!this.#wait) {
+          if (this.#running.size === 0) {
+            this.shutdown.request({ source: "drained" });
+            continue;
+          }
+          // drain mode: no blocking read (it would hold the stop for up to blockTimeout after the
+          // last job); look again without blocking each time a running job settles
+          await this.#sleep();
+          this.#empty = false;
           continue;
         }
         try {
@@ -567,8 +575,9 @@ export class Worker extends EventTarget {
   async #finishAndFetch(q: QueueState, want: number): Promise<number> {
     const outs = q.outcomes.splice(0);
     const k = q.keys;
+    const now = Date.now();
     const argv: (string | number)[] = [
-      k.base, GROUP, this.id, Date.now(), want, crypto.randomUUID().slice(0, 8) + ":",
+      k.base, GROUP, this.id, now, want, crypto.randomUUID().slice(0, 8) + ":",
       this.#keep.completed.count, this.#keep.completed.age, this.#keep.failed.count, this.#keep.failed.age,
       this.#eventsMaxLen, outs.length,
     ];
@@ -583,6 +592,9 @@ export class Worker extends EventTarget {
     const flags = reply[0] as string;
     for (let i = 0; i < outs.length; i++) this.#reported(outs[i]!, flags[i] === "1");
     for (let i = 1; i < reply.length; i++) this.#startJob(q, reply[i] as string);
+    // a retry due at once or an interrupted job went back to the stream after the last fetch that
+    // found it empty: look again before the pump (in drain mode) concludes there is nothing to do
+    if (want === 0 && outs.some((o, i) => flags[i] === "1" && (o.kind === "i" || (o.kind === "r" && o.retryAt <= now)))) this.#empty = false;
     return reply.length - 1;
   }
 
@@ -914,7 +926,8 @@ export class Worker extends EventTarget {
       return;
     }
     if (m.action !== "shutdown") return;
-    const forMe = m.worker === this.id || (m.queue !== undefined && this.#byName.has(m.queue)) || (m.worker === undefined && m.queue === undefined);
+    // both filters must match when both are given; none given: every worker under the prefix
+    const forMe = (m.worker === undefined || m.worker === this.id) && (m.queue === undefined || this.#byName.has(m.queue));
     if (!forMe) return;
     this.#log("info", "remote-shutdown", `remote ${m.hard ? "hard" : "graceful"} shutdown requested`);
     this.shutdown.request({ hard: !!m.hard, source: "remote" });
@@ -961,8 +974,9 @@ export class Worker extends EventTarget {
   }
 
   async #close(): Promise<void> {
-    this.#block?.disconnect();
-    this.#sub?.disconnect();
+    // a second disconnect() of an ioredis client that has ended arms a 2 s timer that waits for a
+    // "close" already emitted: it would hold the process open that long after the worker stopped
+    for (const c of [this.#block, this.#sub]) if (c && c.status !== "end") c.disconnect();
     if (this.#ownsCmd) await this.#cmd.quit().catch(() => this.#cmd.disconnect());
   }
 }
