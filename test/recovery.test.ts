@@ -1,0 +1,280 @@
+/**
+ * Recovery of the jobs of workers that died, and fencing of workers that only look dead: a worker
+ * process killed with SIGKILL, consumers that vanished mid-delivery, and a stale worker whose job
+ * was reclaimed finishing it anyway.
+ */
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import type { JobContext, JobEventDetail } from "../mod.ts";
+import { spawnTs, waitFor } from "./harness.ts";
+import { deferred, sleep, useScope, within } from "./helpers.ts";
+
+// waits below run up to 10-15 s before they fail with a message; the test must outlive them
+setDefaultTimeout(30_000);
+
+const scope = useScope();
+
+type Q = ReturnType<ReturnType<typeof scope>["queue"]>;
+
+async function settled(q: Q, id: string, state: string, timeout = 10_000) {
+  return await waitFor(async () => {
+    const j = await q.getJob(id);
+    return j?.state === state ? j : null;
+  }, `job ${id} to be ${state}`, timeout);
+}
+
+interface StalledDetail {
+  id: string;
+  queue: string;
+  failed: boolean;
+}
+
+describe("stalled recovery", () => {
+  test("a job of a worker process killed with SIGKILL is completed by another worker within stalledTimeout plus one heartbeat", async () => {
+    const STALLED = 1500;
+    const HEARTBEAT = 250;
+    const s = scope();
+    const q = s.queue("rescue");
+    const redis = s.redis();
+    const job = await q.enqueue("hang", { n: 7 }, { attempts: 2 });
+    const victim = spawnTs("bun", "test/fixtures/stalling-worker.ts", [], {
+      REDIS_URL: s.url, SLUICE_PREFIX: s.prefix, SLUICE_QUEUE: "rescue",
+      STALLED_TIMEOUT: String(STALLED), HEARTBEAT_INTERVAL: String(HEARTBEAT),
+    });
+    try {
+      const start = JSON.parse(await victim.line(/"ev":"start"/, 20_000)) as { job: string; worker: string; attempt: number };
+      expect(start).toMatchObject({ job: job.id, attempt: 1 });
+
+      const stalled: StalledDetail[] = [];
+      const rescuer = s.worker({
+        id: "rescuer",
+        queues: ["rescue"],
+        stalledTimeout: STALLED,
+        heartbeatInterval: HEARTBEAT,
+        tasks: {
+          hang: (data: { n: number }, ctx: JobContext) => ({ by: ctx.workerId, n: data.n, attempt: ctx.job.attempt, stalls: ctx.job.stalls }),
+        },
+      });
+      rescuer.addEventListener("stalled", (e) => stalled.push((e as CustomEvent<StalledDetail>).detail));
+      rescuer.run();
+
+      // while the victim lives it heartbeats: nothing is taken from it, however long the job runs
+      await sleep(STALLED * 2);
+      expect(await q.getJob(job.id)).toMatchObject({ state: "active", owner: start.worker, stalls: 0 });
+      expect(stalled).toEqual([]);
+
+      const killedAt = Date.now();
+      victim.kill("SIGKILL");
+      expect(await within(victim.exited, 10_000, "the victim to exit")).toBe("SIGKILL");
+
+      const done = await settled(q, job.id, "completed", 15_000);
+      const took = done.finishedAt! - killedAt;
+      expect(took).toBeLessThanOrEqual(STALLED + HEARTBEAT + 1500);
+      expect(took).toBeGreaterThanOrEqual(STALLED / 2); // not before its idle time could reach stalledTimeout
+      // the stalled run is not counted as an attempt, but as a stall
+      expect(done).toMatchObject({ result: { by: "rescuer", n: 7, attempt: 1, stalls: 1 }, attempt: 1, stalls: 1 });
+      expect(stalled).toEqual([{ id: job.id, queue: "rescue", failed: false }]);
+
+      expect(await rescuer.stop()).toMatchObject({ completed: 1, recovered: 1, lost: 0 });
+      expect(await q.counts()).toMatchObject({ waiting: 0, active: 0, completed: 1, failed: 0 });
+      expect(await redis.xlen(q.keys.stream)).toBe(0);
+      expect(((await redis.xpending(q.keys.stream, "sluice")) as [number])[0]).toBe(0);
+    } finally {
+      if (victim.proc.exitCode === null && victim.proc.signalCode === null) victim.kill("SIGKILL");
+      await victim.exited;
+    }
+  }, 45_000);
+
+  test("a job that stalls more than maxStalled times fails as stalled", async () => {
+    const s = scope();
+    const q = s.queue("ghosts");
+    const redis = s.redis();
+    await q.enqueue("work", null, { jobId: "g1", attempts: 3 });
+    // a consumer takes the job, marks it active and dies without another word
+    await redis.call("XREADGROUP", "GROUP", "sluice", "ghost", "COUNT", 1, "STREAMS", q.keys.stream, ">");
+    await redis.hset(q.keys.job("g1"), { state: "active", owner: "ghost", token: "ghost-token", attempt: 1, started: Date.now() });
+
+    let ran = 0;
+    const stalled: StalledDetail[] = [];
+    const w = s.worker({ queues: ["ghosts"], stalledTimeout: 600, heartbeatInterval: 100, maxStalled: 0, tasks: { work: () => void ran++ } });
+    w.addEventListener("stalled", (e) => stalled.push((e as CustomEvent<StalledDetail>).detail));
+    w.run();
+    const info = await settled(q, "g1", "failed");
+    expect(info.error).toMatchObject({ name: "StalledError" });
+    expect(info.stalls).toBe(1);
+    expect(stalled).toEqual([{ id: "g1", queue: "ghosts", failed: true }]);
+    await sleep(300);
+    expect(ran).toBe(0);
+    expect(await q.counts()).toMatchObject({ waiting: 0, active: 0, failed: 1 });
+    expect(await redis.xlen(q.keys.stream)).toBe(0);
+    expect(((await redis.xpending(q.keys.stream, "sluice")) as [number])[0]).toBe(0);
+  }, 30_000);
+
+  test("an entry delivered to a consumer that died before activating it is delivered again, no stall counted", async () => {
+    const s = scope();
+    const q = s.queue("ghosts");
+    const redis = s.redis();
+    await q.enqueue("work", { v: 1 }, { jobId: "g2" });
+    // delivered (in the ghost's pending list) but the ghost never ran the activation script
+    await redis.call("XREADGROUP", "GROUP", "sluice", "ghost", "COUNT", 1, "STREAMS", q.keys.stream, ">");
+    expect(await q.counts()).toMatchObject({ active: 1 });
+
+    const w = s.worker({ queues: ["ghosts"], stalledTimeout: 600, heartbeatInterval: 100, tasks: { work: (d: { v: number }) => d.v + 1 } });
+    w.run();
+    const info = await settled(q, "g2", "completed");
+    expect(info).toMatchObject({ result: 2, attempt: 1, stalls: 0 });
+    expect(await q.counts()).toMatchObject({ waiting: 0, active: 0, completed: 1 });
+  }, 30_000);
+
+  test("heartbeats keep a job that runs longer than stalledTimeout from being recovered", async () => {
+    const s = scope();
+    const q = s.queue("long");
+    let runs = 0;
+    const opts = { queues: ["long"], stalledTimeout: 600, heartbeatInterval: 100 };
+    const a = s.worker({
+      ...opts,
+      id: "long-a",
+      concurrency: 1,
+      tasks: {
+        async long() {
+          runs++;
+          await sleep(1800);
+          return "finished";
+        },
+      },
+    });
+    a.run();
+    await q.enqueue("long", null, { jobId: "l1" });
+    await settled(q, "l1", "active");
+    const b = s.worker({ ...opts, id: "long-b", tasks: { long: () => void runs++ } });
+    b.run();
+    const done = await settled(q, "l1", "completed", 15_000);
+    expect(done).toMatchObject({ result: "finished", stalls: 0, attempt: 1 });
+    expect(runs).toBe(1);
+    expect(await a.stop()).toMatchObject({ completed: 1, lost: 0 });
+    expect(await b.stop()).toMatchObject({ completed: 0, recovered: 0 });
+  }, 30_000);
+});
+
+describe("fencing", () => {
+  test("a stale worker cannot complete a job that was reclaimed; the new owner completes it", async () => {
+    const s = scope();
+    const q = s.queue("fence");
+    const redis = s.redis();
+    const startedA = deferred();
+    const gateA = deferred();
+    const lostA: JobEventDetail[] = [];
+    // A heartbeats rarely and polls for aborts rarely: it does not notice its job being taken
+    const a = s.worker({
+      id: "stale-a",
+      queues: ["fence"],
+      concurrency: 1,
+      stalledTimeout: 60_000,
+      heartbeatInterval: 20_000,
+      abortPollInterval: 60_000,
+      tasks: {
+        async job() {
+          startedA.resolve();
+          await gateA.promise;
+          return "from A";
+        },
+      },
+    });
+    a.addEventListener("lost", (e) => lostA.push((e as CustomEvent<JobEventDetail>).detail));
+    a.run();
+    await q.enqueue("job", null, { jobId: "f1", attempts: 1 });
+    await within(startedA.promise, 10_000, "A to start the job");
+    const tokenA = await redis.hget(q.keys.job("f1"), "token");
+
+    // B's short stalledTimeout makes A's job look stalled: B reclaims and runs it
+    const startedB = deferred();
+    const gateB = deferred();
+    const b = s.worker({
+      id: "new-b",
+      queues: ["fence"],
+      stalledTimeout: 500,
+      heartbeatInterval: 100,
+      tasks: {
+        async job() {
+          startedB.resolve();
+          await gateB.promise;
+          return "from B";
+        },
+      },
+    });
+    b.run();
+    await within(startedB.promise, 10_000, "B to reclaim and start the job");
+    const taken = await q.getJob("f1");
+    expect(taken).toMatchObject({ state: "active", owner: "new-b", stalls: 1, attempt: 1 });
+    expect(await redis.hget(q.keys.job("f1"), "token")).not.toBe(tokenA);
+
+    // A's handler returns now: the completion script refuses it (owner and token no longer match)
+    gateA.resolve();
+    await waitFor(() => lostA.length === 1, "A to report the job lost");
+    expect(lostA[0]!.job.id).toBe("f1");
+    const after = await q.getJob("f1");
+    expect(after).toMatchObject({ state: "active", owner: "new-b" });
+    expect(after!.result).toBeUndefined();
+    expect(after!.finishedAt).toBeUndefined();
+    expect(await q.counts()).toMatchObject({ active: 1, completed: 0 });
+
+    gateB.resolve();
+    const done = await settled(q, "f1", "completed");
+    expect(done.result).toBe("from B");
+    expect(await a.stop()).toMatchObject({ completed: 0, lost: 1 });
+    expect(await b.stop()).toMatchObject({ completed: 1, recovered: 1 });
+    expect(await q.counts()).toMatchObject({ waiting: 0, active: 0, completed: 1 });
+  }, 30_000);
+
+  test("a worker that finds its job reclaimed aborts it with reason lost and writes nothing", async () => {
+    const s = scope();
+    const q = s.queue("fence");
+    const startedA = deferred();
+    const endedA = deferred<string | undefined>();
+    const a = s.worker({
+      id: "slow-a",
+      queues: ["fence"],
+      concurrency: 1,
+      stalledTimeout: 60_000,
+      heartbeatInterval: 20_000,
+      abortPollInterval: 100,
+      tasks: {
+        async job(_d: unknown, ctx: JobContext) {
+          startedA.resolve();
+          await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
+          endedA.resolve(ctx.abortReason);
+          throw ctx.signal.reason;
+        },
+      },
+    });
+    a.run();
+    await q.enqueue("job", null, { jobId: "f2", attempts: 1 });
+    await within(startedA.promise, 10_000, "A to start the job");
+
+    const gateB = deferred();
+    const startedB = deferred();
+    const b = s.worker({
+      id: "new-b",
+      queues: ["fence"],
+      stalledTimeout: 500,
+      heartbeatInterval: 100,
+      tasks: {
+        async job() {
+          startedB.resolve();
+          await gateB.promise;
+          return "from B";
+        },
+      },
+    });
+    b.run();
+    expect(await within(endedA.promise, 10_000, "A to abort its job")).toBe("lost");
+    await within(startedB.promise, 10_000, "B to start the job");
+    await sleep(200);
+    // A's failure (its handler threw) was not written: the job is B's, with no error and no retry
+    const mid = await q.getJob("f2");
+    expect(mid).toMatchObject({ state: "active", owner: "new-b", attempt: 1 });
+    expect(mid!.error).toBeUndefined();
+    gateB.resolve();
+    expect((await settled(q, "f2", "completed")).result).toBe("from B");
+    expect(await a.stop()).toMatchObject({ lost: 1, failed: 0, retried: 0, completed: 0 });
+  }, 30_000);
+});
