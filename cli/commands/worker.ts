@@ -1,0 +1,130 @@
+/**
+ * `sluice worker`: runs a Worker for the tasks of a module, through the adapter of the runtime it
+ * runs on. SIGINT/SIGTERM once drains, twice aborts running jobs (reason `shutdown`; they are
+ * re-queued), three times re-queues the jobs that ignore their abort and stops without them.
+ */
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { adapter } from "../../adapters/auto.ts";
+import { EXIT, exitCode } from "../../src/runtime.ts";
+import type { JobEventDetail, LogEntry, Tasks, WorkerOptions } from "../../src/worker.ts";
+import { UsageError } from "../args.ts";
+import { CliError, COMMON_FLAGS, type Command, openRedis, redact } from "../common.ts";
+import type { Io } from "../io.ts";
+
+const flags = {
+  tasks: { type: "string", placeholder: "MODULE", description: "Module whose default export (or export `tasks`) maps task names to handlers" },
+  queues: { type: "list", description: 'Queues in priority order (default "default")' },
+  concurrency: { type: "int", min: 1, description: "Jobs run at once, at most (default 10)" },
+  "shutdown-graceful-timeout": { type: "duration", description: "On a graceful stop, abort jobs still running after this long (default: wait)" },
+  "no-wait": { type: "boolean", description: "Drain mode: stop once the queues are empty and nothing runs" },
+  "max-jobs": { type: "int", min: 1, description: "Stop (gracefully) after fetching this many jobs" },
+  timeout: { type: "duration", description: "Default attempt timeout of tasks without their own" },
+  "stalled-timeout": { type: "duration", description: "Recover jobs of workers silent for this long (default 30s)" },
+  "log-format": { type: "string", placeholder: "text|json", choices: ["text", "json"], description: "Lifecycle log lines as text or JSON lines (default text; json with --json)" },
+  ...COMMON_FLAGS,
+} as const;
+
+/** Imports the tasks module: a path relative to the working directory, or a URL. */
+export async function loadTasks(spec: string, cwd: string): Promise<Tasks> {
+  let url: string;
+  if (/^(file|https?|npm|jsr|data):/i.test(spec)) {
+    url = spec;
+  } else {
+    const path = resolve(cwd, spec);
+    if (!existsSync(path)) throw new UsageError(`--tasks: no such file: ${path}`);
+    url = pathToFileURL(path).href;
+  }
+  let mod: Record<string, unknown>;
+  try {
+    mod = await import(url);
+  } catch (e) {
+    throw new CliError(`cannot load the tasks module ${spec}: ${(e as Error)?.message ?? e}`);
+  }
+  const isObject = (x: unknown) => typeof x === "object" && x !== null && !Array.isArray(x);
+  const tasks = isObject(mod.default) ? mod.default : mod.tasks;
+  if (!isObject(tasks) || Object.keys(tasks as object).length === 0) {
+    throw new UsageError(
+      `--tasks ${spec}: the module must export its tasks (an object of task name to handler or { handler, timeout?, endCondition? }) as default or as 'tasks'`,
+    );
+  }
+  return tasks as Tasks;
+}
+
+/** A worker logger writing text lines or JSON lines. */
+export function lineLogger(io: Io, format: "text" | "json"): (entry: LogEntry) => void {
+  return (entry) => {
+    const time = new Date().toISOString();
+    if (format === "json") {
+      io.out(JSON.stringify({ time, ...entry }));
+      return;
+    }
+    const { level, event, message, worker: _worker, ...fields } = entry;
+    const extra = Object.entries(fields)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${k}=${typeof v === "string" ? v : Array.isArray(v) ? v.join(",") : JSON.stringify(v)}`)
+      .join(" ");
+    io.out(`${time} ${level.toUpperCase().padEnd(5)} ${event}: ${message}${extra ? `  ${extra}` : ""}`);
+  };
+}
+
+export const worker: Command<typeof flags> = {
+  name: "worker",
+  summary: "Run a worker for the tasks of a module",
+  usage: "sluice worker --tasks <module> [--queues a,b,c] [--concurrency N] [options]",
+  details: [
+    "Stopping: the 1st SIGINT/SIGTERM drains (no new jobs; running jobs finish, up to",
+    "--shutdown-graceful-timeout); the 2nd aborts running jobs (reason shutdown), which are re-queued",
+    "with their attempt not counted; the 3rd re-queues the jobs that ignore their abort and exits.",
+    "Exit codes: 0 stopped, 3 stopped leaving jobs that ignored their abort (re-queued),",
+    "1 fatal error, 2 bad arguments.",
+  ].join("\n"),
+  flags,
+  positionals: { names: [], min: 0 },
+  async run(ctx) {
+    const f = ctx.flags;
+    if (f.tasks === undefined) throw new UsageError("--tasks is required (the module that exports the task handlers)");
+    const format = f["log-format"] === "json" || f["log-format"] === "text" ? f["log-format"] : ctx.json ? "json" : "text";
+    const log = lineLogger(ctx.io, format);
+    const tasks = await loadTasks(f.tasks, ctx.io.cwd());
+    const options: WorkerOptions = { tasks, redis: ctx.redisUrl, logger: log };
+    if (ctx.prefix !== undefined) options.prefix = ctx.prefix;
+    if (f.queues !== undefined) options.queues = f.queues;
+    if (f.concurrency !== undefined) options.concurrency = f.concurrency;
+    if (f["shutdown-graceful-timeout"] !== undefined) options.shutdownGracefulTimeout = f["shutdown-graceful-timeout"];
+    if (f["no-wait"]) options.wait = false;
+    if (f["max-jobs"] !== undefined) options.maxJobs = f["max-jobs"];
+    if (f.timeout !== undefined) options.timeout = f.timeout;
+    if (f["stalled-timeout"] !== undefined) options.stalledTimeout = f["stalled-timeout"];
+
+    const { createWorker, runWorker } = await adapter();
+    const w = createWorker(options); // a ValidationError here is a usage error
+    // fail fast on an unreachable Redis; once running, the worker rides out reconnects itself
+    await (await openRedis(ctx.redisUrl)).quit();
+
+    const jobFields = (d: JobEventDetail) => ({ job: d.job.id, queue: d.job.queue, task: d.job.name, attempt: d.job.attempt });
+    const reason = (d: JobEventDetail) => (d.abortReason ? ` (abort reason: ${d.abortReason})` : "");
+    const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+    w.addEventListener("failed", (e) => {
+      const d = (e as CustomEvent<JobEventDetail>).detail;
+      log({ level: "warn", event: "job-failed", message: `job ${d.job.id} failed for good: ${errorText(d.error)}${reason(d)}`, worker: w.id, ...jobFields(d) });
+    });
+    w.addEventListener("retrying", (e) => {
+      const d = (e as CustomEvent<JobEventDetail & { retryAt: number }>).detail;
+      log({
+        level: "warn", event: "job-retrying",
+        message: `job ${d.job.id} attempt ${d.job.attempt} of ${d.job.maxAttempts} failed: ${errorText(d.error)}${reason(d)}; retry at ${new Date(d.retryAt).toISOString()}`,
+        worker: w.id, ...jobFields(d),
+      });
+    });
+
+    let summary;
+    try {
+      summary = await runWorker(w);
+    } catch (e) {
+      throw new CliError(`worker failed (${redact(ctx.redisUrl)}): ${errorText(e)}`, EXIT.error);
+    }
+    return exitCode(summary);
+  },
+};
