@@ -98,8 +98,9 @@ return {1, state}
  * ARGV: base group consumer now fetchCount tokenBase keepCompleted ageCompleted keepFailed ageFailed
  *       eventsMax nOutcomes, then per outcome: id token kind payload retryAt
  *   kind: c completed, f failed, a aborted (by user), r retry, i interrupted (re-queue, attempt not counted)
- * Returns { flags, row, row... }: flags is a string with '1' per outcome applied and '0' per outcome
- * fenced out (the job is no longer this attempt's); each row is a job started, its fields joined by
+ * Returns { flags, row, row... }: flags is a string with '1' per outcome applied, '2' per retry or
+ * interruption applied as `aborted` instead (an abort was requested for the job), and '0' per
+ * outcome fenced out (the job is no longer this attempt's); each row is a job started, its fields joined by
  * NUL: id sid token attempt name data opts max created stalls.
  */
 export const FINISH_AND_FETCH = EMIT + `
@@ -113,9 +114,14 @@ for i = 0, n - 1 do
   local o = 13 + i * 5
   local id, token, kind, payload = ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
   local job = base .. 'job:' .. id
-  local st = redis.call('HMGET', job, 'state', 'owner', 'token', 'sid')
+  local st = redis.call('HMGET', job, 'state', 'owner', 'token', 'sid', 'abort')
   if st[1] == 'active' and st[2] == consumer and st[3] == token then
     acks[#acks + 1] = st[4]
+    local flag = '1'
+    if (kind == 'r' or kind == 'i') and st[5] and st[5] ~= '' then
+      -- a user asked to abort it: an aborted job is never retried, whatever ended this attempt
+      kind, flag = 'a', '2'
+    end
     if kind == 'c' then
       redis.call('HSET', job, 'state', 'completed', 'result', payload, 'finished', now)
       done[#done + 1] = now
@@ -142,7 +148,7 @@ for i = 0, n - 1 do
       requeue(stream, job, id)
       emit(events, eventsMax, 'interrupted', id, now)
     end
-    flags[i + 1] = '1'
+    flags[i + 1] = flag
   else
     flags[i + 1] = '0'
   end
@@ -238,7 +244,8 @@ return out
  * ARGV: base group consumer now minIdle cursor count maxStalled eventsMax.
  * A claimed active job whose owner stopped heartbeating counts a stall: it goes back to the stream
  * (its attempt not counted) or, past maxStalled, fails. A delivered-but-never-activated entry goes
- * back to the stream. Returns {nextCursor, {recovered ids}, {failed ids}}.
+ * back to the stream; one whose abort was requested ends aborted. Returns {nextCursor, {recovered
+ * ids}, {failed ids}}.
  */
 export const RECOVER = EMIT + `
 local stream, base, group, consumer = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
@@ -252,10 +259,16 @@ for _, e in ipairs(r[2]) do
   if fields and fields[2] then
     local id = fields[2]
     local job = base .. 'job:' .. id
-    local st = redis.call('HMGET', job, 'state', 'sid', 'stalls')
+    local st = redis.call('HMGET', job, 'state', 'sid', 'stalls', 'abort')
     if st[2] == sid and st[1] == 'active' then
       local stalls = tonumber(st[3] or '0') + 1
-      if stalls > maxStalled then
+      if st[4] and st[4] ~= '' then
+        -- its abort was requested: it ends aborted instead of running again elsewhere
+        redis.call('HSET', job, 'state', 'aborted', 'finished', now, 'error',
+          cjson.encode({name = 'JobAborted', message = 'Job aborted: user (its worker stopped heartbeating)', abortReason = 'user'}))
+        redis.call('ZADD', base .. 'aborted', now, id)
+        emit(KEYS[3], eventsMax, 'aborted', id, now)
+      elseif stalls > maxStalled then
         redis.call('HSET', job, 'state', 'failed', 'stalls', stalls, 'finished', now,
           'error', cjson.encode({name = 'StalledError', message = 'job stalled more than maxStalled (' .. maxStalled .. ') times'}))
         redis.call('ZADD', KEYS[2], now, id)

@@ -590,7 +590,12 @@ export class Worker extends EventTarget {
       throw e;
     }
     const flags = reply[0] as string;
-    for (let i = 0; i < outs.length; i++) this.#reported(outs[i]!, flags[i] === "1");
+    for (let i = 0; i < outs.length; i++) {
+      const o = outs[i]!;
+      // '2': a retry or an interruption that ended `aborted`, since an abort was requested for the job
+      if (flags[i] === "2" && !o.abandoned) o.kind = "a";
+      this.#reported(o, flags[i] !== "0");
+    }
     for (let i = 1; i < reply.length; i++) this.#startJob(q, reply[i] as string);
     // a retry due at once or an interrupted job went back to the stream after the last fetch that
     // found it empty: look again before the pump (in drain mode) concludes there is nothing to do

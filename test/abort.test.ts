@@ -225,4 +225,60 @@ describe("abort and cancel", () => {
     await w.stop();
     await run;
   });
+
+  test("an abort requested while the attempt ends for another reason still ends the job aborted, not retried or re-queued", async () => {
+    const { prefix, queue } = setup();
+    const timedOut = await queue.enqueue("slow", null, { attempts: 3, backoff: 0 });
+    /** On its abort, takes 300 ms to wind down, then throws. */
+    const slow = async (_: unknown, ctx: JobContext) => {
+      await new Promise((r) => ctx.signal.addEventListener("abort", r, { once: true }));
+      await sleep(300);
+      throw ctx.signal.reason;
+    };
+    const w1 = inProcess(prefix, { concurrency: 1, tasks: { slow: { handler: slow, timeout: "100ms" } } });
+    const run1 = w1.run();
+    await waitFor(async () => (await queue.getJob(timedOut.id))?.state === "active", "the first job to start");
+    await sleep(200); // it timed out and is winding down
+    expect((await queue.cancel(timedOut.id, { abort: true })).outcome).toBe("abort-requested");
+    await waitFor(async () => (await queue.getJob(timedOut.id))?.state === "aborted", "the timed-out job to end aborted");
+    const s1 = await w1.stop();
+    await run1;
+    expect([s1.aborted, s1.retried]).toEqual([1, 0]);
+    expect((await queue.getJob(timedOut.id))!.attempt).toBe(1);
+
+    const interrupted = await queue.enqueue("slow", null, { attempts: 3 });
+    const w2 = inProcess(prefix, { tasks: { slow } });
+    const run2 = w2.run();
+    await waitFor(async () => (await queue.getJob(interrupted.id))?.state === "active", "the second job to start");
+    const stopped = w2.stop({ hard: true });
+    await sleep(100); // aborted with reason shutdown, winding down
+    expect((await queue.cancel(interrupted.id, { abort: true })).outcome).toBe("abort-requested");
+    const s2 = await stopped;
+    await run2;
+    expect([s2.aborted, s2.interrupted]).toEqual([1, 0]);
+    expect((await queue.getJob(interrupted.id))!.state).toBe("aborted");
+    expect(await queue.counts()).toMatchObject({ waiting: 0, delayed: 0, aborted: 2 });
+  });
+
+  test("a job whose worker died ends aborted on recovery when its abort was requested meanwhile", async () => {
+    const { prefix, queue } = setup();
+    const job = await queue.enqueue("sleep", {}, { attempts: 3 });
+    const dead = spawnWorker("bun", prefix, { jobMs: 60_000 });
+    await dead.ready();
+    await dead.waitEvents("start", 1);
+    dead.kill("SIGKILL");
+    await dead.exited();
+    expect((await queue.cancel(job.id, { abort: true })).outcome).toBe("abort-requested"); // nobody hears it
+    const started: string[] = [];
+    const w = inProcess(prefix, { stalledTimeout: 400, heartbeatInterval: 100, tasks: { sleep: () => started.push("ran") } });
+    const run = w.run();
+    await waitFor(async () => (await queue.getJob(job.id))?.state === "aborted", "recovery to end the job aborted");
+    await sleep(200);
+    await w.stop();
+    await run;
+    expect(started).toEqual([]);
+    const info = await queue.getJob(job.id);
+    expect([info!.attempt, info!.error?.abortReason]).toEqual([1, "user"]);
+    expect(await queue.counts()).toMatchObject({ waiting: 0, active: 0, aborted: 1 });
+  });
 });
