@@ -10,6 +10,7 @@ import {
   type JobState,
 } from "./job.ts";
 import { GROUP, type QueueKeys, queueKeys } from "./keys.ts";
+import { deleteJob, type DeleteResult, type JobPage, listJobs, type ListJobsOptions } from "./inspect.ts";
 import { CANCEL, COUNTS, ENQUEUE, RETRY } from "./lua.ts";
 import {
   DEFAULT_ATTEMPTS,
@@ -114,7 +115,14 @@ export class Queue {
         { field: field + "task", value: task, message: "must be a non-empty string of at most 200 characters without control characters" },
       ]);
     }
-    const opts = validate(EnqueueOptionsSchema, options ?? {}, `Invalid enqueue options${field ? ` (${field.slice(0, -1)})` : ""}`);
+    let opts: ReturnType<typeof validate<typeof EnqueueOptionsSchema>>;
+    try {
+      opts = validate(EnqueueOptionsSchema, options ?? {}, "Invalid enqueue options");
+    } catch (e) {
+      // in enqueueMany, name the field with the job's index: "2.attempts"
+      if (!field || !ValidationError.is(e)) throw e;
+      throw new ValidationError("Invalid enqueue options", e.issues.map((i) => ({ ...i, field: field + i.field })));
+    }
     let payload: string | undefined;
     try {
       payload = JSON.stringify(data === undefined ? null : data);
@@ -260,6 +268,35 @@ export class Queue {
       [k.base, GROUP, id, Date.now(), options.abort ? 1 : 0, options.delete ? 1 : 0, this.#eventsMaxLen, k.abortChannel],
     )) as [CancelResult["outcome"], string];
     return prev ? { id, outcome, previousState: prev as JobState } : { id, outcome };
+  }
+
+  /**
+   * One page of the jobs in `state`: waiting and delayed ones in the order they will run, active
+   * ones oldest first, finished ones newest first. Pass `nextCursor` back for the next page; jobs
+   * that move between pages are not repeated within a state.
+   *
+   * @example
+   * ```ts
+   * let page = await queue.listJobs("failed", { limit: 100 });
+   * while (page.nextCursor) page = await queue.listJobs("failed", { cursor: page.nextCursor });
+   * ```
+   */
+  listJobs(state: JobState, options: ListJobsOptions = {}): Promise<JobPage> {
+    return listJobs(this.#send, this.name, this.keys, state, options);
+  }
+
+  /**
+   * Removes a job from wherever it is (stream entry, delayed or finished set, its hash). An active
+   * job is refused (`outcome: "active"`): abort it first with `cancel(id, { abort: true })`.
+   *
+   * @example
+   * ```ts
+   * const r = await queue.deleteJob(id);
+   * if (r.outcome === "active") await queue.cancel(id, { abort: true });
+   * ```
+   */
+  deleteJob(id: string): Promise<DeleteResult> {
+    return deleteJob(this.#send, this.keys, id, this.#eventsMaxLen);
   }
 
   /** Closes the connection if this queue opened it (a client passed in is left open). */

@@ -2,9 +2,12 @@
  * Preloaded by `bun test` (bunfig.toml): starts one throwaway redis-server for the whole run, or
  * uses REDIS_URL when it is set. Tests isolate themselves by key prefix.
  */
-import { afterAll, beforeEach } from "bun:test";
+import { afterAll, beforeEach, setDefaultTimeout } from "bun:test";
 import { Redis } from "ioredis";
 import { startRedis } from "./harness.ts";
+
+// subprocess and recovery tests take seconds; bunfig's [test] timeout is not applied by every bun version
+setDefaultTimeout(60_000);
 
 if (process.env.REDIS_URL) {
   process.env.SLUICE_TEST_REDIS_URL = process.env.REDIS_URL;
