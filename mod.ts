@@ -29,6 +29,7 @@ export { ShutdownController, type Phase, type ShutdownRequest, type PhaseChange 
 export { sendShutdown, type SendShutdownOptions } from "./src/control.ts";
 export { JobAborted, UnrecoverableError, ValidationError, type AbortReason, type ValidationIssue } from "./src/errors.ts";
 export type { JobInfo, JobState, JobCounts, EnqueuedJob, CancelResult, StoredError } from "./src/job.ts";
+export { listWorkers, type JobSummary, type JobPage, type ListJobsOptions, type DeleteResult, type WorkerInfo } from "./src/inspect.ts";
 export { JOB_STATES } from "./src/job.ts";
 export type { EnqueueOptions, Backoff } from "./src/options.ts";
 export { parseDuration, type Duration } from "./src/duration.ts";

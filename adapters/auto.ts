@@ -11,6 +11,7 @@
  */
 import type { ProcessRunOptions, RuntimeHooks } from "../src/runtime.ts";
 import type { RunSummary, Worker, WorkerOptions } from "../src/worker.ts";
+import type { AdminServer, ServableApp, ServeAdminOptions } from "../admin/serve.ts";
 
 /** What every adapter exports. */
 export interface Adapter {
@@ -19,6 +20,8 @@ export interface Adapter {
   runWorker(options: WorkerOptions | Worker, run?: ProcessRunOptions): Promise<RunSummary>;
   /** Ends the process now with `code`, even if handlers that ignored their abort still run. */
   exit(code: number): never;
+  /** Serves the admin app; refuses a non-loopback bind when it has no auth. */
+  serveAdmin(app: ServableApp, options?: ServeAdminOptions): Promise<AdminServer>;
 }
 
 /** The name of the runtime this code runs on. */

@@ -11,6 +11,7 @@
 import { hostname } from "node:os";
 import { type ProcessRunOptions, type RuntimeHooks, runWorkerIn } from "../src/runtime.ts";
 import { type RunSummary, Worker, type WorkerOptions } from "../src/worker.ts";
+import { type AdminServer, checkServeOptions, type ServableApp, type ServeAdminOptions, serverUrl } from "../admin/serve.ts";
 
 export const hooks: RuntimeHooks = {
   runtime: "bun",
@@ -42,4 +43,21 @@ export async function runWorker(options: WorkerOptions | Worker, run: ProcessRun
   const { summary, code } = await runWorkerIn(worker, hooks, run);
   process.exitCode = code;
   return summary;
+}
+
+/**
+ * Serves the admin app (`createAdminApp` from `sluice/admin`) with `Bun.serve`. Binds 127.0.0.1
+ * unless told otherwise, and refuses any other address when the app has no auth.
+ *
+ * @example
+ * ```ts
+ * const server = await serveAdmin(createAdminApp({ redis, auth: { token } }), { port: 8080, hostname: "0.0.0.0" });
+ * ```
+ */
+export async function serveAdmin(app: ServableApp, options: ServeAdminOptions = {}): Promise<AdminServer> {
+  const { port, hostname } = checkServeOptions(app, options);
+  // event streams send a keep-alive every 15 s; Bun's default idle timeout (10 s) would cut them
+  const server = Bun.serve({ port, hostname, fetch: (req) => app.fetch(req), idleTimeout: 60 });
+  const bound = server.port ?? port;
+  return { port: bound, hostname, url: serverUrl(hostname, bound), close: async () => void (await server.stop(true)) };
 }

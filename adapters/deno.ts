@@ -10,6 +10,7 @@
  */
 import { type ProcessRunOptions, type RuntimeHooks, runWorkerIn } from "../src/runtime.ts";
 import { type RunSummary, Worker, type WorkerOptions } from "../src/worker.ts";
+import { type AdminServer, checkServeOptions, type ServableApp, type ServeAdminOptions, serverUrl } from "../admin/serve.ts";
 
 // Minimal declarations of the Deno APIs used here.
 declare const Deno: {
@@ -20,6 +21,10 @@ declare const Deno: {
   removeSignalListener(signal: "SIGINT" | "SIGTERM", handler: () => void): void;
   exitCode: number;
   exit(code?: number): never;
+  serve(
+    options: { port: number; hostname: string; signal: AbortSignal; onListen(): void },
+    handler: (req: Request) => Response | Promise<Response>,
+  ): { addr: { port: number }; finished: Promise<void> };
 };
 
 export const hooks: RuntimeHooks = {
@@ -52,4 +57,29 @@ export async function runWorker(options: WorkerOptions | Worker, run: ProcessRun
   const { summary, code } = await runWorkerIn(worker, hooks, run);
   Deno.exitCode = code;
   return summary;
+}
+
+/**
+ * Serves the admin app (`createAdminApp` from `sluice/admin`) with `Deno.serve`. Binds 127.0.0.1
+ * unless told otherwise, and refuses any other address when the app has no auth.
+ *
+ * @example
+ * ```ts
+ * const server = await serveAdmin(createAdminApp({ redis, auth: { token } }), { port: 8080, hostname: "0.0.0.0" });
+ * ```
+ */
+export async function serveAdmin(app: ServableApp, options: ServeAdminOptions = {}): Promise<AdminServer> {
+  const { port, hostname } = checkServeOptions(app, options);
+  const stop = new AbortController();
+  const server = Deno.serve({ port, hostname, signal: stop.signal, onListen() {} }, (req) => app.fetch(req));
+  const bound = server.addr.port;
+  return {
+    port: bound,
+    hostname,
+    url: serverUrl(hostname, bound),
+    close: async () => {
+      stop.abort();
+      await server.finished;
+    },
+  };
 }

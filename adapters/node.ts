@@ -11,6 +11,7 @@
 import { hostname } from "node:os";
 import { type ProcessRunOptions, type RuntimeHooks, runWorkerIn } from "../src/runtime.ts";
 import { type RunSummary, Worker, type WorkerOptions } from "../src/worker.ts";
+import { type AdminServer, checkServeOptions, type ServableApp, type ServeAdminOptions, serverUrl } from "../admin/serve.ts";
 
 export const hooks: RuntimeHooks = {
   runtime: "node",
@@ -45,4 +46,33 @@ export async function runWorker(options: WorkerOptions | Worker, run: ProcessRun
   const { summary, code } = await runWorkerIn(worker, hooks, run);
   process.exitCode = code;
   return summary;
+}
+
+/**
+ * Serves the admin app (`createAdminApp` from `sluice/admin`) through `@hono/node-server`. Binds
+ * 127.0.0.1 unless told otherwise, and refuses any other address when the app has no auth.
+ *
+ * @example
+ * ```ts
+ * const server = await serveAdmin(createAdminApp({ redis, auth: { token } }), { port: 8080, hostname: "0.0.0.0" });
+ * ```
+ */
+export async function serveAdmin(app: ServableApp, options: ServeAdminOptions = {}): Promise<AdminServer> {
+  const { port, hostname } = checkServeOptions(app, options);
+  const { serve } = await import("@hono/node-server");
+  return await new Promise((resolve, reject) => {
+    const server = serve({ fetch: (req) => app.fetch(req), port, hostname }, (info) => {
+      resolve({
+        port: info.port,
+        hostname,
+        url: serverUrl(hostname, info.port),
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+          }),
+      });
+    });
+    server.once("error", reject);
+  });
 }

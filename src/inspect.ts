@@ -1,0 +1,315 @@
+/**
+ * Reading and removing jobs for people rather than workers: the job lists of the admin app
+ * (cursor-paginated per state), deleting a job from wherever it is, and the worker registry.
+ * `Queue.listJobs` and `Queue.deleteJob` are thin wrappers over this file.
+ */
+import { ValidationError } from "./errors.ts";
+import type { JobState, StoredError } from "./job.ts";
+import { globalKeys, GROUP, type QueueKeys } from "./keys.ts";
+import { Script, type Send } from "./redis.ts";
+
+/** One job in a list: what a table row shows, without data or result. */
+export interface JobSummary {
+  id: string;
+  queue: string;
+  name: string;
+  /** The job's state as stored with it (an entry just delivered to a worker can still read `waiting`). */
+  state: JobState;
+  attempt: number;
+  maxAttempts: number;
+  createdAt: number;
+  runAt?: number;
+  startedAt?: number;
+  finishedAt?: number;
+  /** Worker (consumer) that holds it, for active jobs. */
+  owner?: string;
+  /** Milliseconds since its worker last heartbeated it, for active jobs. */
+  idleMs?: number;
+  /** The stored error's name and message, for failed, aborted and retried jobs. */
+  error?: Pick<StoredError, "name" | "message" | "abortReason">;
+  /** Set when an abort was requested. */
+  abortRequested?: string;
+  progress?: unknown;
+}
+
+/** One page of `Queue.listJobs`. */
+export interface JobPage {
+  jobs: JobSummary[];
+  /** Pass it back as `cursor` for the next page; absent on the last page. */
+  nextCursor?: string;
+}
+
+/** Options of `Queue.listJobs`. */
+export interface ListJobsOptions {
+  /** From a previous page's `nextCursor`. @default the start */
+  cursor?: string;
+  /** Jobs per page, 1–500. @default 50 */
+  limit?: number;
+}
+
+/** What `Queue.deleteJob` did: `deleted`, or why not (`active`: abort it first; `missing`). */
+export interface DeleteResult {
+  id: string;
+  outcome: "deleted" | "active" | "missing";
+  previousState?: JobState;
+}
+
+const FIELDS = `'state', 'name', 'attempt', 'max', 'created', 'runAt', 'started', 'finished', 'owner', 'error', 'abort', 'progress'`;
+
+/**
+ * One page of jobs. KEYS: the stream (waiting, active) or the state's zset.
+ * ARGV: base group mode cursor limit. mode: waiting | active | asc (delayed: next due first) |
+ * desc (finished: newest first). Returns {nextCursor or '', {id, extra, fields...}...}.
+ *
+ * waiting: stream entries after the group's last-delivered id (never delivered), oldest first.
+ * active: the group's pending entries (delivered, being run), oldest first; extra = consumer,idle.
+ * zsets: the cursor is `score:id`; a page starts after the cursor's member (by ZRANK/ZREVRANK),
+ * or, when that member has gone meanwhile, after where it would be.
+ */
+const LIST = `
+local key, base, group, mode, cursor, limit = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local function row(id, extra)
+  local f = redis.call('HMGET', base .. 'job:' .. id, ${FIELDS})
+  local r = {id, extra}
+  for i = 1, 12 do r[i + 2] = f[i] or false end
+  return r
+end
+local out = {''}
+local function idcmp(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  if am ~= bm then return am < bm and -1 or 1 end
+  if as ~= bs then return as < bs and -1 or 1 end
+  return 0
+end
+if mode == 'waiting' or mode == 'active' then
+  if redis.call('EXISTS', key) == 0 then return out end
+  if cursor ~= '' and not string.match(cursor, '^%d+%-%d+$') then return redis.error_reply('ERR bad cursor') end
+  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', key)
+  local last
+  if ok then
+    for _, g in ipairs(groups) do
+      local name, lid
+      for i = 1, #g, 2 do
+        if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then lid = g[i + 1] end
+      end
+      if name == group then last = lid end
+    end
+  end
+  if mode == 'waiting' then
+    local start = last or '0-0'
+    if cursor ~= '' and idcmp(cursor, start) > 0 then start = cursor end
+    local entries = redis.call('XRANGE', key, '(' .. start, '+', 'COUNT', limit)
+    for _, e in ipairs(entries) do
+      local f = e[2]
+      local id
+      for i = 1, #f, 2 do if f[i] == 'j' then id = f[i + 1] end end
+      if id then out[#out + 1] = row(id, e[1]) end
+    end
+    if #entries == limit then out[1] = entries[#entries][1] end
+  else
+    if not last then return out end
+    local start = cursor == '' and '-' or '(' .. cursor
+    local pending = redis.call('XPENDING', key, group, start, '+', limit)
+    for _, p in ipairs(pending) do
+      local e = redis.call('XRANGE', key, p[1], p[1])
+      local id = e[1] and e[1][2][2]
+      if id then out[#out + 1] = row(id, p[2] .. ',' .. p[3]) end
+    end
+    if #pending == limit then out[1] = pending[#pending][1] end
+  end
+  return out
+end
+local desc = mode == 'desc'
+local start = 0
+if cursor ~= '' then
+  local score, member = string.match(cursor, '^([^:]+):(.+)$')
+  if not score or not tonumber(score) then return redis.error_reply('ERR bad cursor') end
+  local rank
+  if redis.call('ZSCORE', key, member) == score then
+    rank = desc and redis.call('ZREVRANK', key, member) or redis.call('ZRANK', key, member)
+  end
+  if rank then
+    start = rank + 1
+  else
+    -- the cursor's job left the set: count what sorts before where it was
+    local eq = redis.call('ZRANGEBYSCORE', key, score, score)
+    if desc then
+      start = redis.call('ZCOUNT', key, '(' .. score, '+inf')
+      for _, m in ipairs(eq) do if m > member then start = start + 1 end end
+    else
+      start = redis.call('ZCOUNT', key, '-inf', '(' .. score)
+      for _, m in ipairs(eq) do if m < member then start = start + 1 end end
+    end
+  end
+end
+local items = desc and redis.call('ZREVRANGE', key, start, start + limit - 1, 'WITHSCORES')
+  or redis.call('ZRANGE', key, start, start + limit - 1, 'WITHSCORES')
+for i = 1, #items, 2 do out[#out + 1] = row(items[i], items[i + 1]) end
+if #items == limit * 2 then out[1] = items[#items] .. ':' .. items[#items - 1] end
+return out
+`;
+
+/**
+ * delete one job from wherever it is. KEYS: stream delayed completed failed cancelled aborted events.
+ * ARGV: base group id now eventsMax. An active job is refused (abort it first): its worker still
+ * runs it and would write its outcome. Returns {outcome, previous state}.
+ */
+const DELETE = `
+local base, group, id, now, eventsMax = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local job = base .. 'job:' .. id
+local st = redis.call('HMGET', job, 'state', 'sid')
+if not st[1] then return {'missing', ''} end
+if st[1] == 'active' then return {'active', 'active'} end
+-- stream ids are never reused, so an old entry id of a finished job can only miss
+if st[2] and st[2] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then
+  pcall(redis.call, 'XACK', KEYS[1], group, st[2])
+  redis.call('XDEL', KEYS[1], st[2])
+end
+for i = 2, 6 do redis.call('ZREM', KEYS[i], id) end
+redis.call('DEL', job)
+if eventsMax > 0 then
+  redis.call('XADD', KEYS[7], 'MAXLEN', '~', eventsMax, '*', 'e', 'deleted', 'id', id, 't', now)
+end
+return {'deleted', st[1]}
+`;
+
+const scripts = { list: new Script(LIST), del: new Script(DELETE) };
+
+/** Job states whose jobs can be listed. */
+export const LISTABLE_STATES: readonly JobState[] = ["waiting", "active", "delayed", "completed", "failed", "cancelled", "aborted"];
+
+function num(v: unknown): number | undefined {
+  return v === null || v === undefined || v === false || v === "" ? undefined : Number(v);
+}
+function str(v: unknown): string | undefined {
+  return v === null || v === undefined || v === false || v === "" ? undefined : String(v);
+}
+function parseJson(v: unknown): unknown {
+  const s = str(v);
+  if (s === undefined) return undefined;
+  try {
+    return JSON.parse(s);
+  } catch {
+    return s;
+  }
+}
+
+/** Reads one page of a queue's jobs in `state`. See `Queue.listJobs`. */
+export async function listJobs(send: Send, queue: string, keys: QueueKeys, state: JobState, options: ListJobsOptions = {}): Promise<JobPage> {
+  if (!LISTABLE_STATES.includes(state)) {
+    throw new ValidationError("Invalid listJobs arguments", [{ field: "state", value: state, message: `must be one of ${LISTABLE_STATES.join(", ")}` }]);
+  }
+  const limit = options.limit ?? 50;
+  if (!Number.isInteger(limit) || limit < 1 || limit > 500) {
+    throw new ValidationError("Invalid listJobs arguments", [{ field: "limit", value: limit, message: "must be an integer from 1 to 500" }]);
+  }
+  const cursor = options.cursor ?? "";
+  const zset = state === "waiting" || state === "active" ? null : state;
+  if (typeof cursor !== "string" || cursor.length > 600 || (cursor !== "" && (zset ? !/^-?[\d.e+-]+:\S+$/.test(cursor) && !/^-?inf:/.test(cursor) : !/^\d+-\d+$/.test(cursor)))) {
+    throw new ValidationError("Invalid listJobs arguments", [{ field: "cursor", value: cursor, message: "must be a nextCursor from a previous page of this state" }]);
+  }
+  const key = zset ? keys[zset] : keys.stream;
+  const mode = zset === null ? state : zset === "delayed" ? "asc" : "desc";
+  const reply = (await scripts.list.run(send, [key], [keys.base, GROUP, mode, cursor, limit])) as unknown[];
+  const jobs: JobSummary[] = [];
+  for (let i = 1; i < reply.length; i++) {
+    const r = reply[i] as unknown[];
+    const [id, extra, st, name, attempt, max, created, runAt, started, finished, owner, error, abort, progress] = r;
+    if (str(st) === undefined) continue; // the entry outlived its job (deleted meanwhile)
+    const job: JobSummary = {
+      id: String(id),
+      queue,
+      name: str(name) ?? "",
+      state: String(st) as JobState,
+      attempt: num(attempt) ?? 0,
+      maxAttempts: num(max) ?? 1,
+      createdAt: num(created) ?? 0,
+    };
+    if (num(runAt) !== undefined) job.runAt = num(runAt);
+    if (num(started) !== undefined) job.startedAt = num(started);
+    if (num(finished) !== undefined) job.finishedAt = num(finished);
+    if (str(owner)) job.owner = str(owner);
+    if (state === "active" && typeof extra === "string") {
+      const [consumer, idle] = extra.split(",");
+      job.owner ??= consumer;
+      job.idleMs = Number(idle);
+    }
+    const err = parseJson(error) as StoredError | string | undefined;
+    if (err !== undefined) {
+      job.error = typeof err === "object" && err !== null
+        ? { name: String(err.name ?? "Error"), message: String(err.message ?? ""), ...(err.abortReason ? { abortReason: err.abortReason } : {}) }
+        : { name: "Error", message: String(err) };
+    }
+    if (str(abort)) job.abortRequested = str(abort);
+    const p = parseJson(progress);
+    if (p !== undefined) job.progress = p;
+    jobs.push(job);
+  }
+  const next = String(reply[0] ?? "");
+  return next ? { jobs, nextCursor: next } : { jobs };
+}
+
+/** Deletes one job from wherever it is. See `Queue.deleteJob`. */
+export async function deleteJob(send: Send, keys: QueueKeys, id: string, eventsMaxLen: number): Promise<DeleteResult> {
+  if (typeof id !== "string" || id === "") {
+    throw new ValidationError("Invalid deleteJob arguments", [{ field: "id", value: id, message: "must be a non-empty string" }]);
+  }
+  const k = keys;
+  const [outcome, prev] = (await scripts.del.run(
+    send,
+    [k.stream, k.delayed, k.completed, k.failed, k.cancelled, k.aborted, k.events],
+    [k.base, GROUP, id, Date.now(), eventsMaxLen],
+  )) as [DeleteResult["outcome"], string];
+  return prev ? { id, outcome, previousState: prev as JobState } : { id, outcome };
+}
+
+/** A live worker as it registers itself (see `Worker`): refreshed on every heartbeat. */
+export interface WorkerInfo {
+  id: string;
+  host: string;
+  pid: number;
+  runtime: string;
+  queues: string[];
+  concurrency: number;
+  phase: "running" | "draining" | "aborting" | "stopped";
+  startedAt: number;
+  heartbeatAt: number;
+  /** Jobs it runs now. */
+  active: { queue: string; id: string }[];
+}
+
+/**
+ * The workers registered under `prefix`, most recent heartbeat first. A worker whose registry
+ * entry expired (it died without unregistering) is left out, and with `prune` also removed from
+ * the index.
+ *
+ * @example
+ * ```ts
+ * const workers = await listWorkers((c, a) => redis.call(c, ...a), "sluice");
+ * for (const w of workers) console.log(w.id, w.phase, w.active.length);
+ * ```
+ */
+export async function listWorkers(send: Send, prefix: string, options: { prune?: boolean } = {}): Promise<WorkerInfo[]> {
+  const g = globalKeys(prefix);
+  const ids = ((await send("ZREVRANGE", [g.workers, 0, 999])) as unknown[]).map(String);
+  // one GET per worker (the keys lie in different cluster slots); auto-pipelined by ioredis
+  const values = await Promise.all(ids.map((id) => send("GET", [g.worker(id)])));
+  const out: WorkerInfo[] = [];
+  const gone: string[] = [];
+  ids.forEach((id, i) => {
+    const v = values[i];
+    if (v === null || v === undefined) {
+      gone.push(id);
+      return;
+    }
+    try {
+      out.push(JSON.parse(String(v)) as WorkerInfo);
+    } catch {
+      gone.push(id);
+    }
+  });
+  if (options.prune && gone.length > 0) await send("ZREM", [g.workers, ...gone]);
+  return out;
+}
