@@ -27,7 +27,6 @@ import { ValidationError, type ValidationIssue } from "../src/errors.ts";
 import type { JobState } from "../src/job.ts";
 import { LISTABLE_STATES } from "../src/inspect.ts";
 import type { Queue } from "../src/queue.ts";
-import { validate } from "../src/options.ts";
 import type { AdminContext } from "./context.ts";
 import { sendShutdown } from "../src/control.ts";
 import { eventStream } from "./events.ts";
@@ -69,10 +68,20 @@ const EnqueueBody = v.strictObject({
   data: v.optional(v.unknown()),
   options: v.optional(v.record(v.string(), v.unknown(), "must be an object")),
 });
-const EnqueueRequest = v.union([
-  EnqueueBody,
-  v.pipe(v.array(EnqueueBody, "must be an array of { task, data?, options? }"), v.minLength(1, "must not be empty"), v.maxLength(1000, "must hold at most 1000 jobs")),
-], "must be { task, data?, options? } or an array of them");
+const EnqueueBatch = v.pipe(
+  v.array(EnqueueBody, "must be an array of { task, data?, options? }"),
+  v.minLength(1, "must not be empty"),
+  v.maxLength(1000, "must hold at most 1000 jobs"),
+);
+
+/** One job `{ task, data?, options? }`, or an array of them (up to 1000). */
+export function parseEnqueue(input: unknown): v.InferOutput<typeof EnqueueBody> | v.InferOutput<typeof EnqueueBatch> {
+  if (Array.isArray(input)) return check(EnqueueBatch, input, "request body");
+  if (typeof input !== "object" || input === null) {
+    throw new HttpError(400, "Invalid request body", [{ field: "(body)", value: input, message: "must be { task, data?, options? } or an array of them" }]);
+  }
+  return check(EnqueueBody, input, "request body");
+}
 
 const CancelBody = v.strictObject({ delete: Flag });
 const ShutdownBody = v.strictObject({ hard: Flag });
@@ -80,14 +89,26 @@ const EventsQuery = v.strictObject({
   queues: v.optional(v.pipe(v.string(), v.maxLength(10_000, "is too long"))),
 });
 
-/** Validates `input`, answering 400 with the issues when it does not fit. */
-export function check<S extends v.GenericSchema>(schema: S, input: unknown, what: string): v.InferOutput<S> {
-  try {
-    return validate(schema, input, `Invalid ${what}`);
-  } catch (e) {
-    if (ValidationError.is(e)) throw new HttpError(400, `Invalid ${what}`, e.issues);
-    throw e;
-  }
+/**
+ * Validates `input`, answering 400 with the issues when it does not fit. An issue of the input as
+ * a whole is reported on `root` (the parameter's name, or "(body)").
+ */
+export function check<S extends v.GenericSchema>(schema: S, input: unknown, what: string, root = "(body)"): v.InferOutput<S> {
+  const r = v.safeParse(schema, input);
+  if (r.success) return r.output;
+  const issues: ValidationIssue[] = r.issues.map((i) => {
+    let field = v.getDotPath(i) ?? "";
+    let value = i.input;
+    let message = i.message;
+    // an unknown key is reported on its object: name the key itself
+    if (i.kind === "schema" && i.type === "strict_object" && i.path) {
+      field = i.path.map((p) => String(p.key)).join(".");
+      value = i.path[i.path.length - 1]!.value;
+      message = "is not a known field";
+    }
+    return { field: field || root, value, message: message.startsWith("Invalid") ? "is invalid" : message };
+  });
+  throw new HttpError(400, `Invalid ${what}`, issues);
 }
 
 /** The request body as JSON; `undefined` when empty. */
@@ -103,14 +124,14 @@ export async function jsonBody(c: Context): Promise<unknown> {
 
 /** A queue from the `:queue` parameter, or a 404. */
 export async function queueParam(ctx: AdminContext, c: Context): Promise<Queue> {
-  const name = check(QueueName, c.req.param("queue"), "queue name");
+  const name = check(QueueName, c.req.param("queue"), "queue name", "queue");
   const q = await ctx.queue(name);
   if (!q) throw new HttpError(404, `Unknown queue ${JSON.stringify(name)}`);
   return q;
 }
 
 export function idParam(c: Context): string {
-  return check(JobId, c.req.param("id"), "job id");
+  return check(JobId, c.req.param("id"), "job id", "id");
 }
 
 /** JSON options allow `runAt` as an ISO date string too. */
@@ -122,7 +143,7 @@ export function normaliseOptions(options: Record<string, unknown> | undefined, f
 }
 
 /** Enqueues one job or a batch from a validated body. */
-export async function enqueueFrom(q: Queue, input: v.InferOutput<typeof EnqueueRequest>) {
+export async function enqueueFrom(q: Queue, input: ReturnType<typeof parseEnqueue>) {
   try {
     if (Array.isArray(input)) {
       return { status: 201 as const, body: { jobs: await q.enqueueMany(input.map((j, i) => ({ task: j.task, data: j.data, options: normaliseOptions(j.options, `${i}.`) }))) } };
@@ -133,8 +154,6 @@ export async function enqueueFrom(q: Queue, input: v.InferOutput<typeof EnqueueR
     throw e;
   }
 }
-
-export { EnqueueRequest };
 
 /** The API routes; auth is applied by the caller. */
 export function apiRoutes(ctx: AdminContext): Hono {
@@ -174,7 +193,7 @@ export function apiRoutes(ctx: AdminContext): Hono {
 
   api.post("/queues/:queue/jobs", async (c) => {
     const q = await queueParam(ctx, c);
-    const body = check(EnqueueRequest, await jsonBody(c), "request body");
+    const body = parseEnqueue(await jsonBody(c));
     const r = await enqueueFrom(q, body);
     return c.json(r.body, r.status);
   });
@@ -227,7 +246,7 @@ export function apiRoutes(ctx: AdminContext): Hono {
   api.get("/workers", async (c) => c.json({ workers: await ctx.workers() }));
 
   api.post("/workers/:id/shutdown", async (c) => {
-    const id = check(JobId, c.req.param("id"), "worker id");
+    const id = check(JobId, c.req.param("id"), "worker id", "id");
     const body = check(ShutdownBody, (await jsonBody(c)) ?? {}, "request body");
     const worker = (await ctx.workers()).find((w) => w.id === id);
     if (!worker) throw new HttpError(404, `No live worker ${JSON.stringify(id)}`);

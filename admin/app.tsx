@@ -87,7 +87,7 @@ export function createAdminApp(options: AdminOptions): AdminApp {
     markLoopbackOnly(app);
     markLoopbackOnly(root);
     app.use("*", async (c, next) => {
-      if (!hostIsLoopback(c.req.header("host") ?? null)) {
+      if (!hostIsLoopback(c.req.header("host") ?? new URL(c.req.url).host)) {
         return c.json({ error: "This admin app has no auth and answers requests to a loopback host only" }, 403);
       }
       await next();

@@ -263,7 +263,7 @@ export function dashboardRoutes(ctx: AdminContext): Hono<AdminEnv> {
   });
 
   app.post("/workers/:id/shutdown", async (c) => {
-    const id = check(JobId, c.req.param("id"), "worker id");
+    const id = check(JobId, c.req.param("id"), "worker id", "id");
     const body = check(ActionBody, await formBody(c), "form");
     const hard = body.hard === "1";
     const back = safeBack(ctx, body.back, "/workers");

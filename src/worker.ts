@@ -459,6 +459,9 @@ export class Worker extends EventTarget {
       this.#log("warn", "aborting", `aborting ${this.#running.size} running job(s) (${source})`, { source, running: this.#running.size });
       for (const r of this.#running.values()) this.#abortJob(r, "shutdown");
     }
+    // the registry (and the admin app) shows the new phase now, not at the next heartbeat; its
+    // commands go out before the unregistering at stop, on the same connection
+    if (phase === "draining" || phase === "aborting") this.#register().catch(() => {});
     this.#wake();
   }
 
