@@ -1,0 +1,167 @@
+/**
+ * The dashboard in a real browser: Debian's chromium driven by playwright-core, against the admin
+ * app served on a local port, real Redis and a real worker. Signs in, cancels a waiting job,
+ * aborts a running one and watches both states change (the abort's outcome arrives through the
+ * live updates, without a reload). Then the same dashboard with JavaScript off.
+ * .ci/run installs chromium when it is missing.
+ */
+import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { createAdminApp } from "../admin/app.tsx";
+import { serveAdmin } from "../adapters/bun.ts";
+import type { AbortReason } from "../src/errors.ts";
+import { Queue } from "../src/queue.ts";
+import { Worker } from "../src/worker.ts";
+import { redisUrl, uniquePrefix, waitFor } from "./harness.ts";
+
+const TOKEN = "browser-token-0123456789";
+const SHOTS = process.env.SLUICE_SCREENSHOTS ?? mkdtempSync(join(tmpdir(), "sluice-shots-"));
+
+let browser: Browser;
+beforeAll(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+  });
+});
+afterAll(async () => {
+  await browser?.close();
+});
+
+const closers: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c().catch(() => {});
+});
+
+async function setup() {
+  const prefix = uniquePrefix("web");
+  const app = createAdminApp({ redis: redisUrl(), prefix, queues: ["web"], auth: { token: TOKEN } });
+  const server = await serveAdmin(app, { port: 0 });
+  const queue = new Queue("web", { redis: redisUrl(), prefix });
+  const aborted: AbortReason[] = [];
+  const worker = new Worker({
+    redis: redisUrl(),
+    prefix,
+    queues: ["web"],
+    concurrency: 1,
+    abortPollInterval: 200,
+    tasks: {
+      async slow(_data, ctx) {
+        // on abort it finishes a short critical section first, so the page sees it still active
+        await new Promise((_, reject) =>
+          ctx.signal.addEventListener("abort", () => {
+            aborted.push(ctx.abortReason!);
+            setTimeout(() => reject(ctx.signal.reason), 1500);
+          }, { once: true })
+        );
+      },
+    },
+  });
+  closers.push(() => app.close(), () => server.close(), () => queue.close(), () => (worker.phase === "stopped" ? Promise.resolve() : worker.abandon()));
+  void worker.run();
+  return { prefix, url: server.url, queue, worker, aborted };
+}
+
+async function signIn(page: Page, url: string): Promise<void> {
+  await page.goto(url + "/");
+  expect(new URL(page.url()).pathname).toBe("/login");
+  await page.fill("#token", "not the token");
+  await page.click("button[type=submit]");
+  await expect(page.locator(".flash.error").textContent()).resolves.toContain("not right");
+  await page.fill("#token", TOKEN);
+  await page.click("button[type=submit]");
+  await page.waitForURL(url + "/");
+}
+
+test("in the dashboard, cancelling a waiting job and aborting a running one change their states", async () => {
+  const { url, queue, aborted } = await setup();
+  const running = await queue.enqueue("slow", { n: 1 }, { jobId: "running-job" });
+  const waiting = await queue.enqueue("slow", { n: 2 }, { jobId: "waiting-job" });
+  await waitFor(async () => (await queue.getJob(running.id))?.state === "active", "the first job to start");
+
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  closers.push(() => context.close());
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  page.on("dialog", (d) => void d.accept());
+  await signIn(page, url);
+
+  // overview: the queue with one waiting and one active job; live updates connected
+  const row = page.locator("tr", { has: page.locator("a", { hasText: "web" }) });
+  await expect(row.locator("td").nth(1).textContent()).resolves.toBe("1");
+  await expect(row.locator("td").nth(2).textContent()).resolves.toBe("1");
+  await page.locator("#live-status.on").waitFor();
+  await page.screenshot({ path: join(SHOTS, "overview.png"), fullPage: true });
+
+  // the waiting list: cancel the waiting job from its row
+  await page.click("a[href='/queues/web?state=waiting']");
+  const waitingRow = page.locator(`tr[data-job="${waiting.id}"]`);
+  await waitingRow.waitFor();
+  await waitingRow.locator("button", { hasText: "Cancel" }).click();
+  await page.locator(".flash.ok", { hasText: `Job ${waiting.id} cancelled` }).waitFor();
+  expect(await page.locator(`tr[data-job="${waiting.id}"]`).count()).toBe(0);
+  expect((await queue.getJob(waiting.id))?.state).toBe("cancelled");
+  await page.goto(`${url}/queues/web/jobs/${waiting.id}`);
+  await expect(page.locator("#job-state").textContent()).resolves.toBe("cancelled");
+
+  // the running job: abort it from its page; the new state arrives without a reload
+  await page.goto(`${url}/queues/web/jobs/${running.id}`);
+  await expect(page.locator("#job-state").textContent()).resolves.toBe("active");
+  await page.locator("#live-status.on").waitFor();
+  await page.click("button:has-text('Abort job')");
+  await page.locator(".flash.ok", { hasText: "Abort requested" }).waitFor();
+  await page.evaluate(() => ((window as unknown as { marker: number }).marker = 42));
+  await expect(page.locator("#job-state").textContent()).resolves.toBe("active");
+  await expect(page.locator(".badge", { hasText: "abort requested" }).count()).resolves.toBe(1);
+  await page.locator("#job-state", { hasText: "aborted" }).waitFor({ timeout: 15_000 });
+  expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(42); // same document: a live update
+  await expect(page.locator(".card", { hasText: "Error" }).textContent()).resolves.toContain("abort reason: user");
+  await page.screenshot({ path: join(SHOTS, "aborted-job.png"), fullPage: true });
+  expect(aborted).toEqual(["user"]);
+  expect((await queue.getJob(running.id))?.state).toBe("aborted");
+
+  // both now show under their states
+  await page.goto(`${url}/queues/web?state=cancelled`);
+  await page.locator(`tr[data-job="${waiting.id}"]`).waitFor();
+  await page.goto(`${url}/queues/web?state=aborted`);
+  await page.locator(`tr[data-job="${running.id}"]`).waitFor();
+  expect(errors).toEqual([]);
+});
+
+test("without JavaScript the dashboard reads and acts through plain forms, refreshing itself", async () => {
+  const { url, queue } = await setup();
+  const running = await queue.enqueue("slow", null, { jobId: "busy" });
+  await waitFor(async () => (await queue.getJob(running.id))?.state === "active", "the job to start");
+  const later = await queue.enqueue("slow", null, { jobId: "later", delay: "1h" });
+
+  const context = await browser.newContext({ javaScriptEnabled: false, viewport: { width: 1280, height: 800 } });
+  closers.push(() => context.close());
+  const page = await context.newPage();
+  await page.goto(url + "/");
+  await page.fill("#token", TOKEN);
+  await page.click("button[type=submit]");
+  await page.waitForURL(url + "/");
+  expect(await page.locator("noscript").count()).toBeGreaterThan(0);
+
+  await page.goto(`${url}/queues/web/jobs/${later.id}`);
+  await expect(page.locator("#job-state").textContent()).resolves.toBe("delayed");
+  await page.click("button:has-text('Cancel job')");
+  await page.locator(".flash.ok").waitFor();
+  await expect(page.locator("#job-state").textContent()).resolves.toBe("cancelled");
+
+  await page.goto(`${url}/queues/web/jobs/${running.id}`);
+  await page.click("button:has-text('Abort job')");
+  await page.locator(".flash.ok", { hasText: "Abort requested" }).waitFor();
+  await waitFor(async () => (await queue.getJob(running.id))?.state === "aborted", "the job to end aborted");
+  await page.reload();
+  await expect(page.locator("#job-state").textContent()).resolves.toBe("aborted");
+
+  await page.goto(`${url}/workers`);
+  await expect(page.locator("tbody tr").count()).resolves.toBe(1);
+  await expect(page.locator(".badge.p-running").textContent()).resolves.toBe("running");
+  await page.screenshot({ path: join(SHOTS, "workers-nojs.png"), fullPage: true });
+});
