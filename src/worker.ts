@@ -678,6 +678,13 @@ export class Worker extends EventTarget {
     }
     const r: Running = { key, q, id: id!, token: token!, ctx, opts: parsedOpts, settled: false, lost: false, task: this.#tasks.get(name!) };
     this.#running.set(key, r);
+    if (this.shutdown.phase !== "running") {
+      // fetched by a pass that was in flight when the stop began: hand it back without running it
+      // (interrupted: re-queued at once, its attempt not counted)
+      r.ctx.abort("shutdown");
+      this.#settle(r, false, new JobAborted("shutdown", `job ${r.id} was fetched as the worker began to stop; re-queued`));
+      return;
+    }
     this.#started++;
     if (this.#started >= this.#maxJobs && this.shutdown.phase === "running") {
       queueMicrotask(() => this.shutdown.request({ source: "maxJobs" }));

@@ -151,23 +151,39 @@ for (const rt of RUNTIMES) {
       }
       console.log(`[lifecycle] ${rt}: idle SIGTERM -> exit ${latencies.map((l) => l.toFixed(1)).join(", ")} ms`);
       expect(median(latencies)).toBeLessThan(100);
+
+      // SIGINT (Ctrl-C) is the same request
+      const w = spawnWorker(rt, prefix);
+      await w.ready();
+      await sleep(200);
+      w.kill("SIGINT");
+      expect(await w.exited()).toBe(0);
+      expect(w.events("phase")[0]).toMatchObject({ phase: "draining", source: "SIGINT" });
     });
 
     test("a third SIGTERM re-queues jobs that ignore their abort, and the process exits with code 3", async () => {
       const { prefix, queue, redis } = setup();
       const all = await enqueueN(queue, 3);
       const w = spawnWorker(rt, prefix, { concurrency: 3, jobMs: 60_000, onAbort: "ignore", exitOnAbandon: true, worker: { heartbeatInterval: 200, stalledTimeout: "2s" } });
-      await w.ready();
+      const id = await w.ready();
       await w.waitEvents("start", 3);
       w.kill("SIGTERM");
       await w.waitEvents("phase", 1, (e) => e.phase === "draining");
       w.kill("SIGTERM");
       expect((await w.waitEvents("abort", 3)).map((e) => e.reason)).toEqual(["shutdown", "shutdown", "shutdown"]);
-      // the jobs ignore it: the worker stays in `aborting`, still owning and heartbeating them
-      await sleep(2500); // longer than stalledTimeout: a live worker's jobs are not recovered
+      // the jobs ignore it: the worker stays in `aborting`, still owning and heartbeating them, so a
+      // worker looking for stalled jobs all along does not take them
+      const watcher = inProcess(prefix, { stalledTimeout: "2s", heartbeatInterval: 200, tasks: { sleep: () => "stolen" } });
+      const watching = watcher.run();
+      await sleep(3000); // longer than stalledTimeout
       expect(w.p.proc.exitCode).toBeNull();
-      for (const job of all) expect((await jobHash(redis, prefix, job)).state).toBe("active");
+      for (const job of all) {
+        const h = await jobHash(redis, prefix, job);
+        expect([h.state, h.owner, h.stalls]).toEqual(["active", id, "0"]);
+      }
       expect(await queue.counts()).toMatchObject({ active: 3, waiting: 0 });
+      expect((await watcher.stop()).recovered).toBe(0);
+      await watching;
 
       w.kill("SIGTERM");
       expect(await w.exited(10_000)).toBe(3);
@@ -238,6 +254,7 @@ for (const rt of RUNTIMES) {
 describe("in-process", () => {
   /** A task that runs until its signal aborts (then throws) or `ms` elapse. */
   const wait = (ms = 30_000) => async (_: unknown, ctx: JobContext) => {
+    ctx.signal.throwIfAborted();
     await new Promise<void>((res, rej) => {
       const t = setTimeout(res, ms);
       ctx.signal.addEventListener("abort", () => {
@@ -410,5 +427,58 @@ describe("in-process", () => {
     expect([s.completed, s.interrupted]).toEqual([1, 0]);
     const h = await jobHash(redis, prefix, job.id);
     expect([h.state, JSON.parse(h.result!)]).toEqual(["completed", "finished its critical section (shutdown)"]);
+  });
+
+  test("a job fetched in the same batch as the stop is handed back without running", async () => {
+    const { prefix, queue, redis } = setup();
+    const jobs = [];
+    for (let i = 0; i < 3; i++) jobs.push(await queue.enqueue("job", i, { jobId: `batch-${i}` }));
+    const ran: number[] = [];
+    // concurrency 4: the pump sends two passes at once, each fetching up to 2 jobs in one script call
+    const w = inProcess(prefix, { concurrency: 4, tasks: { job: (d: number, ctx: JobContext) => (ran.push(d), wait()(d, ctx)) } });
+    let stopped: Promise<RunSummary> | undefined;
+    w.addEventListener("active", () => (stopped ??= w.stop({ hard: true })));
+    const run = w.run();
+    const s = await run;
+    expect(await stopped).toBe(s);
+    expect(ran).toEqual([0]); // the jobs fetched with it never reached their handler
+    expect([s.completed, s.interrupted]).toEqual([0, 3]);
+    for (const j of jobs) {
+      const h = await jobHash(redis, prefix, j.id);
+      expect([h.state, h.attempt]).toEqual(["waiting", "0"]);
+    }
+    expect(await queue.counts()).toMatchObject({ waiting: 3, active: 0 });
+  });
+
+  test("draining stops fetching at once even while blocked in XREADGROUP; heartbeats keep a long job from being recovered", async () => {
+    const { prefix, queue, redis } = setup();
+    const long = await queue.enqueue("job", 1500);
+    const opts = { concurrency: 2, stalledTimeout: 600, heartbeatInterval: 100, blockTimeout: "30s" };
+    const task = { job: (ms: number, ctx: JobContext) => wait(ms)(ms, ctx) };
+    const a = inProcess(prefix, { ...opts, tasks: task });
+    const runA = a.run();
+    await nextEvent(a, "active");
+    // a has a free slot and waits in a 30 s blocking read
+    await waitFor(async () => String(await redis.call("CLIENT", "LIST")).includes("cmd=xreadgroup"), "a blocked XREADGROUP");
+    const t0 = performance.now();
+    void a.stop();
+    expect(a.phase).toBe("draining");
+    await waitFor(async () => !String(await redis.call("CLIENT", "LIST")).includes("cmd=xreadgroup"), "the blocked read to end", 2000, 5);
+    const dropped = performance.now() - t0;
+    console.log(`[lifecycle] blocked read dropped ${dropped.toFixed(1)} ms after stop()`);
+    expect(dropped).toBeLessThan(50 + 20); // 50 ms, plus one 5 ms poll and a CLIENT LIST round trip
+    const late = await queue.enqueue("job", 10);
+
+    // another worker, recovering stalled jobs all along, must not take the draining worker's job
+    const b = inProcess(prefix, { ...opts, concurrency: 1, maxJobs: 1, tasks: task });
+    const runB = b.run();
+    const sa = await runA;
+    expect([sa.completed, sa.interrupted]).toEqual([1, 0]);
+    const h = await jobHash(redis, prefix, long.id);
+    expect([h.state, h.attempt, h.stalls]).toEqual(["completed", "1", "0"]);
+    // the job enqueued after the stop was left for b
+    const sb = await runB;
+    expect([sb.completed, sb.recovered]).toEqual([1, 0]);
+    expect(JSON.parse((await jobHash(redis, prefix, late.id)).result!)).toBe("done");
   });
 });

@@ -14,6 +14,7 @@ import { inProcess, nextEvent, setup, sleep } from "./procs.ts";
 function abortable(log: { attempt: number; reason?: string; after: number }[], ms = 30_000) {
   return async (_: unknown, ctx: JobContext) => {
     const t0 = performance.now();
+    ctx.signal.throwIfAborted();
     await new Promise<void>((res, rej) => {
       const t = setTimeout(res, ms);
       ctx.signal.addEventListener("abort", () => {
