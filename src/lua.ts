@@ -65,33 +65,45 @@ end
 `;
 
 /**
- * enqueue. KEYS: stream delayed events. ARGV: base group id name data opts max now runAt eventsMax.
- * Returns {1, state} for a new job, {0, state} when the id exists (deduplicated; nothing written).
+ * enqueue one job or a batch. KEYS: stream delayed events.
+ * ARGV: base group now eventsMax, then per job: id name data opts max runAt.
+ * Returns one string per job: '+waiting' or '+delayed' for a new job, '=' .. state when a job with
+ * that id exists already (deduplicated: nothing written for it). One event per batch and state.
+ * `attempt` and `stalls` are absent until they change: every reader takes a missing one as 0.
  */
 export const ENQUEUE = EMIT + `
-local base, group, id = ARGV[1], ARGV[2], ARGV[3]
-local job = base .. 'job:' .. id
-local state = redis.call('HGET', job, 'state')
-if state then return {0, state} end
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('XGROUP', 'CREATE', KEYS[1], group, '0', 'MKSTREAM')
+local stream, base, group = KEYS[1], ARGV[1], ARGV[2]
+local now, eventsMax = tonumber(ARGV[3]), tonumber(ARGV[4])
+if redis.call('EXISTS', stream) == 0 then
+  redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
 end
-local now, runAt = tonumber(ARGV[8]), tonumber(ARGV[9])
-redis.call('HSET', job, 'name', ARGV[4], 'data', ARGV[5], 'opts', ARGV[6], 'max', ARGV[7],
-  'attempt', 0, 'stalls', 0, 'created', now)
-if runAt > now then
-  redis.call('HSET', job, 'state', 'delayed', 'runAt', runAt)
-  redis.call('ZADD', KEYS[2], runAt, id)
-  state = 'delayed'
-else
-  local sid = redis.call('XADD', KEYS[1], '*', 'j', id, 'a', '0', 'p', pack(ARGV[4], ARGV[5], ARGV[6], ARGV[7], now, '0'))
-  redis.call('HSET', job, 'state', 'waiting', 'sid', sid)
-  state = 'waiting'
+local out, waiting, delayed = {}, {}, {}
+local i = 5
+while ARGV[i] do
+  local id, name, data, opts, max, runAt = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+  local job = base .. 'job:' .. id
+  local state = redis.call('HGET', job, 'state')
+  if state then
+    out[#out + 1] = '=' .. state
+  elseif runAt > now then
+    redis.call('HSET', job, 'name', name, 'data', data, 'opts', opts, 'max', max, 'created', now,
+      'state', 'delayed', 'runAt', runAt)
+    redis.call('ZADD', KEYS[2], runAt, id)
+    delayed[#delayed + 1] = id
+    out[#out + 1] = '+delayed'
+  else
+    local sid = redis.call('XADD', stream, '*', 'j', id, 'a', '0', 'p', pack(name, data, opts, max, now, '0'))
+    redis.call('HSET', job, 'name', name, 'data', data, 'opts', opts, 'max', max, 'created', now,
+      'state', 'waiting', 'sid', sid)
+    waiting[#waiting + 1] = id
+    out[#out + 1] = '+waiting'
+  end
+  i = i + 6
 end
-emit(KEYS[3], tonumber(ARGV[10]), state, id, now)
-return {1, state}
+if #waiting > 0 then emit(KEYS[3], eventsMax, 'waiting', table.concat(waiting, ' '), now) end
+if #delayed > 0 then emit(KEYS[3], eventsMax, 'delayed', table.concat(delayed, ' '), now) end
+return out
 `;
-
 /**
  * finish a batch of outcomes, then fetch and activate up to N ready jobs (one round trip).
  * KEYS: stream delayed completed failed aborted events

@@ -59,9 +59,21 @@ export function checkQueueName(name: unknown, field = "queue"): string {
 }
 
 interface Prepared {
-  keys: string[];
-  argv: (string | number)[];
   id: string;
+  /** The job's ARGV slice of the ENQUEUE script: id name data opts max runAt. */
+  argv: (string | number)[];
+}
+
+/** Jobs per ENQUEUE script call in enqueueMany, and calls in flight at once. */
+const BATCH = 100;
+const IN_FLIGHT = 16;
+
+/** The stored options of a job enqueued with every default. */
+const DEFAULT_STORED = JSON.stringify({ backoff: resolveBackoff(undefined) } satisfies StoredOptions);
+
+function isEmpty(o: object): boolean {
+  for (const _ in o) return false;
+  return true;
 }
 
 /**
@@ -116,13 +128,6 @@ export class Queue {
       ]);
     }
     let opts: ReturnType<typeof validate<typeof EnqueueOptionsSchema>>;
-    try {
-      opts = validate(EnqueueOptionsSchema, options ?? {}, "Invalid enqueue options");
-    } catch (e) {
-      // in enqueueMany, name the field with the job's index: "2.attempts"
-      if (!field || !ValidationError.is(e)) throw e;
-      throw new ValidationError("Invalid enqueue options", e.issues.map((i) => ({ ...i, field: field + i.field })));
-    }
     let payload: string | undefined;
     try {
       payload = JSON.stringify(data === undefined ? null : data);
@@ -130,6 +135,18 @@ export class Queue {
       throw new ValidationError("Invalid enqueue arguments", [
         { field: field + "data", value: data, message: `must be JSON-serialisable (${(e as Error).message})` },
       ]);
+    }
+    if (options === undefined || (options !== null && typeof options === "object" && isEmpty(options))) {
+      // the common case, kept cheap for bulk enqueues: every default
+      const id = crypto.randomUUID();
+      return { id, argv: [id, task, payload, DEFAULT_STORED, DEFAULT_ATTEMPTS, 0] };
+    }
+    try {
+      opts = validate(EnqueueOptionsSchema, options ?? {}, "Invalid enqueue options");
+    } catch (e) {
+      // in enqueueMany, name the field with the job's index: "2.attempts"
+      if (!field || !ValidationError.is(e)) throw e;
+      throw new ValidationError("Invalid enqueue options", e.issues.map((i) => ({ ...i, field: field + i.field })));
     }
     const now = Date.now();
     const runAt = opts.runAt !== undefined
@@ -140,17 +157,19 @@ export class Queue {
     const stored: StoredOptions = { backoff: resolveBackoff(opts.backoff) };
     if (opts.timeout !== undefined) stored.timeout = parseDuration(opts.timeout, "timeout");
     const id = opts.jobId ?? crypto.randomUUID();
-    const k = this.keys;
-    return {
-      id,
-      keys: [k.stream, k.delayed, k.events],
-      argv: [k.base, GROUP, id, task, payload!, JSON.stringify(stored), opts.attempts ?? DEFAULT_ATTEMPTS, now, runAt, this.#eventsMaxLen],
-    };
+    return { id, argv: [id, task, payload!, JSON.stringify(stored), opts.attempts ?? DEFAULT_ATTEMPTS, runAt] };
   }
 
-  #enqueued(id: string, reply: unknown): EnqueuedJob {
-    const [created, state] = reply as [number, string];
-    return { id, queue: this.name, state: state as JobState, duplicate: created === 0 };
+  /** Runs the ENQUEUE script for a batch of prepared jobs. */
+  async #write(batch: Prepared[]): Promise<EnqueuedJob[]> {
+    const k = this.keys;
+    const argv: (string | number)[] = [k.base, GROUP, Date.now(), this.#eventsMaxLen];
+    for (const p of batch) argv.push(...p.argv);
+    const reply = (await scripts.enqueue.run(this.#send, [k.stream, k.delayed, k.events], argv)) as string[];
+    return batch.map((p, i) => {
+      const r = reply[i]!;
+      return { id: p.id, queue: this.name, state: r.slice(1) as JobState, duplicate: r[0] === "=" };
+    });
   }
 
   /**
@@ -164,13 +183,15 @@ export class Queue {
    * ```
    */
   async enqueue(task: string, data?: unknown, options?: EnqueueOptions): Promise<EnqueuedJob> {
-    const p = this.#prepare(task, data, options);
-    return this.#enqueued(p.id, await scripts.enqueue.run(this.#send, p.keys, p.argv));
+    const [job] = await this.#write([this.#prepare(task, data, options)]);
+    return job!;
   }
 
   /**
-   * Adds many jobs, pipelined. Every job is validated before anything is sent: one bad job throws a
-   * `ValidationError` (its field prefixed by its index) and none is written.
+   * Adds many jobs: a hundred per script call, many calls in flight. Every job is validated before
+   * anything is sent: one bad job throws a `ValidationError` (its field prefixed by its index) and
+   * none is written. A job whose `jobId` exists already, or appears earlier in the same call, comes
+   * back `duplicate: true`.
    *
    * @example
    * ```ts
@@ -187,27 +208,19 @@ export class Queue {
       }
       return this.#prepare(j.task, j.data, j.options, `${i}.`);
     });
-    const script = scripts.enqueue;
-    await script.ready();
-    const out: EnqueuedJob[] = [];
-    const client = this.#client;
-    for (let start = 0; start < prepared.length; start += 1000) {
-      const chunk = prepared.slice(start, start + 1000);
-      let replies: unknown[];
-      if (client) {
-        const pipe = client.pipeline();
-        for (const p of chunk) pipe.call("EVALSHA", ...script.args(p.keys, p.argv));
-        const res = (await pipe.exec()) ?? [];
-        replies = await Promise.all(res.map(([err, r], i) => {
-          if (!err) return r;
-          if (String(err.message).includes("NOSCRIPT")) return script.run(this.#send, chunk[i]!.keys, chunk[i]!.argv);
-          throw err;
-        }));
-      } else {
-        replies = await Promise.all(chunk.map((p) => script.run(this.#send, p.keys, p.argv)));
+    // BATCH jobs per script call; IN_FLIGHT calls on the wire at once, so Redis runs one batch
+    // while the client encodes the next
+    const out: EnqueuedJob[] = new Array(prepared.length);
+    let next = 0;
+    const lane = async () => {
+      while (next < prepared.length) {
+        const start = next;
+        next += BATCH;
+        const written = await this.#write(prepared.slice(start, start + BATCH));
+        for (let i = 0; i < written.length; i++) out[start + i] = written[i]!;
       }
-      chunk.forEach((p, i) => out.push(this.#enqueued(p.id, replies[i])));
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, Math.ceil(prepared.length / BATCH)) }, lane));
     return out;
   }
 
