@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { ValidationError } from "../src/errors.ts";
 import { EXIT } from "../src/runtime.ts";
 import { formatFlags, parseArgs, UsageError } from "./args.ts";
+import { admin } from "./commands/admin.ts";
 import { cancel } from "./commands/cancel.ts";
 import { enqueue } from "./commands/enqueue.ts";
 import { job } from "./commands/job.ts";
@@ -16,7 +17,7 @@ import { checkRedisUrl, CliError, type Command, DEFAULT_REDIS_URL } from "./comm
 import type { Io } from "./io.ts";
 
 // deno-lint-ignore no-explicit-any
-export const COMMANDS: Command<any>[] = [worker, enqueue, cancel, job, stats];
+export const COMMANDS: Command<any>[] = [worker, enqueue, cancel, job, stats, admin];
 
 function version(): string {
   try {
