@@ -66,7 +66,7 @@ end
 
 /**
  * enqueue one job or a batch. KEYS: stream delayed events.
- * ARGV: base group now eventsMax, then per job: id name data opts max runAt.
+ * ARGV: base group now eventsMax, then per job: id name data opts max runAt dedup (1: a caller's jobId).
  * Returns one string per job: '+waiting' or '+delayed' for a new job, '=' .. state when a job with
  * that id exists already (deduplicated: nothing written for it). One event per batch and state.
  * `attempt` and `stalls` are absent until they change: every reader takes a missing one as 0.
@@ -82,7 +82,8 @@ local i = 5
 while ARGV[i] do
   local id, name, data, opts, max, runAt = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
   local job = base .. 'job:' .. id
-  local state = redis.call('HGET', job, 'state')
+  -- only a caller-chosen id can exist already; a generated one (dedup flag 0) is a fresh UUID
+  local state = ARGV[i + 6] == '1' and redis.call('HGET', job, 'state')
   if state then
     out[#out + 1] = '=' .. state
   elseif runAt > now then
@@ -98,7 +99,7 @@ while ARGV[i] do
     waiting[#waiting + 1] = id
     out[#out + 1] = '+waiting'
   end
-  i = i + 6
+  i = i + 7
 end
 if #waiting > 0 then emit(KEYS[3], eventsMax, 'waiting', table.concat(waiting, ' '), now) end
 if #delayed > 0 then emit(KEYS[3], eventsMax, 'delayed', table.concat(delayed, ' '), now) end
