@@ -37,7 +37,7 @@ export function WorkersPage({ page, workers }: { page: PageContext; workers: Wor
                       <td><PhaseBadge phase={w.phase} /></td>
                       <td>{w.queues.map((q, i) => <>{i > 0 ? ", " : ""}<a href={page.url(queueUrl(q))}>{q}</a></>)}</td>
                       <td class="num">{w.active.length}/{w.concurrency}</td>
-                      <td class="id">
+                      <td class="mono">
                         {w.active.length === 0 ? <span class="muted">idle</span> : null}
                         {w.active.slice(0, 3).map((j, i) => <>{i > 0 ? ", " : ""}<a href={page.url(jobUrl(j.queue, j.id))}>{short(j.id)}</a></>)}
                         {w.active.length > 3 ? <span class="muted"> +{w.active.length - 3}</span> : null}
