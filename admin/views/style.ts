@@ -29,13 +29,15 @@ nav.main a.on{background:rgba(255,255,255,.13);color:#fff}
 .spacer{flex:1}
 .meta{color:#98a2b3;font-size:12.5px;display:flex;align-items:center;gap:14px}
 .meta form{margin:0}
-.meta button{background:none;border:1px solid #344054;color:#cbd2dd;border-radius:6px;padding:4px 10px;font:inherit;cursor:pointer}
+.meta button{white-space:nowrap;background:none;border:1px solid #344054;color:#cbd2dd;border-radius:6px;padding:4px 10px;font:inherit;cursor:pointer}
 .meta button:hover{border-color:#667085;color:#fff}
 .live{display:inline-flex;align-items:center;gap:6px}
 .live i{width:8px;height:8px;border-radius:50%;background:#667085;display:inline-block}
 .live.on i{background:#32d583;box-shadow:0 0 0 3px rgba(50,213,131,.2)}
 .live.off i{background:#f79009}
 main.wrap{padding-top:26px;padding-bottom:60px}
+@media (max-width:700px){td{white-space:nowrap}.wrap{padding:0 14px}header.top .wrap{gap:14px}.meta .prefix{display:none}nav.main a{padding:6px 8px}.brand span{display:none}}
+@media (max-width:420px){.meta .live span{display:none}}
 h1{font-size:22px;line-height:1.3;margin:0;font-weight:650;letter-spacing:-.2px;word-break:break-all}
 h2{font-size:15px;margin:0;font-weight:600}
 h1.id{font-size:17px;font-weight:600}

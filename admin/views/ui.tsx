@@ -70,7 +70,7 @@ export function Layout({ page, title, nav, live, children }: LayoutProps) {
             <span class="spacer" />
             <div class="meta">
               {live ? <span id="live-status" class="live"><i /><span>{events ? "connecting" : "auto-refresh"}</span></span> : null}
-              <span title="Redis key prefix">prefix <code>{page.prefix}</code></span>
+              <span class="prefix" title="Redis key prefix">prefix <code>{page.prefix}</code></span>
               {page.authRequired
                 ? (
                   <form method="post" action={page.url("/logout")}>
