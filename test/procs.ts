@@ -125,9 +125,17 @@ export function inProcess(prefix: string, options: Omit<WorkerOptions, "redis" |
   return w;
 }
 
-/** The job hash as an object. */
+/**
+ * The job hash as an object. A job that never started has no `attempt` or `stalls` field (absent
+ * reads as 0, as `Queue.getJob` reads it): both are filled in as "0" here.
+ */
 export async function jobHash(redis: Redis, prefix: string, id: string, queue = "default"): Promise<Record<string, string>> {
-  return await redis.hgetall(`${prefix}:{${queue}}:job:${id}`);
+  const h = await redis.hgetall(`${prefix}:{${queue}}:job:${id}`);
+  if (h.state !== undefined) {
+    h.attempt ??= "0";
+    h.stalls ??= "0";
+  }
+  return h;
 }
 
 export function sleep(ms: number): Promise<void> {
