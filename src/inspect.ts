@@ -54,7 +54,7 @@ export interface DeleteResult {
   previousState?: JobState;
 }
 
-const FIELDS = `'state', 'name', 'attempt', 'max', 'created', 'runAt', 'started', 'finished', 'owner', 'error', 'abort', 'progress'`;
+const FIELDS = `'state', 'p', 'attempt', 'runAt', 'started', 'finished', 'owner', 'error', 'abort', 'progress'`;
 
 /**
  * One page of jobs. KEYS: the stream (waiting, active) or the state's zset.
@@ -70,8 +70,15 @@ const LIST = `
 local key, base, group, mode, cursor, limit = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local function row(id, extra)
   local f = redis.call('HMGET', base .. 'job:' .. id, ${FIELDS})
-  local r = {id, extra}
-  for i = 1, 12 do r[i + 2] = f[i] or false end
+  -- name, max and created out of the packed p (name NUL data NUL opts NUL max NUL created),
+  -- without sending the data
+  local name, max, created = false, false, false
+  if f[2] then
+    name = string.sub(f[2], 1, (string.find(f[2], '\\0', 1, true) or 0) - 1)
+    max, created = string.match(f[2], '%z([^%z]*)%z([^%z]*)$')
+  end
+  local r = {id, extra, f[1] or false, name, f[3] or false, max or false, created or false}
+  for i = 4, 10 do r[i + 4] = f[i] or false end
   return r
 end
 local out = {''}

@@ -79,18 +79,34 @@ function json(s: string | undefined): unknown {
   }
 }
 
+/**
+ * The fields of a job that never change, packed into one string (stored in the job hash and in
+ * its stream entry as `p`): name, data, options, max attempts, created at, NUL-separated. None
+ * can hold a NUL: task names are checked and JSON escapes control characters.
+ */
+export function packJob(name: string, data: string, opts: string, max: number, created: number): string {
+  return name + "\0" + data + "\0" + opts + "\0" + max + "\0" + created;
+}
+
+/** The fields `packJob` packed. */
+export function unpackJob(p: string | undefined): { name: string; data: string; opts: string; max: string; created: string } {
+  const [name = "", data = "", opts = "", max = "", created = ""] = (p ?? "").split("\0");
+  return { name, data, opts, max, created };
+}
+
 /** Builds a JobInfo from a job hash (HGETALL reply as an object). */
 export function jobFromHash(queue: string, id: string, h: Record<string, string>): JobInfo {
+  const p = unpackJob(h.p);
   return {
     id,
     queue,
-    name: h.name ?? "",
+    name: p.name,
     state: h.state as JobState,
-    data: json(h.data),
+    data: json(p.data),
     attempt: num(h.attempt) ?? 0,
-    maxAttempts: num(h.max) ?? 1,
+    maxAttempts: num(p.max) ?? 1,
     stalls: num(h.stalls) ?? 0,
-    createdAt: num(h.created) ?? 0,
+    createdAt: num(p.created) ?? 0,
     runAt: num(h.runAt),
     startedAt: num(h.started),
     finishedAt: num(h.finished),

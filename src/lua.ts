@@ -3,8 +3,8 @@
  * it is atomic; every key a script touches shares the queue's hash tag, so each runs on one slot.
  * Job keys are derived from the base key passed in ARGV[1] (same tag as KEYS).
  *
- * Job hash fields: name data opts max state attempt stalls sid owner token created runAt started
- * finished result error progress abort.
+ * Job hash fields: p (name NUL data NUL opts NUL max NUL created, fixed for the job's life) state
+ * attempt stalls sid owner token runAt started finished result error progress abort.
  */
 
 /** Shared helpers, prepended to scripts that need them. */
@@ -19,14 +19,11 @@ local function emit(events, maxlen, kind, id, now, extra)
   end
 end
 -- A stream entry carries what running the job needs, so a fetch reads no hash:
---   j <id>  a <attempts so far>  p <name NUL data NUL opts NUL max NUL created NUL stalls>
-local function pack(name, data, opts, max, created, stalls)
-  return name .. '\0' .. data .. '\0' .. opts .. '\0' .. max .. '\0' .. created .. '\0' .. stalls
-end
+--   j <id>  a <attempts so far>  s <stalls>  p <name NUL data NUL opts NUL max NUL created>
+-- p never changes in a job's life; the job hash holds the same string in its field p.
 local function requeue(stream, job, id)
-  local f = redis.call('HMGET', job, 'name', 'data', 'opts', 'attempt', 'max', 'created', 'stalls')
-  local sid = redis.call('XADD', stream, '*', 'j', id, 'a', f[4] or '0',
-    'p', pack(f[1], f[2], f[3], f[5], f[6], f[7] or '0'))
+  local f = redis.call('HMGET', job, 'p', 'attempt', 'stalls')
+  local sid = redis.call('XADD', stream, '*', 'j', id, 'a', f[2] or '0', 's', f[3] or '0', 'p', f[1])
   redis.call('HSET', job, 'state', 'waiting', 'sid', sid, 'owner', '', 'token', '')
   return sid
 end
@@ -35,11 +32,12 @@ local function delmany(keys)
     redis.call('DEL', unpack(keys, i, math.min(i + 499, #keys)))
   end
 end
--- f: the entry's fields. Returns the row the worker reads: id sid token attempt name data opts max created stalls
+-- f: the entry's fields. Returns the row the worker reads, NUL-joined:
+--   id sid token attempt stalls name data opts max created
 local function activate(consumer, base, sid, f, token, now)
   local attempt = tonumber(f[4]) + 1
   redis.call('HSET', base .. 'job:' .. f[2], 'state', 'active', 'owner', consumer, 'token', token, 'started', now, 'attempt', attempt)
-  return f[2] .. '\0' .. sid .. '\0' .. token .. '\0' .. attempt .. '\0' .. f[6]
+  return f[2] .. '\0' .. sid .. '\0' .. token .. '\0' .. attempt .. '\0' .. f[6] .. '\0' .. f[8]
 end
 local function trim(zkey, base, keep, age, now)
   if keep >= 0 then
@@ -66,7 +64,8 @@ end
 
 /**
  * enqueue one job or a batch. KEYS: stream delayed events.
- * ARGV: base group now eventsMax, then per job: id name data opts max runAt dedup (1: a caller's jobId).
+ * ARGV: base group now eventsMax, then per job: id p runAt dedup, where p is the packed
+ * `name NUL data NUL opts NUL max NUL created` and dedup is 1 for a caller's jobId.
  * Returns one string per job: '+waiting' or '+delayed' for a new job, '=' .. state when a job with
  * that id exists already (deduplicated: nothing written for it). One event per batch and state.
  * `attempt` and `stalls` are absent until they change: every reader takes a missing one as 0.
@@ -80,31 +79,30 @@ end
 local out, waiting, delayed = {}, {}, {}
 local i = 5
 while ARGV[i] do
-  local id, name, data, opts, max, runAt = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+  local id, p, runAt = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local job = base .. 'job:' .. id
   -- only a caller-chosen id can exist already; a generated one (dedup flag 0) is a fresh UUID
-  local state = ARGV[i + 6] == '1' and redis.call('HGET', job, 'state')
+  local state = ARGV[i + 3] == '1' and redis.call('HGET', job, 'state')
   if state then
     out[#out + 1] = '=' .. state
   elseif runAt > now then
-    redis.call('HSET', job, 'name', name, 'data', data, 'opts', opts, 'max', max, 'created', now,
-      'state', 'delayed', 'runAt', runAt)
+    redis.call('HSET', job, 'p', p, 'state', 'delayed', 'runAt', runAt)
     redis.call('ZADD', KEYS[2], runAt, id)
     delayed[#delayed + 1] = id
     out[#out + 1] = '+delayed'
   else
-    local sid = redis.call('XADD', stream, '*', 'j', id, 'a', '0', 'p', pack(name, data, opts, max, now, '0'))
-    redis.call('HSET', job, 'name', name, 'data', data, 'opts', opts, 'max', max, 'created', now,
-      'state', 'waiting', 'sid', sid)
+    local sid = redis.call('XADD', stream, '*', 'j', id, 'a', '0', 's', '0', 'p', p)
+    redis.call('HSET', job, 'p', p, 'state', 'waiting', 'sid', sid)
     waiting[#waiting + 1] = id
     out[#out + 1] = '+waiting'
   end
-  i = i + 7
+  i = i + 4
 end
 if #waiting > 0 then emit(KEYS[3], eventsMax, 'waiting', table.concat(waiting, ' '), now) end
 if #delayed > 0 then emit(KEYS[3], eventsMax, 'delayed', table.concat(delayed, ' '), now) end
 return out
 `;
+
 /**
  * finish a batch of outcomes, then fetch and activate up to N ready jobs (one round trip).
  * KEYS: stream delayed completed failed aborted events
@@ -114,7 +112,7 @@ return out
  * Returns { flags, row, row... }: flags is a string with '1' per outcome applied, '2' per retry or
  * interruption applied as `aborted` instead (an abort was requested for the job), and '0' per
  * outcome fenced out (the job is no longer this attempt's); each row is a job started, its fields joined by
- * NUL: id sid token attempt name data opts max created stalls.
+ * NUL: id sid token attempt stalls name data opts max created.
  */
 export const FINISH_AND_FETCH = EMIT + `
 local stream, delayed, events = KEYS[1], KEYS[2], KEYS[6]

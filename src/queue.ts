@@ -3,6 +3,7 @@ import { ValidationError } from "./errors.ts";
 import {
   type CancelResult,
   type EnqueuedJob,
+  packJob,
   JOB_STATES,
   type JobCounts,
   jobFromHash,
@@ -60,7 +61,7 @@ export function checkQueueName(name: unknown, field = "queue"): string {
 
 interface Prepared {
   id: string;
-  /** The job's ARGV slice of the ENQUEUE script: id name data opts max runAt dedup. */
+  /** The job's ARGV slice of the ENQUEUE script: id p runAt dedup. */
   argv: (string | number)[];
 }
 
@@ -139,7 +140,7 @@ export class Queue {
     if (options === undefined || (options !== null && typeof options === "object" && isEmpty(options))) {
       // the common case, kept cheap for bulk enqueues: every default
       const id = crypto.randomUUID();
-      return { id, argv: [id, task, payload, DEFAULT_STORED, DEFAULT_ATTEMPTS, 0, 0] };
+      return { id, argv: [id, packJob(task, payload, DEFAULT_STORED, DEFAULT_ATTEMPTS, Date.now()), 0, 0] };
     }
     try {
       opts = validate(EnqueueOptionsSchema, options ?? {}, "Invalid enqueue options");
@@ -157,7 +158,8 @@ export class Queue {
     const stored: StoredOptions = { backoff: resolveBackoff(opts.backoff) };
     if (opts.timeout !== undefined) stored.timeout = parseDuration(opts.timeout, "timeout");
     const id = opts.jobId ?? crypto.randomUUID();
-    return { id, argv: [id, task, payload!, JSON.stringify(stored), opts.attempts ?? DEFAULT_ATTEMPTS, runAt, opts.jobId === undefined ? 0 : 1] };
+    const p = packJob(task, payload!, JSON.stringify(stored), opts.attempts ?? DEFAULT_ATTEMPTS, now);
+    return { id, argv: [id, p, runAt, opts.jobId === undefined ? 0 : 1] };
   }
 
   /** Runs the ENQUEUE script for a batch of prepared jobs. */

@@ -661,9 +661,9 @@ export class Worker extends EventTarget {
 
   // ---- jobs
 
-  /** Starts a job from a fetched row: id sid token attempt name data opts max created stalls, NUL-joined. */
+  /** Starts a job from a fetched row: id sid token attempt stalls name data opts max created, NUL-joined. */
   #startJob(q: QueueState, row: string): void {
-    const [id, , token, attempt, name, data, opts, max, created, stalls] = row.split("\0");
+    const [id, , token, attempt, stalls, name, data, opts, max, created] = row.split("\0");
     const job = {
       id: id!, name: name!, queue: q.name, attempt: Number(attempt), maxAttempts: Number(max),
       createdAt: Number(created), stalls: Number(stalls ?? 0),
