@@ -9,8 +9,7 @@
  * @module
  */
 import { hostname } from "node:os";
-import { type ProcessRunOptions, type RuntimeHooks, runWorkerIn } from "../src/runtime.ts";
-import { type RunSummary, Worker, type WorkerOptions } from "../src/worker.ts";
+import { type RuntimeHooks, type WorkerFunctions, workerFunctions } from "../src/runtime.ts";
 import { type AdminServer, checkServeOptions, type ServableApp, type ServeAdminOptions, serverUrl } from "../admin/serve.ts";
 
 export const hooks: RuntimeHooks = {
@@ -21,7 +20,7 @@ export const hooks: RuntimeHooks = {
     process.on(signal, handler);
     return () => process.off(signal, handler);
   },
-  exit: (code) => process.exit(code),
+  exit,
 };
 
 /**
@@ -32,18 +31,10 @@ export function exit(code: number): never {
   process.exit(code);
 }
 
-/** A Worker that knows its host, pid and runtime (shown in the admin app). */
-export function createWorker(options: WorkerOptions): Worker {
-  return new Worker({ ...options, identity: { host: hooks.host, pid: hooks.pid, runtime: `bun ${Bun.version}`, ...options.identity } });
-}
-
-/** Runs a worker until it stops, with signal handling; sets `process.exitCode`. */
-export async function runWorker(options: WorkerOptions | Worker, run: ProcessRunOptions = {}): Promise<RunSummary> {
-  const worker = options instanceof Worker ? options : createWorker(options);
-  const { summary, code } = await runWorkerIn(worker, hooks, run);
+/** `createWorker(options)` and `runWorker(options, run?)`: see `WorkerFunctions`. */
+export const { createWorker, runWorker }: WorkerFunctions = workerFunctions(hooks, `bun ${Bun.version}`, (code) => {
   process.exitCode = code;
-  return summary;
-}
+});
 
 /**
  * Serves the admin app (`createAdminApp` from `sluice/admin`) with `Bun.serve`. Binds 127.0.0.1

@@ -8,8 +8,7 @@
  * ```
  * @module
  */
-import { type ProcessRunOptions, type RuntimeHooks, runWorkerIn } from "../src/runtime.ts";
-import { type RunSummary, Worker, type WorkerOptions } from "../src/worker.ts";
+import { type RuntimeHooks, type WorkerFunctions, workerFunctions } from "../src/runtime.ts";
 import { type AdminServer, checkServeOptions, type ServableApp, type ServeAdminOptions, serverUrl } from "../admin/serve.ts";
 
 // Minimal declarations of the Deno APIs used here.
@@ -35,7 +34,7 @@ export const hooks: RuntimeHooks = {
     Deno.addSignalListener(signal, handler);
     return () => Deno.removeSignalListener(signal, handler);
   },
-  exit: (code) => Deno.exit(code),
+  exit,
 };
 
 /**
@@ -46,18 +45,10 @@ export function exit(code: number): never {
   Deno.exit(code);
 }
 
-/** A Worker that knows its host, pid and runtime (shown in the admin app). */
-export function createWorker(options: WorkerOptions): Worker {
-  return new Worker({ ...options, identity: { host: hooks.host, pid: hooks.pid, runtime: `deno ${Deno.version.deno}`, ...options.identity } });
-}
-
-/** Runs a worker until it stops, with signal handling; sets `Deno.exitCode`. */
-export async function runWorker(options: WorkerOptions | Worker, run: ProcessRunOptions = {}): Promise<RunSummary> {
-  const worker = options instanceof Worker ? options : createWorker(options);
-  const { summary, code } = await runWorkerIn(worker, hooks, run);
+/** `createWorker(options)` and `runWorker(options, run?)`: see `WorkerFunctions`. */
+export const { createWorker, runWorker }: WorkerFunctions = workerFunctions(hooks, `deno ${Deno.version.deno}`, (code) => {
   Deno.exitCode = code;
-  return summary;
-}
+});
 
 /**
  * Serves the admin app (`createAdminApp` from `sluice/admin`) with `Deno.serve`. Binds 127.0.0.1

@@ -29,6 +29,7 @@ import { LISTABLE_STATES } from "../src/inspect.ts";
 import type { Queue } from "../src/queue.ts";
 import type { AdminContext } from "./context.ts";
 import { sendShutdown } from "../src/control.ts";
+import { toIssues } from "../src/options.ts";
 import { eventStream } from "./events.ts";
 
 /** An error with an HTTP status, answered as `{ error, issues? }`. */
@@ -96,18 +97,7 @@ const EventsQuery = v.strictObject({
 export function check<S extends v.GenericSchema>(schema: S, input: unknown, what: string, root = "(body)"): v.InferOutput<S> {
   const r = v.safeParse(schema, input);
   if (r.success) return r.output;
-  const issues: ValidationIssue[] = r.issues.map((i) => {
-    let field = v.getDotPath(i) ?? "";
-    let value = i.input;
-    let message = i.message;
-    // an unknown key is reported on its object: name the key itself
-    if (i.kind === "schema" && i.type === "strict_object" && i.path) {
-      field = i.path.map((p) => String(p.key)).join(".");
-      value = i.path[i.path.length - 1]!.value;
-      message = "is not a known field";
-    }
-    return { field: field || root, value, message: message.startsWith("Invalid") ? "is invalid" : message };
-  });
+  const issues = toIssues(r.issues, root, "is not a known field");
   throw new HttpError(400, `Invalid ${what}`, issues);
 }
 

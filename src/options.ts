@@ -99,25 +99,31 @@ export function backoffDelay(b: NonNullable<StoredOptions["backoff"]>, attempt: 
 }
 
 /**
+ * Turns valibot issues into `ValidationIssue`s: the field as a dotted path, the value received.
+ * An unknown key is named itself (`unknown`: how to say so); an issue of the input as a whole is
+ * reported on `root`.
+ */
+export function toIssues(issues: readonly v.BaseIssue<unknown>[], root: string, unknown: string): ValidationIssue[] {
+  return issues.map((i) => {
+    let field = v.getDotPath(i) ?? "";
+    let value = i.input;
+    let message = i.message;
+    // an unknown key is reported on its object: name the key itself
+    if (i.kind === "schema" && i.type === "strict_object" && i.path) {
+      field = i.path.map((p) => String(p.key)).join(".");
+      value = i.path[i.path.length - 1]!.value;
+      message = unknown;
+    }
+    return { field: field || root, value, message: message.startsWith("Invalid") ? "is invalid" : message };
+  });
+}
+
+/**
  * Validates `input` against a valibot schema; throws a `ValidationError` naming every bad field and
  * its value. `context` starts the message ("Invalid enqueue options").
  */
 export function validate<S extends v.GenericSchema>(schema: S, input: unknown, context: string): v.InferOutput<S> {
   const r = v.safeParse(schema, input);
   if (r.success) return r.output;
-  const issues: ValidationIssue[] = r.issues.map((i) => {
-    let field = v.getDotPath(i) ?? "";
-    let value = i.input;
-    let message = i.message;
-    // an unknown key is reported on the object: name the key itself
-    if (i.kind === "schema" && i.type === "strict_object" && i.path) {
-      field = i.path.map((p) => String(p.key)).join(".");
-      value = i.path[i.path.length - 1]!.value;
-      message = "is not a known option";
-    }
-    return { field: field || "(options)", value, message: message.startsWith("Invalid") ? "is invalid" : message };
-  });
-  return (() => {
-    throw new ValidationError(context, issues);
-  })();
+  throw new ValidationError(context, toIssues(r.issues, "(options)", "is not a known option"));
 }

@@ -1,4 +1,4 @@
-import type { RunOptions, RunSummary, Worker } from "./worker.ts";
+import { type RunOptions, type RunSummary, Worker, type WorkerOptions } from "./worker.ts";
 
 /**
  * What a runtime adapter supplies: the few process facilities the core may not touch itself.
@@ -72,4 +72,33 @@ export async function runWorkerIn(worker: Worker, hooks: RuntimeHooks, options: 
   const code = exitCode(summary);
   if (code === EXIT.abandoned && options.exitOnAbandon) hooks.exit?.(code);
   return { summary, code };
+}
+
+/** What every runtime adapter exports for running workers. */
+export interface WorkerFunctions {
+  /** A Worker that knows its host, pid and runtime (shown in the worker registry and the admin app). */
+  createWorker(options: WorkerOptions): Worker;
+  /**
+   * Runs a worker until it stops, with SIGINT/SIGTERM handled, and sets the process exit code
+   * (0 stopped cleanly, 3 stopped on a third signal leaving re-queued jobs behind).
+   */
+  runWorker(options: WorkerOptions | Worker, run?: ProcessRunOptions): Promise<RunSummary>;
+}
+
+/**
+ * Builds an adapter's `createWorker` and `runWorker` from its hooks. `runtime` is shown in the
+ * registry ("bun 1.4.5"); `setExitCode` sets the process exit code without exiting.
+ */
+export function workerFunctions(hooks: RuntimeHooks, runtime: string, setExitCode: (code: number) => void): WorkerFunctions {
+  const createWorker = (options: WorkerOptions) =>
+    new Worker({ ...options, identity: { host: hooks.host, pid: hooks.pid, runtime, ...options.identity } });
+  return {
+    createWorker,
+    async runWorker(options, run = {}) {
+      const worker = options instanceof Worker ? options : createWorker(options);
+      const { summary, code } = await runWorkerIn(worker, hooks, run);
+      setExitCode(code);
+      return summary;
+    },
+  };
 }
