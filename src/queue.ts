@@ -1,3 +1,4 @@
+import { deadline } from "./async.ts";
 import { parseDuration } from "./duration.ts";
 import { ValidationError } from "./errors.ts";
 import {
@@ -316,7 +317,11 @@ export class Queue {
 
   /** Closes the connection if this queue opened it (a client passed in is left open). */
   async close(): Promise<void> {
-    if (this.#owned) await this.#owned.quit().catch(() => this.#owned!.disconnect());
+    const c = this.#owned;
+    if (!c || c.status === "end") return;
+    // QUIT waits for a reply: on a connection that lost Redis it would wait for a reconnect forever
+    if (c.status !== "ready") return c.disconnect();
+    await deadline(c.quit(), 3000).catch(() => c.disconnect());
   }
 }
 

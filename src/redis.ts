@@ -25,7 +25,9 @@ export function isIORedis(x: unknown): x is IORedis {
 
 /** Opens an ioredis client for a URL. Auto-pipelining batches concurrent commands into one write. */
 export function connect(url: string, extra: Record<string, unknown> = {}): Redis {
-  return new Redis(url, { enableAutoPipelining: true, maxRetriesPerRequest: null, ...extra });
+  const client = new Redis(url, { enableAutoPipelining: true, maxRetriesPerRequest: null, ...extra });
+  client.on("error", () => {}); // it reconnects by itself; failures surface on the commands waiting
+  return client;
 }
 
 /** Turns any accepted client into a `Send` function. */

@@ -1,3 +1,4 @@
+import { abortable, deadline } from "./async.ts";
 import { Context, type JobContext } from "./context.ts";
 import { type Duration, parseDuration } from "./duration.ts";
 import type { EndCondition } from "./end-condition.ts";
@@ -169,6 +170,8 @@ const scripts = {
 };
 
 const ONE_DAY = 86_400_000;
+/** How long each clean-up step of a stopping worker may wait for Redis. */
+const CLEANUP_MS = 3000;
 
 function intOption(value: unknown, field: string, min: number): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
@@ -250,6 +253,8 @@ export class Worker extends EventTarget {
   #reserved = 0;
   #empty = false;
   #errors = 0;
+  /** Set once an abandoning stop has waited CLEANUP_MS for Redis. */
+  #giveUp = false;
   #sideFlush: Promise<void> | undefined;
   #timers: ReturnType<typeof setTimeout>[] = [];
   #promoteTimer: ReturnType<typeof setTimeout> | undefined;
@@ -397,7 +402,14 @@ export class Worker extends EventTarget {
     const sd = this.shutdown;
     const before = sd.phase; // a stop() before run(): its phase change had no listener yet
     sd.addEventListener("phase", (e) => this.#onPhase((e as CustomEvent).detail));
-    sd.abandon.addEventListener("abort", () => this.#wake(), { once: true });
+    sd.abandon.addEventListener("abort", () => {
+      this.#wake();
+      // abandoning means not waiting: writing what is left gets CLEANUP_MS, then the worker stops
+      this.#timers.push(setTimeout(() => {
+        this.#giveUp = true;
+        this.#wake();
+      }, CLEANUP_MS));
+    }, { once: true });
     if (options.signal) {
       if (options.signal.aborted) sd.request({ source: "signal" });
       else options.signal.addEventListener("abort", () => sd.request({ source: "signal" }), { once: true });
@@ -432,10 +444,16 @@ export class Worker extends EventTarget {
     } finally {
       for (const t of this.#timers) clearInterval(t);
       clearTimeout(this.#promoteTimer);
-      await this.#sideFlush;
-      await this.#releaseConsumers();
-      await this.#unregister();
-      await this.#close();
+      // with Redis unreachable, commands wait for a reconnect forever: bound each clean-up step
+      const bounded = (p: Promise<unknown> | undefined) => deadline(Promise.resolve(p), CLEANUP_MS).catch(() => {});
+      if (!this.#giveUp) {
+        await bounded(this.#sideFlush);
+        await bounded(this.#releaseConsumers());
+        await bounded(this.#unregister());
+        await bounded(this.#close());
+      }
+      for (const c of [this.#block, this.#sub]) if (c && c.status !== "end") c.disconnect();
+      if (this.#ownsCmd && this.#cmd.status !== "end") this.#cmd.disconnect();
       this.#summary.durationMs = Date.now() - this.#startedAt;
       sd.markStopped();
       this.#log("info", "stopped", `worker ${this.id} stopped`, { ...this.#summary });
@@ -508,6 +526,14 @@ export class Worker extends EventTarget {
     while (true) {
       if (this.shutdown.abandon.aborted) this.#abandonAll();
       if (this.shutdown.phase !== "running" && this.#running.size === 0 && !this.#hasOutcomes() && this.#inflight === 0) break;
+      if (this.#giveUp) {
+        // told to stop without waiting, and Redis did not take the last outcomes in time (it is
+        // unreachable, and commands wait for a reconnect): those outcomes are lost, their jobs are
+        // not: still pending under this consumer, another worker recovers them after stalledTimeout
+        const left = this.#queues.reduce((n, q) => n + q.outcomes.splice(0).length, 0) + this.#inflight;
+        this.#log("error", "stopped", `Redis did not answer: stopping without writing ${left} outcome batch(es); their jobs will be recovered as stalled`);
+        break;
+      }
       this.#wakePending = false;
       if (this.#errors > 0 && this.#inflight === 0) {
         await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** Math.min(this.#errors, 6))));
@@ -637,10 +663,15 @@ export class Worker extends EventTarget {
     this.#flushAside();
     let reply: unknown;
     try {
-      reply = (await block.call(
-        "XREADGROUP", "GROUP", GROUP, this.id, "COUNT", count, "BLOCK", blockMs,
-        "STREAMS", ...qs.map((q) => q.keys.stream), ...qs.map(() => ">"),
-      ));
+      // raced with the graceful signal: a read queued on a connection that lost Redis does not
+      // settle when the connection is dropped, and must not hold the stop
+      reply = await abortable(
+        block.call(
+          "XREADGROUP", "GROUP", GROUP, this.id, "COUNT", count, "BLOCK", blockMs,
+          "STREAMS", ...qs.map((q) => q.keys.stream), ...qs.map(() => ">"),
+        ),
+        this.shutdown.graceful,
+      );
     } catch (e) {
       if (this.shutdown.graceful.aborted) return; // the connection was dropped to stop fetching
       throw e;
