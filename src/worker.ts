@@ -1,95 +1,14 @@
 import { abortable, deadline } from "./async.ts";
-import { Context, type JobContext } from "./context.ts";
-import { type Duration, parseDuration } from "./duration.ts";
-import type { EndCondition } from "./end-condition.ts";
-import { type AbortReason, JobAborted, UnrecoverableError, ValidationError } from "./errors.ts";
+import { Context } from "./context.ts";
+import { parseDuration } from "./duration.ts";
+import { type AbortReason, JobAborted, UnrecoverableError } from "./errors.ts";
 import { safeJson, storeError, type StoredError } from "./job.ts";
 import { globalKeys, GROUP, type QueueKeys, queueKeys } from "./keys.ts";
 import { ACTIVATE, CHECK, FINISH_AND_FETCH, PROMOTE, RECOVER, RELEASE_CONSUMER } from "./lua.ts";
 import { backoffDelay, DEFAULT_BACKOFF, type StoredOptions } from "./options.ts";
-import { checkQueueName } from "./queue.ts";
-import { connect, duplicate, type IORedis, isIORedis, Script, type Send, toSend } from "./redis.ts";
+import { connect, duplicate, type IORedis, Script, type Send, toSend } from "./redis.ts";
 import { type Phase, ShutdownController } from "./shutdown.ts";
-
-/** A job handler: `async (data, ctx) => result`. The result is stored as JSON. */
-// deno-lint-ignore no-explicit-any
-export type Handler<D = any, R = unknown> = (data: D, ctx: JobContext) => R | Promise<R>;
-
-/** A task with its own settings. */
-export interface TaskDefinition<D = unknown, R = unknown> {
-  handler: Handler<D, R>;
-  /** Abort each attempt (reason `timeout`) after this long; a job's own `timeout` wins. */
-  timeout?: Duration;
-  /** While it holds, running jobs of this task abort with reason `end-condition`. */
-  endCondition?: EndCondition;
-}
-
-/** Tasks by name: a handler, or a handler with settings. */
-// deno-lint-ignore no-explicit-any
-export type Tasks = Record<string, Handler<any, any> | TaskDefinition<any, any>>;
-
-/** How long finished jobs are kept. `count`: the newest N; `age`: no older than this. */
-export interface RetentionPolicy {
-  count?: number;
-  age?: Duration;
-}
-
-/** One lifecycle log line of a worker. */
-export interface LogEntry {
-  level: "info" | "warn" | "error";
-  /** started, draining, aborting, job-interrupted, job-abandoned, stopped, error, … */
-  event: string;
-  message: string;
-  [field: string]: unknown;
-}
-
-/** Options of `new Worker()`. Durations are milliseconds or strings such as "10s". */
-export interface WorkerOptions {
-  /** The tasks this worker runs, by name. */
-  tasks: Tasks;
-  /** A `redis://` URL or an ioredis client (the worker duplicates it for its blocking reads). @default "redis://127.0.0.1:6379" */
-  redis?: string | IORedis;
-  /** Key prefix. @default "sluice" */
-  prefix?: string;
-  /** Queues in priority order: a job of an earlier queue is always taken first. @default ["default"] */
-  queues?: string[];
-  /** Jobs run at once, at most. @default 10 */
-  concurrency?: number;
-  /** Default attempt timeout for tasks without one. @default none */
-  timeout?: Duration;
-  /** A job whose worker has not heartbeated for this long is recovered by another worker. @default "30s" */
-  stalledTimeout?: Duration;
-  /** How often a worker refreshes its jobs and looks for stalled ones. Must be under half of `stalledTimeout`. @default stalledTimeout / 6, at most 5s */
-  heartbeatInterval?: Duration;
-  /** Recoveries of one job after which it fails instead. @default 1 */
-  maxStalled?: number;
-  /** In the graceful phase, abort running jobs (reason `shutdown`) once this has elapsed. @default none: wait for them */
-  shutdownGracefulTimeout?: Duration;
-  /** `false`: drain mode — stop once the queues have no ready job and nothing runs. @default true */
-  wait?: boolean;
-  /** Stop (gracefully) after fetching this many jobs. @default unlimited */
-  maxJobs?: number;
-  /** How often due delayed jobs and retries are moved to their stream, at the latest. @default "500ms" */
-  promoteInterval?: Duration;
-  /** How often to poll for abort requests a missed pub/sub message would have delivered. @default "1s" */
-  abortPollInterval?: Duration;
-  /** How often end conditions are checked. @default "1s" */
-  endConditionInterval?: Duration;
-  /** How long one blocking read waits before it is re-issued. @default "5s" */
-  blockTimeout?: Duration;
-  /** Retention of finished jobs. @default { completed: { count: 1000, age: "1 day" }, failed: {} (keep all) } */
-  retention?: { completed?: RetentionPolicy; failed?: RetentionPolicy };
-  /** Length the events stream is capped at; 0 turns events off. @default 10000 */
-  eventsMaxLen?: number;
-  /** Install OS signal handlers (used by the runtime adapters). @default true */
-  installSignalHandlers?: boolean;
-  /** This worker's id (its consumer name). @default "<host>-<random>" */
-  id?: string;
-  /** Shown in the worker registry and the admin app; adapters fill it. */
-  identity?: { host?: string; pid?: number; runtime?: string };
-  /** Receives lifecycle logs. @default none */
-  logger?: (entry: LogEntry) => void;
-}
+import { type LogEntry, resolveSettings, type Settings, type TaskDefinition, type WorkerOptions } from "./worker-options.ts";
 
 /** Options of `Worker.run`. */
 export interface RunOptions {
@@ -169,35 +88,8 @@ const scripts = {
   release: new Script(RELEASE_CONSUMER),
 };
 
-const ONE_DAY = 86_400_000;
 /** How long each clean-up step of a stopping worker may wait for Redis. */
 const CLEANUP_MS = 3000;
-
-function intOption(value: unknown, field: string, min: number): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
-    throw new ValidationError("Invalid worker options", [{ field, value, message: `must be an integer >= ${min}` }]);
-  }
-  return value;
-}
-
-function durationOption(value: unknown, field: string): number {
-  try {
-    return parseDuration(value, field);
-  } catch (e) {
-    throw new ValidationError("Invalid worker options", [{ field, value, message: (e as Error).message.split(":")[0]!.replace(/^Invalid duration for '[^']+'/, "must be a duration") }]);
-  }
-}
-
-function retention(p: RetentionPolicy | undefined, def: { count: number; age: number }, field: string) {
-  if (p === undefined) return def;
-  if (typeof p !== "object" || p === null) {
-    throw new ValidationError("Invalid worker options", [{ field, value: p, message: "must be { count?, age? }" }]);
-  }
-  return {
-    count: p.count === undefined ? -1 : intOption(p.count, field + ".count", 0),
-    age: p.age === undefined ? -1 : durationOption(p.age, field + ".age"),
-  };
-}
 
 /**
  * Runs the jobs of one or more queues. Fetches in batches up to `concurrency`, heartbeats its jobs
@@ -222,21 +114,8 @@ export class Worker extends EventTarget {
   readonly options: Readonly<WorkerOptions>;
   readonly #queues: QueueState[];
   readonly #byName = new Map<string, QueueState>();
-  readonly #tasks = new Map<string, TaskDefinition>();
-  readonly #prefix: string;
-  readonly #timeout: number | undefined;
-  readonly #stalledTimeout: number;
-  readonly #heartbeatInterval: number;
-  readonly #maxStalled: number;
-  readonly #gracefulTimeout: number | undefined;
-  readonly #wait: boolean;
-  readonly #maxJobs: number;
-  readonly #promoteInterval: number;
-  readonly #abortPollInterval: number;
-  readonly #endConditionInterval: number;
-  readonly #blockTimeout: number;
-  readonly #keep: { completed: { count: number; age: number }; failed: { count: number; age: number } };
-  readonly #eventsMaxLen: number;
+  readonly #tasks: Map<string, TaskDefinition>;
+  readonly #s: Settings;
 
   #cmd!: IORedis;
   #send!: Send;
@@ -269,69 +148,17 @@ export class Worker extends EventTarget {
 
   constructor(options: WorkerOptions) {
     super();
-    if (typeof options !== "object" || options === null) {
-      throw new ValidationError("Invalid worker options", [{ field: "(options)", value: options, message: "must be an object" }]);
-    }
+    const settings = resolveSettings(options);
     this.options = options;
-    this.#prefix = options.prefix ?? "sluice";
-    const queues = options.queues ?? ["default"];
-    if (!Array.isArray(queues) || queues.length === 0) {
-      throw new ValidationError("Invalid worker options", [{ field: "queues", value: queues, message: "must be a non-empty array of queue names" }]);
-    }
-    this.#queues = queues.map((name, i) => {
-      checkQueueName(name, `queues.${i}`);
-      const q = { name, keys: queueKeys(this.#prefix, name), outcomes: [] };
+    this.#s = settings;
+    this.id = settings.id;
+    this.concurrency = settings.concurrency;
+    this.#tasks = settings.tasks;
+    this.#queues = settings.queues.map((name) => {
+      const q = { name, keys: queueKeys(settings.prefix, name), outcomes: [] };
       this.#byName.set(name, q);
       return q;
     });
-    if (typeof options.tasks !== "object" || options.tasks === null) {
-      throw new ValidationError("Invalid worker options", [{ field: "tasks", value: options.tasks, message: "must be an object of task name to handler" }]);
-    }
-    for (const [name, t] of Object.entries(options.tasks)) {
-      const def = typeof t === "function" ? { handler: t } : t;
-      if (typeof def?.handler !== "function") {
-        throw new ValidationError("Invalid worker options", [{ field: `tasks.${name}`, value: t, message: "must be a function or { handler, timeout?, endCondition? }" }]);
-      }
-      if (def.timeout !== undefined) durationOption(def.timeout, `tasks.${name}.timeout`);
-      if (def.endCondition !== undefined && typeof def.endCondition !== "function") {
-        throw new ValidationError("Invalid worker options", [{ field: `tasks.${name}.endCondition`, value: def.endCondition, message: "must be a function (now: Date) => boolean" }]);
-      }
-      this.#tasks.set(name, def);
-    }
-    this.concurrency = intOption(options.concurrency ?? 10, "concurrency", 1);
-    this.#timeout = options.timeout === undefined ? undefined : durationOption(options.timeout, "timeout");
-    this.#stalledTimeout = durationOption(options.stalledTimeout ?? 30_000, "stalledTimeout");
-    this.#heartbeatInterval = options.heartbeatInterval === undefined
-      ? Math.min(5000, Math.max(10, Math.floor(this.#stalledTimeout / 6)))
-      : durationOption(options.heartbeatInterval, "heartbeatInterval");
-    if (this.#heartbeatInterval * 2 > this.#stalledTimeout || this.#heartbeatInterval <= 0) {
-      throw new ValidationError("Invalid worker options", [{
-        field: "heartbeatInterval",
-        value: options.heartbeatInterval ?? this.#heartbeatInterval,
-        message: `must be > 0 and at most half of stalledTimeout (${this.#stalledTimeout} ms), or live jobs could be recovered as stalled`,
-      }]);
-    }
-    this.#maxStalled = intOption(options.maxStalled ?? 1, "maxStalled", 0);
-    this.#gracefulTimeout = options.shutdownGracefulTimeout === undefined ? undefined : durationOption(options.shutdownGracefulTimeout, "shutdownGracefulTimeout");
-    if (options.wait !== undefined && typeof options.wait !== "boolean") {
-      throw new ValidationError("Invalid worker options", [{ field: "wait", value: options.wait, message: "must be a boolean" }]);
-    }
-    this.#wait = options.wait ?? true;
-    this.#maxJobs = options.maxJobs === undefined ? Infinity : intOption(options.maxJobs, "maxJobs", 1);
-    this.#promoteInterval = durationOption(options.promoteInterval ?? 500, "promoteInterval");
-    this.#abortPollInterval = durationOption(options.abortPollInterval ?? 1000, "abortPollInterval");
-    this.#endConditionInterval = durationOption(options.endConditionInterval ?? 1000, "endConditionInterval");
-    this.#blockTimeout = Math.max(1, durationOption(options.blockTimeout ?? 5000, "blockTimeout"));
-    this.#keep = {
-      completed: retention(options.retention?.completed, { count: 1000, age: ONE_DAY }, "retention.completed"),
-      failed: retention(options.retention?.failed, { count: -1, age: -1 }, "retention.failed"),
-    };
-    this.#eventsMaxLen = intOption(options.eventsMaxLen ?? 10_000, "eventsMaxLen", 0);
-    if (options.redis !== undefined && typeof options.redis !== "string" && !isIORedis(options.redis)) {
-      throw new ValidationError("Invalid worker options", [{ field: "redis", value: options.redis, message: "must be a redis:// URL or an ioredis client" }]);
-    }
-    const host = options.identity?.host ?? "worker";
-    this.id = options.id ?? `${host}-${crypto.randomUUID().slice(0, 8)}`;
   }
 
   /** The current phase: running, draining, aborting or stopped. */
@@ -469,8 +296,8 @@ export class Worker extends EventTarget {
       // a blocked XREADGROUP must not delay the stop: drop its connection. Anything the server
       // delivered on it meanwhile stays in this consumer's pending list and is released at stop.
       this.#block?.disconnect();
-      if (this.#gracefulTimeout !== undefined) {
-        const t = setTimeout(() => this.shutdown.escalate("shutdownGracefulTimeout"), this.#gracefulTimeout);
+      if (this.#s.gracefulTimeout !== undefined) {
+        const t = setTimeout(() => this.shutdown.escalate("shutdownGracefulTimeout"), this.#s.gracefulTimeout);
         this.#timers.push(t);
       }
     } else if (phase === "aborting") {
@@ -511,7 +338,7 @@ export class Worker extends EventTarget {
   #free(): number {
     if (this.shutdown.phase !== "running") return 0;
     const slots = this.concurrency - this.#running.size - this.#reserved;
-    return Math.max(0, Math.min(slots, this.#maxJobs - this.#started - this.#reserved));
+    return Math.max(0, Math.min(slots, this.#s.maxJobs - this.#started - this.#reserved));
   }
 
   /**
@@ -546,7 +373,7 @@ export class Worker extends EventTarget {
       }
       if (free > 0 && this.#empty && this.#inflight === 0 && !this.#hasOutcomes()) {
         // nothing ready in any queue
-        if (!this.#wait) {
+        if (!this.#s.wait) {
           if (this.#running.size === 0) {
             this.shutdown.request({ source: "drained" });
             continue;
@@ -607,8 +434,8 @@ export class Worker extends EventTarget {
     const now = Date.now();
     const argv: (string | number)[] = [
       k.base, GROUP, this.id, now, want, crypto.randomUUID().slice(0, 8) + ":",
-      this.#keep.completed.count, this.#keep.completed.age, this.#keep.failed.count, this.#keep.failed.age,
-      this.#eventsMaxLen, outs.length,
+      this.#s.keep.completed.count, this.#s.keep.completed.age, this.#s.keep.failed.count, this.#s.keep.failed.age,
+      this.#s.eventsMaxLen, outs.length,
     ];
     for (const o of outs) argv.push(o.r.id, o.r.token, o.kind, o.payload, o.retryAt);
     let reply: unknown[];
@@ -658,7 +485,7 @@ export class Worker extends EventTarget {
     // one XREADGROUP over all streams where they can share it (not across cluster slots)
     const qs = isCluster && this.#queues.length > 1 ? [this.#queues[this.#started % this.#queues.length]!] : this.#queues;
     const count = qs.length === 1 ? free : 1;
-    const blockMs = isCluster && this.#queues.length > 1 ? Math.min(this.#blockTimeout, 250) : this.#blockTimeout;
+    const blockMs = isCluster && this.#queues.length > 1 ? Math.min(this.#s.blockTimeout, 250) : this.#s.blockTimeout;
     this.#blocking = true;
     this.#flushAside();
     let reply: unknown;
@@ -717,7 +544,7 @@ export class Worker extends EventTarget {
       return;
     }
     this.#started++;
-    if (this.#started >= this.#maxJobs && this.shutdown.phase === "running") {
+    if (this.#started >= this.#s.maxJobs && this.shutdown.phase === "running") {
       queueMicrotask(() => this.shutdown.request({ source: "maxJobs" }));
     }
     this.#emit("active", { job });
@@ -725,7 +552,7 @@ export class Worker extends EventTarget {
       this.#settle(r, false, new UnrecoverableError(`no handler for task '${name}' on worker ${this.id}`));
       return;
     }
-    const timeout = parsedOpts.timeout ?? (r.task.timeout !== undefined ? parseDuration(r.task.timeout) : this.#timeout);
+    const timeout = parsedOpts.timeout ?? (r.task.timeout !== undefined ? parseDuration(r.task.timeout) : this.#s.timeout);
     if (timeout !== undefined) r.timer = setTimeout(() => this.#abortJob(r, "timeout"), timeout);
     let p: unknown;
     try {
@@ -858,21 +685,21 @@ export class Worker extends EventTarget {
       }, ms);
       this.#timers.push(t);
     };
-    every(this.#heartbeatInterval, async () => {
+    every(this.#s.heartbeatInterval, async () => {
       await this.#check(true);
       if (this.shutdown.phase === "running") await this.#recover();
       await this.#register();
     });
-    every(this.#abortPollInterval, () => this.#check(false));
+    every(this.#s.abortPollInterval, () => this.#check(false));
     if ([...this.#tasks.values()].some((t) => t.endCondition)) {
-      every(this.#endConditionInterval, () => {
+      every(this.#s.endConditionInterval, () => {
         const now = new Date();
         for (const r of this.#running.values()) {
           if (r.task?.endCondition?.(now)) this.#abortJob(r, "end-condition");
         }
       });
     }
-    every(this.#promoteInterval, () => this.#promoteAll());
+    every(this.#s.promoteInterval, () => this.#promoteAll());
   }
 
   async #check(claim: boolean): Promise<void> {
@@ -905,7 +732,7 @@ export class Worker extends EventTarget {
       for (let step = 0; step < 10; step++) {
         const k = q.keys;
         const [next, recovered, failed] = (await scripts.recover.run(this.#send, [k.stream, k.failed, k.events], [
-          k.base, GROUP, this.id, Date.now(), this.#stalledTimeout, cursor, 100, this.#maxStalled, this.#eventsMaxLen,
+          k.base, GROUP, this.id, Date.now(), this.#s.stalledTimeout, cursor, 100, this.#s.maxStalled, this.#s.eventsMaxLen,
         ])) as [string, string[], string[]];
         for (const id of recovered) {
           this.#summary.recovered++;
@@ -913,7 +740,7 @@ export class Worker extends EventTarget {
           this.#emit("stalled", { id, queue: q.name, failed: false });
         }
         for (const id of failed) {
-          this.#log("warn", "job-stalled", `job ${id} stalled more than ${this.#maxStalled} time(s); failed`, { job: id, queue: q.name });
+          this.#log("warn", "job-stalled", `job ${id} stalled more than ${this.#s.maxStalled} time(s); failed`, { job: id, queue: q.name });
           this.#emit("stalled", { id, queue: q.name, failed: true });
         }
         cursor = next;
@@ -927,7 +754,7 @@ export class Worker extends EventTarget {
     let next = Infinity;
     for (const q of this.#queues) {
       const [, due] = (await scripts.promote.run(this.#send, [q.keys.stream, q.keys.delayed, q.keys.events], [
-        q.keys.base, Date.now(), 1000, this.#eventsMaxLen,
+        q.keys.base, Date.now(), 1000, this.#s.eventsMaxLen,
       ])) as [number, string];
       const d = Number(due);
       if (d >= 0) next = Math.min(next, d);
@@ -940,7 +767,7 @@ export class Worker extends EventTarget {
   #schedulePromote(at: number): void {
     if (at >= this.#nextPromoteAt || this.shutdown.phase === "stopped") return;
     const wait = at - Date.now();
-    if (wait > this.#promoteInterval) return; // the regular interval comes first
+    if (wait > this.#s.promoteInterval) return; // the regular interval comes first
     this.#nextPromoteAt = at;
     clearTimeout(this.#promoteTimer);
     this.#promoteTimer = setTimeout(() => {
@@ -954,7 +781,7 @@ export class Worker extends EventTarget {
   async #subscribe(): Promise<void> {
     const sub = duplicate(this.#cmd);
     this.#sub = sub;
-    const control = globalKeys(this.#prefix).control;
+    const control = globalKeys(this.#s.prefix).control;
     sub.on("message", (channel: string, message: string) => {
       if (channel === control) return this.#onControl(message);
       const q = this.#queues.find((x) => x.keys.abortChannel === channel);
@@ -980,7 +807,7 @@ export class Worker extends EventTarget {
   }
 
   async #register(): Promise<void> {
-    const g = globalKeys(this.#prefix);
+    const g = globalKeys(this.#s.prefix);
     const now = Date.now();
     const info = {
       id: this.id,
@@ -994,7 +821,7 @@ export class Worker extends EventTarget {
       heartbeatAt: now,
       active: this.activeJobs,
     };
-    const ttl = Math.max(this.#stalledTimeout, this.#heartbeatInterval * 3);
+    const ttl = Math.max(this.#s.stalledTimeout, this.#s.heartbeatInterval * 3);
     await Promise.all([
       this.#send("ZADD", [g.workers, now, this.id]),
       this.#send("SET", [g.worker(this.id), JSON.stringify(info), "PX", ttl]),
@@ -1002,7 +829,7 @@ export class Worker extends EventTarget {
   }
 
   async #unregister(): Promise<void> {
-    const g = globalKeys(this.#prefix);
+    const g = globalKeys(this.#s.prefix);
     await Promise.all([this.#send("ZREM", [g.workers, this.id]), this.#send("DEL", [g.worker(this.id)])]).catch(() => {});
   }
 
@@ -1028,6 +855,7 @@ export class Worker extends EventTarget {
 }
 
 export type { StoredError };
+export type { Handler, LogEntry, RetentionPolicy, TaskDefinition, Tasks, WorkerOptions } from "./worker-options.ts";
 
 type Entry = [string, string[]];
 

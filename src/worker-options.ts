@@ -1,0 +1,208 @@
+import type { JobContext } from "./context.ts";
+import { type Duration, parseDuration } from "./duration.ts";
+import type { EndCondition } from "./end-condition.ts";
+import { ValidationError } from "./errors.ts";
+import { checkQueueName } from "./queue.ts";
+import { type IORedis, isIORedis } from "./redis.ts";
+
+/** A job handler: `async (data, ctx) => result`. The result is stored as JSON. */
+// deno-lint-ignore no-explicit-any
+export type Handler<D = any, R = unknown> = (data: D, ctx: JobContext) => R | Promise<R>;
+
+/** A task with its own settings. */
+export interface TaskDefinition<D = unknown, R = unknown> {
+  handler: Handler<D, R>;
+  /** Abort each attempt (reason `timeout`) after this long; a job's own `timeout` wins. */
+  timeout?: Duration;
+  /** While it holds, running jobs of this task abort with reason `end-condition`. */
+  endCondition?: EndCondition;
+}
+
+/** Tasks by name: a handler, or a handler with settings. */
+// deno-lint-ignore no-explicit-any
+export type Tasks = Record<string, Handler<any, any> | TaskDefinition<any, any>>;
+
+/** How long finished jobs are kept. `count`: the newest N; `age`: no older than this. */
+export interface RetentionPolicy {
+  count?: number;
+  age?: Duration;
+}
+
+/** One lifecycle log line of a worker. */
+export interface LogEntry {
+  level: "info" | "warn" | "error";
+  /** started, draining, aborting, job-interrupted, job-abandoned, stopped, error, … */
+  event: string;
+  message: string;
+  [field: string]: unknown;
+}
+
+/** Options of `new Worker()`. Durations are milliseconds or strings such as "10s". */
+export interface WorkerOptions {
+  /** The tasks this worker runs, by name. */
+  tasks: Tasks;
+  /** A `redis://` URL or an ioredis client (the worker duplicates it for its blocking reads). @default "redis://127.0.0.1:6379" */
+  redis?: string | IORedis;
+  /** Key prefix. @default "sluice" */
+  prefix?: string;
+  /** Queues in priority order: a job of an earlier queue is always taken first. @default ["default"] */
+  queues?: string[];
+  /** Jobs run at once, at most. @default 10 */
+  concurrency?: number;
+  /** Default attempt timeout for tasks without one. @default none */
+  timeout?: Duration;
+  /** A job whose worker has not heartbeated for this long is recovered by another worker. @default "30s" */
+  stalledTimeout?: Duration;
+  /** How often a worker refreshes its jobs and looks for stalled ones. Must be under half of `stalledTimeout`. @default stalledTimeout / 6, at most 5s */
+  heartbeatInterval?: Duration;
+  /** Recoveries of one job after which it fails instead. @default 1 */
+  maxStalled?: number;
+  /** In the graceful phase, abort running jobs (reason `shutdown`) once this has elapsed. @default none: wait for them */
+  shutdownGracefulTimeout?: Duration;
+  /** `false`: drain mode — stop once the queues have no ready job and nothing runs. @default true */
+  wait?: boolean;
+  /** Stop (gracefully) after fetching this many jobs. @default unlimited */
+  maxJobs?: number;
+  /** How often due delayed jobs and retries are moved to their stream, at the latest. @default "500ms" */
+  promoteInterval?: Duration;
+  /** How often to poll for abort requests a missed pub/sub message would have delivered. @default "1s" */
+  abortPollInterval?: Duration;
+  /** How often end conditions are checked. @default "1s" */
+  endConditionInterval?: Duration;
+  /** How long one blocking read waits before it is re-issued. @default "5s" */
+  blockTimeout?: Duration;
+  /** Retention of finished jobs. @default { completed: { count: 1000, age: "1 day" }, failed: {} (keep all) } */
+  retention?: { completed?: RetentionPolicy; failed?: RetentionPolicy };
+  /** Length the events stream is capped at; 0 turns events off. @default 10000 */
+  eventsMaxLen?: number;
+  /** Install OS signal handlers (used by the runtime adapters). @default true */
+  installSignalHandlers?: boolean;
+  /** This worker's id (its consumer name). @default "<host>-<random>" */
+  id?: string;
+  /** Shown in the worker registry and the admin app; adapters fill it. */
+  identity?: { host?: string; pid?: number; runtime?: string };
+  /** Receives lifecycle logs. @default none */
+  logger?: (entry: LogEntry) => void;
+}
+
+/** A worker's options, checked and resolved: durations in milliseconds, defaults filled in. */
+export interface Settings {
+  prefix: string;
+  queues: string[];
+  tasks: Map<string, TaskDefinition>;
+  concurrency: number;
+  timeout: number | undefined;
+  stalledTimeout: number;
+  heartbeatInterval: number;
+  maxStalled: number;
+  gracefulTimeout: number | undefined;
+  wait: boolean;
+  maxJobs: number;
+  promoteInterval: number;
+  abortPollInterval: number;
+  endConditionInterval: number;
+  blockTimeout: number;
+  /** count -1: no limit; age -1: no limit (milliseconds). */
+  keep: { completed: { count: number; age: number }; failed: { count: number; age: number } };
+  eventsMaxLen: number;
+  id: string;
+}
+
+const ONE_DAY = 86_400_000;
+
+function intOption(value: unknown, field: string, min: number): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
+    throw new ValidationError("Invalid worker options", [{ field, value, message: `must be an integer >= ${min}` }]);
+  }
+  return value;
+}
+
+/** A duration option in milliseconds, or a ValidationError naming the field. */
+export function durationOption(value: unknown, field: string): number {
+  try {
+    return parseDuration(value, field);
+  } catch (e) {
+    throw new ValidationError("Invalid worker options", [{ field, value, message: (e as Error).message.split(":")[0]!.replace(/^Invalid duration for '[^']+'/, "must be a duration") }]);
+  }
+}
+
+function retention(p: RetentionPolicy | undefined, def: { count: number; age: number }, field: string) {
+  if (p === undefined) return def;
+  if (typeof p !== "object" || p === null) {
+    throw new ValidationError("Invalid worker options", [{ field, value: p, message: "must be { count?, age? }" }]);
+  }
+  return {
+    count: p.count === undefined ? -1 : intOption(p.count, field + ".count", 0),
+    age: p.age === undefined ? -1 : durationOption(p.age, field + ".age"),
+  };
+}
+
+/**
+ * Checks a worker's options and resolves them. Throws a `ValidationError` naming the first bad
+ * field and its value.
+ */
+export function resolveSettings(options: WorkerOptions): Settings {
+  if (typeof options !== "object" || options === null) {
+    throw new ValidationError("Invalid worker options", [{ field: "(options)", value: options, message: "must be an object" }]);
+  }
+  const queues = options.queues ?? ["default"];
+  if (!Array.isArray(queues) || queues.length === 0) {
+    throw new ValidationError("Invalid worker options", [{ field: "queues", value: queues, message: "must be a non-empty array of queue names" }]);
+  }
+  queues.forEach((name, i) => checkQueueName(name, `queues.${i}`));
+  if (typeof options.tasks !== "object" || options.tasks === null) {
+    throw new ValidationError("Invalid worker options", [{ field: "tasks", value: options.tasks, message: "must be an object of task name to handler" }]);
+  }
+  const tasks = new Map<string, TaskDefinition>();
+  for (const [name, t] of Object.entries(options.tasks)) {
+    const def = typeof t === "function" ? { handler: t } : t;
+    if (typeof def?.handler !== "function") {
+      throw new ValidationError("Invalid worker options", [{ field: `tasks.${name}`, value: t, message: "must be a function or { handler, timeout?, endCondition? }" }]);
+    }
+    if (def.timeout !== undefined) durationOption(def.timeout, `tasks.${name}.timeout`);
+    if (def.endCondition !== undefined && typeof def.endCondition !== "function") {
+      throw new ValidationError("Invalid worker options", [{ field: `tasks.${name}.endCondition`, value: def.endCondition, message: "must be a function (now: Date) => boolean" }]);
+    }
+    tasks.set(name, def);
+  }
+  const stalledTimeout = durationOption(options.stalledTimeout ?? 30_000, "stalledTimeout");
+  const heartbeatInterval = options.heartbeatInterval === undefined
+    ? Math.min(5000, Math.max(10, Math.floor(stalledTimeout / 6)))
+    : durationOption(options.heartbeatInterval, "heartbeatInterval");
+  if (heartbeatInterval * 2 > stalledTimeout || heartbeatInterval <= 0) {
+    throw new ValidationError("Invalid worker options", [{
+      field: "heartbeatInterval",
+      value: options.heartbeatInterval ?? heartbeatInterval,
+      message: `must be > 0 and at most half of stalledTimeout (${stalledTimeout} ms), or live jobs could be recovered as stalled`,
+    }]);
+  }
+  if (options.wait !== undefined && typeof options.wait !== "boolean") {
+    throw new ValidationError("Invalid worker options", [{ field: "wait", value: options.wait, message: "must be a boolean" }]);
+  }
+  if (options.redis !== undefined && typeof options.redis !== "string" && !isIORedis(options.redis)) {
+    throw new ValidationError("Invalid worker options", [{ field: "redis", value: options.redis, message: "must be a redis:// URL or an ioredis client" }]);
+  }
+  return {
+    prefix: options.prefix ?? "sluice",
+    queues,
+    tasks,
+    concurrency: intOption(options.concurrency ?? 10, "concurrency", 1),
+    timeout: options.timeout === undefined ? undefined : durationOption(options.timeout, "timeout"),
+    stalledTimeout,
+    heartbeatInterval,
+    maxStalled: intOption(options.maxStalled ?? 1, "maxStalled", 0),
+    gracefulTimeout: options.shutdownGracefulTimeout === undefined ? undefined : durationOption(options.shutdownGracefulTimeout, "shutdownGracefulTimeout"),
+    wait: options.wait ?? true,
+    maxJobs: options.maxJobs === undefined ? Infinity : intOption(options.maxJobs, "maxJobs", 1),
+    promoteInterval: durationOption(options.promoteInterval ?? 500, "promoteInterval"),
+    abortPollInterval: durationOption(options.abortPollInterval ?? 1000, "abortPollInterval"),
+    endConditionInterval: durationOption(options.endConditionInterval ?? 1000, "endConditionInterval"),
+    blockTimeout: Math.max(1, durationOption(options.blockTimeout ?? 5000, "blockTimeout")),
+    keep: {
+      completed: retention(options.retention?.completed, { count: 1000, age: ONE_DAY }, "retention.completed"),
+      failed: retention(options.retention?.failed, { count: -1, age: -1 }, "retention.failed"),
+    },
+    eventsMaxLen: intOption(options.eventsMaxLen ?? 10_000, "eventsMaxLen", 0),
+    id: options.id ?? `${options.identity?.host ?? "worker"}-${crypto.randomUUID().slice(0, 8)}`,
+  };
+}
