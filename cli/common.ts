@@ -135,3 +135,17 @@ export function time(ms: number | undefined): string | undefined {
 export function checkQueue(name: string, prefix: string | undefined): void {
   new Queue(name, { redis: () => Promise.reject(new Error("not connected")), prefix });
 }
+
+/**
+ * Runs `fn` with the queue `name` on a fresh connection to `ctx.redisUrl`, closed afterwards. The
+ * name is checked before anything connects.
+ */
+export async function withQueue<T>(ctx: { redisUrl: string; prefix?: string }, name: string, fn: (queue: Queue) => Promise<T>): Promise<T> {
+  checkQueue(name, ctx.prefix);
+  const redis = await openRedis(ctx.redisUrl);
+  try {
+    return await fn(new Queue(name, { redis, prefix: ctx.prefix }));
+  } finally {
+    redis.disconnect();
+  }
+}

@@ -26,7 +26,7 @@ export interface ProcessRunOptions extends RunOptions {
   exitOnAbandon?: boolean;
 }
 
-/** Exit codes of a worker process. */
+/** Exit codes of a worker process: */
 export const EXIT = {
   /** Stopped; every job it had settled (completed, failed, or interrupted and re-queued). */
   ok: 0,

@@ -1,6 +1,5 @@
 /** `sluice cancel <queue> <id>`: cancels a waiting or delayed job, or aborts a running one. */
-import { Queue } from "../../src/queue.ts";
-import { COMMON_FLAGS, checkQueue, type Command, openRedis, print } from "../common.ts";
+import { COMMON_FLAGS, type Command, print, withQueue } from "../common.ts";
 
 const flags = {
   abort: { type: "boolean", description: "If the job is running, abort it (reason user); it ends aborted" },
@@ -28,16 +27,11 @@ export const cancel: Command<typeof flags> = {
   positionals: { names: ["queue", "id"], min: 2 },
   async run(ctx) {
     const [queueName, id] = ctx.positionals as [string, string];
-    checkQueue(queueName, ctx.prefix);
-    const redis = await openRedis(ctx.redisUrl);
-    try {
-      const queue = new Queue(queueName, { redis, prefix: ctx.prefix });
+    return await withQueue(ctx, queueName, async (queue) => {
       const result = await queue.cancel(id, { abort: !!ctx.flags.abort, delete: !!ctx.flags.delete });
       const deleted = ctx.flags.delete && result.outcome === "cancelled" ? " and deleted" : "";
       print(ctx, result, () => `${result.id} ${TEXT[result.outcome]?.(result.previousState) ?? result.outcome}${deleted}`);
       return result.outcome === "missing" ? 1 : 0;
-    } finally {
-      redis.disconnect();
-    }
+    });
   },
 };

@@ -1,8 +1,7 @@
 /** `sluice enqueue <queue> <task> [json-data]`: adds one job and prints its id and state. */
 import type { EnqueueOptions } from "../../src/options.ts";
-import { Queue } from "../../src/queue.ts";
 import { UsageError } from "../args.ts";
-import { COMMON_FLAGS, checkQueue, type Command, openRedis, print } from "../common.ts";
+import { COMMON_FLAGS, type Command, print, withQueue } from "../common.ts";
 
 const flags = {
   delay: { type: "duration", description: 'Run no earlier than this long from now ("10s", "5m", or milliseconds)' },
@@ -41,18 +40,13 @@ export const enqueue: Command<typeof flags> = {
     if (f.backoff !== undefined) options.backoff = f.backoff;
     if (f.timeout !== undefined) options.timeout = f.timeout;
     if (f["job-id"] !== undefined) options.jobId = f["job-id"];
-    checkQueue(queueName, ctx.prefix);
-    const redis = await openRedis(ctx.redisUrl);
-    try {
-      const queue = new Queue(queueName, { redis, prefix: ctx.prefix });
+    return await withQueue(ctx, queueName, async (queue) => {
       const job = await queue.enqueue(task, data, options);
       print(ctx, job, () =>
         job.duplicate
           ? `${job.id} ${job.state} (duplicate: a job with this id exists; nothing was added)`
           : `${job.id} ${job.state}`);
       return 0;
-    } finally {
-      redis.disconnect();
-    }
+    });
   },
 };

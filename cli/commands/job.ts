@@ -1,7 +1,6 @@
 /** `sluice job <queue> <id>`: prints one job. */
 import type { JobInfo } from "../../src/job.ts";
-import { Queue } from "../../src/queue.ts";
-import { CliError, COMMON_FLAGS, checkQueue, type Command, openRedis, print, time } from "../common.ts";
+import { CliError, COMMON_FLAGS, type Command, print, time, withQueue } from "../common.ts";
 
 const flags = { ...COMMON_FLAGS } as const;
 
@@ -37,16 +36,11 @@ export const job: Command<typeof flags> = {
   positionals: { names: ["queue", "id"], min: 2 },
   async run(ctx) {
     const [queueName, id] = ctx.positionals as [string, string];
-    checkQueue(queueName, ctx.prefix);
-    const redis = await openRedis(ctx.redisUrl);
-    try {
-      const queue = new Queue(queueName, { redis, prefix: ctx.prefix });
+    return await withQueue(ctx, queueName, async (queue) => {
       const info = await queue.getJob(id);
       if (!info) throw new CliError(`no job ${JSON.stringify(id)} in queue ${JSON.stringify(queueName)}`);
       print(ctx, info, () => text(info));
       return 0;
-    } finally {
-      redis.disconnect();
-    }
+    });
   },
 };
