@@ -63,7 +63,10 @@ export const EnqueueOptionsSchema = v.strictObject({
   )),
 });
 
-/** Options of a job as stored with it (durations resolved to milliseconds). */
+/**
+ * Options of a job as stored with it (durations resolved to milliseconds): only those given at
+ * enqueue; a missing `backoff` is `DEFAULT_BACKOFF`.
+ */
 export interface StoredOptions {
   backoff?: { type: "fixed" | "exponential"; delay: number; jitter: number; maxDelay: number };
   timeout?: number;

@@ -70,8 +70,11 @@ interface Prepared {
 const BATCH = 100;
 const IN_FLIGHT = 16;
 
-/** The stored options of a job enqueued with every default. */
-const DEFAULT_STORED = JSON.stringify({ backoff: resolveBackoff(undefined) } satisfies StoredOptions);
+/**
+ * The stored options of a job enqueued with every default: none. Only options given are stored,
+ * which keeps a small job's hash small enough for Redis's compact encoding.
+ */
+const DEFAULT_STORED = "";
 
 function isEmpty(o: object): boolean {
   for (const _ in o) return false;
@@ -156,10 +159,12 @@ export class Queue {
       : opts.delay !== undefined
       ? now + parseDuration(opts.delay, "delay")
       : 0;
-    const stored: StoredOptions = { backoff: resolveBackoff(opts.backoff) };
+    const stored: StoredOptions = {};
+    if (opts.backoff !== undefined) stored.backoff = resolveBackoff(opts.backoff);
     if (opts.timeout !== undefined) stored.timeout = parseDuration(opts.timeout, "timeout");
     const id = opts.jobId ?? crypto.randomUUID();
-    const p = packJob(task, payload!, JSON.stringify(stored), opts.attempts ?? DEFAULT_ATTEMPTS, now);
+    const storedText = stored.backoff || stored.timeout !== undefined ? JSON.stringify(stored) : DEFAULT_STORED;
+    const p = packJob(task, payload!, storedText, opts.attempts ?? DEFAULT_ATTEMPTS, now);
     return { id, argv: [id, p, runAt, opts.jobId === undefined ? 0 : 1] };
   }
 

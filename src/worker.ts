@@ -88,6 +88,7 @@ const scripts = {
   release: new Script(RELEASE_CONSUMER),
 };
 
+const NO_OPTIONS: StoredOptions = Object.freeze({});
 /** How long each clean-up step of a stopping worker may wait for Redis. */
 const CLEANUP_MS = 3000;
 
@@ -528,11 +529,14 @@ export class Worker extends EventTarget {
     };
     const key = q.name + "\u0000" + id;
     const ctx = new Context(job, this.id, (value) => this.#progress(q, id!, token!, value));
-    let parsedOpts: StoredOptions;
-    try {
-      parsedOpts = JSON.parse(opts!);
-    } catch {
-      parsedOpts = {};
+    // most jobs store no options (every default): no parse for them
+    let parsedOpts: StoredOptions = NO_OPTIONS;
+    if (opts) {
+      try {
+        parsedOpts = JSON.parse(opts);
+      } catch {
+        // unreadable options: run with the defaults rather than not at all
+      }
     }
     const r: Running = { key, q, id: id!, token: token!, ctx, opts: parsedOpts, settled: false, lost: false, task: this.#tasks.get(name!) };
     this.#running.set(key, r);
