@@ -249,11 +249,7 @@ export class Worker extends EventTarget {
     }
 
     try {
-      for (const q of this.#queues) {
-        await this.#send("XGROUP", ["CREATE", q.keys.stream, GROUP, "0", "MKSTREAM"]).catch((e) => {
-          if (!String(e?.message).includes("BUSYGROUP")) throw e;
-        });
-      }
+      await this.#ensureGroups();
       await this.#subscribe();
       await this.#register();
     } catch (e) {
@@ -426,6 +422,20 @@ export class Worker extends EventTarget {
     this.#errors++;
     this.#emit("error", e);
     this.#log("error", "error", `redis error: ${(e as Error).message}`);
+    // the stream or its group is gone (a Redis restarted without persistence, a FLUSHALL, a
+    // deleted key): make them again, so the worker takes the jobs enqueued from now on
+    if (String((e as Error)?.message).includes("NOGROUP")) {
+      this.#ensureGroups().catch(() => {});
+    }
+  }
+
+  /** Creates each queue's stream and consumer group where missing (at `0`, with MKSTREAM). */
+  async #ensureGroups(): Promise<void> {
+    for (const q of this.#queues) {
+      await this.#send("XGROUP", ["CREATE", q.keys.stream, GROUP, "0", "MKSTREAM"]).catch((e) => {
+        if (!String(e?.message).includes("BUSYGROUP")) throw e;
+      });
+    }
   }
 
   /** Flushes `q`'s outcomes and fetches up to `want` jobs in one script. Returns jobs started. */

@@ -39,3 +39,27 @@ test("a worker whose Redis went away still stops: the third request gives up on 
   expect(logs.at(-1)).toContain("stopped");
   await queue.close();
 }, 30_000);
+
+test("a worker whose stream and group were deleted makes them again and runs the jobs enqueued next", async () => {
+  const server = await startRedis();
+  const queue = new Queue("gone", { redis: server.url });
+  const seen: string[] = [];
+  const worker = new Worker({ redis: server.url, queues: ["gone"], blockTimeout: 200, tasks: { note: (d: string) => void seen.push(d) } });
+  worker.addEventListener("error", () => {});
+  const run = worker.run();
+  await queue.enqueue("note", "before");
+  await waitFor(() => seen.includes("before"), "the first job to run");
+  const admin = new (await import("ioredis")).Redis(server.url);
+  await admin.flushall(); // stream, group and everything else gone, as after a restart without persistence
+  // the worker's next read meets NOGROUP and makes the stream and group again by itself
+  await waitFor(async () => (await admin.exists(queue.keys.stream)) === 1, "the worker to make the stream again", 10_000);
+  expect(await admin.xinfo("GROUPS", queue.keys.stream)).toHaveLength(1);
+  await queue.enqueue("note", "after");
+  await waitFor(() => seen.includes("after"), "the job enqueued after the flush to run", 10_000);
+  expect((await queue.counts()).completed).toBe(1);
+  await worker.stop();
+  await run;
+  admin.disconnect();
+  await queue.close();
+  await server.stop();
+}, 30_000);
