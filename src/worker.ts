@@ -838,6 +838,8 @@ export class Worker extends EventTarget {
     const ttl = Math.max(this.#s.stalledTimeout, this.#s.heartbeatInterval * 3);
     await Promise.all([
       this.#send("ZADD", [g.workers, now, this.id]),
+      // workers killed without unregistering: forget them after a day without a heartbeat
+      this.#send("ZREMRANGEBYSCORE", [g.workers, "-inf", now - 86_400_000]),
       this.#send("SET", [g.worker(this.id), JSON.stringify(info), "PX", ttl]),
     ]);
   }
