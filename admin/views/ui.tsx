@@ -44,21 +44,28 @@ export interface LayoutProps {
   children?: Child;
 }
 
+/** The document head of every page; `refresh`: reload every 10 s where JavaScript is off. */
+function Head({ title, nonce, refresh }: { title: string; nonce: string; refresh?: boolean }) {
+  return (
+    <head>
+      <meta charset="utf-8" />
+      <meta name="viewport" content="width=device-width, initial-scale=1" />
+      <meta name="color-scheme" content="light dark" />
+      <title>{title} · sluice</title>
+      <link rel="icon" href={ICON} />
+      {refresh ? <noscript><meta http-equiv="refresh" content="10" /></noscript> : null}
+      <style nonce={nonce} dangerouslySetInnerHTML={{ __html: CSS }} />
+    </head>
+  );
+}
+
 export function Layout({ page, title, nav, live, children }: LayoutProps) {
   const events = live?.queues && live.queues.length > 0 ? page.url(`/api/events?queues=${live.queues.map(encodeURIComponent).join(",")}`) : undefined;
   return (
     <>
     {raw("<!DOCTYPE html>")}
     <html lang="en">
-      <head>
-        <meta charset="utf-8" />
-        <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <meta name="color-scheme" content="light dark" />
-        <title>{title} · sluice</title>
-        <link rel="icon" href={ICON} />
-        {live ? <noscript><meta http-equiv="refresh" content="10" /></noscript> : null}
-        <style nonce={page.nonce} dangerouslySetInnerHTML={{ __html: CSS }} />
-      </head>
+      <Head title={title} nonce={page.nonce} refresh={!!live} />
       <body>
         <header class="top">
           <div class="wrap">
@@ -100,14 +107,7 @@ export function Bare({ nonce, title, children }: { nonce: string; title: string;
     <>
     {raw("<!DOCTYPE html>")}
     <html lang="en">
-      <head>
-        <meta charset="utf-8" />
-        <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <meta name="color-scheme" content="light dark" />
-        <title>{title} · sluice</title>
-        <link rel="icon" href={ICON} />
-        <style nonce={nonce} dangerouslySetInnerHTML={{ __html: CSS }} />
-      </head>
+      <Head title={title} nonce={nonce} />
       <body>
         <main class="wrap">{children}</main>
       </body>
