@@ -123,6 +123,22 @@ export interface Spawned {
   kill(signal?: NodeJS.Signals): void;
 }
 
+/** Every process spawnTs started that has not exited yet. */
+const live = new Set<ChildProcess>();
+
+/** SIGKILLs every spawned process still running (test/setup.ts calls it after the last test). */
+export function killSpawned(): number {
+  let n = 0;
+  for (const p of live) {
+    if (p.exitCode === null && p.signalCode === null) {
+      p.kill("SIGKILL");
+      n++;
+    }
+  }
+  live.clear();
+  return n;
+}
+
 /** Spawns a TypeScript file under a runtime with the repository as working directory. */
 export function spawnTs(runtime: Runtime, file: string, args: string[] = [], env: Record<string, string> = {}): Spawned {
   const [cmd, argv] = runtimeCommand(runtime, file, args);
@@ -135,7 +151,11 @@ export function spawnTs(runtime: Runtime, file: string, args: string[] = [], env
   let err = "";
   proc.stdout!.on("data", (d) => (out += d));
   proc.stderr!.on("data", (d) => (err += d));
-  const exited = new Promise<number | string>((r) => proc.once("exit", (code, sig) => r(code ?? sig ?? -1)));
+  live.add(proc);
+  const exited = new Promise<number | string>((r) => proc.once("exit", (code, sig) => {
+    live.delete(proc);
+    r(code ?? sig ?? -1);
+  }));
   return {
     proc,
     stdout: () => out,

@@ -4,7 +4,11 @@
  */
 import { afterAll, beforeEach, setDefaultTimeout } from "bun:test";
 import { Redis } from "ioredis";
-import { startRedis } from "./harness.ts";
+import { killSpawned, startRedis } from "./harness.ts";
+// test/procs.ts registers an afterEach that kills the worker processes a test spawned with
+// spawnWorker; imported here, in the preload, that hook applies to every test file, not only to
+// the first file that imports it
+import "./procs.ts";
 
 // subprocess and recovery tests take seconds; bunfig's [test] timeout is not applied by every bun version
 setDefaultTimeout(60_000);
@@ -28,3 +32,9 @@ if (!process.env.REDIS_URL) {
   });
   afterAll(() => cleaner.disconnect());
 }
+
+// nothing a test spawned outlives the run (a process left waiting on a stopped Redis would
+// otherwise reconnect forever)
+afterAll(() => {
+  killSpawned();
+});
