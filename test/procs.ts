@@ -7,6 +7,7 @@ import { afterEach } from "bun:test";
 import type { Redis } from "ioredis";
 import { Queue } from "../src/queue.ts";
 import { Worker, type WorkerOptions } from "../src/worker.ts";
+import type { Config } from "./fixtures/worker.ts";
 import { client, redisUrl, type Runtime, type Spawned, spawnTs, uniquePrefix, waitFor } from "./harness.ts";
 
 export const FIXTURE = "test/fixtures/worker.ts";
@@ -17,16 +18,8 @@ export interface Ev {
   [k: string]: unknown;
 }
 
-/** Configuration of the fixture (see test/fixtures/worker.ts). */
-export interface FixtureConfig {
-  queues?: string[];
-  concurrency?: number;
-  jobMs?: number;
-  onAbort?: "honour" | "ignore" | "complete";
-  ownSignals?: boolean;
-  exitOnAbandon?: boolean;
-  worker?: Record<string, unknown>;
-}
+/** Configuration of the fixture (see test/fixtures/worker.ts), less what spawnWorker fills in. */
+export type FixtureConfig = Omit<Config, "redis" | "prefix">;
 
 export class WorkerProc {
   readonly p: Spawned;

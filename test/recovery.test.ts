@@ -155,6 +155,30 @@ describe("stalled recovery", () => {
   }, 30_000);
 });
 
+/**
+ * Worker "new-b" on queue "fence" whose short stalledTimeout makes another worker's job look
+ * stalled: it reclaims the job, signals `startedB`, and returns "from B" once `gateB` opens.
+ */
+function reclaimer(s: ReturnType<typeof scope>) {
+  const startedB = deferred();
+  const gateB = deferred();
+  const b = s.worker({
+    id: "new-b",
+    queues: ["fence"],
+    stalledTimeout: 500,
+    heartbeatInterval: 100,
+    tasks: {
+      async job() {
+        startedB.resolve();
+        await gateB.promise;
+        return "from B";
+      },
+    },
+  });
+  b.run();
+  return { b, startedB, gateB };
+}
+
 describe("fencing", () => {
   test("a stale worker cannot complete a job that was reclaimed; the new owner completes it", async () => {
     const s = scope();
@@ -186,22 +210,7 @@ describe("fencing", () => {
     const tokenA = await redis.hget(q.keys.job("f1"), "token");
 
     // B's short stalledTimeout makes A's job look stalled: B reclaims and runs it
-    const startedB = deferred();
-    const gateB = deferred();
-    const b = s.worker({
-      id: "new-b",
-      queues: ["fence"],
-      stalledTimeout: 500,
-      heartbeatInterval: 100,
-      tasks: {
-        async job() {
-          startedB.resolve();
-          await gateB.promise;
-          return "from B";
-        },
-      },
-    });
-    b.run();
+    const { b, startedB, gateB } = reclaimer(s);
     await within(startedB.promise, 10_000, "B to reclaim and start the job");
     const taken = await q.getJob("f1");
     expect(taken).toMatchObject({ state: "active", owner: "new-b", stalls: 1, attempt: 1 });
@@ -250,22 +259,7 @@ describe("fencing", () => {
     await q.enqueue("job", null, { jobId: "f2", attempts: 1 });
     await within(startedA.promise, 10_000, "A to start the job");
 
-    const gateB = deferred();
-    const startedB = deferred();
-    const b = s.worker({
-      id: "new-b",
-      queues: ["fence"],
-      stalledTimeout: 500,
-      heartbeatInterval: 100,
-      tasks: {
-        async job() {
-          startedB.resolve();
-          await gateB.promise;
-          return "from B";
-        },
-      },
-    });
-    b.run();
+    const { startedB, gateB } = reclaimer(s);
     expect(await within(endedA.promise, 10_000, "A to abort its job")).toBe("lost");
     await within(startedB.promise, 10_000, "B to start the job");
     await sleep(200);
