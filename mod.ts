@@ -27,7 +27,8 @@ export {
 export type { JobContext, JobDescriptor } from "./src/context.ts";
 export { ShutdownController, type Phase, type ShutdownRequest, type PhaseChange } from "./src/shutdown.ts";
 export { sendShutdown, type SendShutdownOptions } from "./src/control.ts";
-export { JobAborted, UnrecoverableError, ValidationError, type AbortReason, type ValidationIssue } from "./src/errors.ts";
+export { EnqueueManyError, JobAborted, UnknownTaskError, UnrecoverableError, ValidationError, type AbortReason, type ValidationIssue } from "./src/errors.ts";
+export { checkName, isValidName } from "./src/names.ts";
 export type { JobInfo, JobState, JobCounts, EnqueuedJob, CancelResult, StoredError } from "./src/job.ts";
 export { listWorkers, type JobSummary, type JobPage, type ListJobsOptions, type DeleteResult, type WorkerInfo } from "./src/inspect.ts";
 export { JOB_STATES } from "./src/job.ts";

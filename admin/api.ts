@@ -24,6 +24,7 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import * as v from "valibot";
 import { ValidationError, type ValidationIssue } from "../src/errors.ts";
+import { NAME_MESSAGE, NAME_PATTERN } from "../src/names.ts";
 import type { JobState } from "../src/job.ts";
 import { LISTABLE_STATES } from "../src/inspect.ts";
 import type { Queue } from "../src/queue.ts";
@@ -44,8 +45,7 @@ export class HttpError extends Error {
   }
 }
 
-const NAME_MESSAGE = "must be 1-200 characters without whitespace or braces";
-export const QueueName = v.pipe(v.string("must be a string"), v.regex(/^[^\s{}]{1,200}$/, NAME_MESSAGE));
+export const QueueName = v.pipe(v.string("must be a string"), v.regex(NAME_PATTERN, NAME_MESSAGE));
 export const JobId = v.pipe(
   v.string("must be a string"),
   v.regex(/^[^\s{}\x00-\x1f]{1,256}$/, "must be 1-256 characters without whitespace, control characters or braces"),

@@ -3,6 +3,7 @@
  * authenticator, and dedicated connections for event streams.
  * @module
  */
+import { checkName, isValidName } from "../src/names.ts";
 import { checkQueueName, Queue } from "../src/queue.ts";
 import { type IORedis, connect, duplicate, isIORedis, type RedisInput, type Send, toSend } from "../src/redis.ts";
 import { listWorkers, type WorkerInfo } from "../src/inspect.ts";
@@ -38,7 +39,6 @@ export interface AdminOptions {
   maxEventStreams?: number;
 }
 
-const NAME = /^[^\s{}]{1,200}$/;
 
 export class AdminContext {
   readonly prefix: string;
@@ -57,10 +57,7 @@ export class AdminContext {
   constructor(options: AdminOptions) {
     if (typeof options !== "object" || options === null) throw new TypeError("Invalid admin options: expected an object");
     this.auth = new Authenticator(checkAuthOption(options.auth), { secret: options.secret, sessionMs: options.sessionMs });
-    this.prefix = options.prefix ?? "sluice";
-    if (typeof this.prefix !== "string" || !NAME.test(this.prefix)) {
-      throw new TypeError(`Invalid admin option 'prefix': must be 1-200 characters without whitespace or braces: current value is ${JSON.stringify(options.prefix)}`);
-    }
+    this.prefix = checkName(options.prefix ?? "sluice", "prefix");
     const base = options.basePath ?? "";
     if (typeof base !== "string" || (base !== "" && !/^\/[\w\-./~]*[^/]$/.test(base))) {
       throw new TypeError(`Invalid admin option 'basePath': must be "" or a path like "/admin" (no trailing slash): current value is ${JSON.stringify(base)}`);
@@ -89,7 +86,7 @@ export class AdminContext {
 
   /** A queue the app shows, or null for a name it does not know. */
   async queue(name: string): Promise<Queue | null> {
-    if (typeof name !== "string" || !NAME.test(name)) return null;
+    if (!isValidName(name)) return null;
     if (this.#fixed && !this.#fixed.includes(name)) return null;
     let q = this.#queues.get(name);
     if (!q) {
@@ -125,12 +122,12 @@ export class AdminContext {
         const [next, keys] = (await send("SCAN", [cursor, "MATCH", pattern, "COUNT", 1000, "TYPE", "stream"])) as [string, string[]];
         for (const k of keys) {
           const name = String(k).slice(head.length, -"}:stream".length);
-          if (NAME.test(name)) found.add(name);
+          if (isValidName(name)) found.add(name);
         }
         cursor = String(next);
       } while (cursor !== "0" && ++rounds < 1000);
     }
-    for (const w of await this.workers()) for (const q of w.queues) if (NAME.test(q)) found.add(q);
+    for (const w of await this.workers()) for (const q of w.queues) if (isValidName(q)) found.add(q);
     return [...found].sort();
   }
 

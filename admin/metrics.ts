@@ -6,8 +6,6 @@
 import { JOB_STATES } from "../src/job.ts";
 import type { AdminContext } from "./context.ts";
 
-const WINDOW_MS = 60_000;
-
 function label(v: string): string {
   return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }
@@ -28,37 +26,39 @@ class Metrics {
   }
 }
 
+/**
+ * The per-queue counters the transition scripts keep in `<queue>:stats` (HINCRBY in the same
+ * script as the transition, so they count every job whatever retention removed since), with the
+ * help text of each Prometheus counter.
+ */
+const COUNTERS: [field: string, help: string][] = [
+  ["completed", "Jobs completed."],
+  ["failed", "Jobs failed for good (attempts spent, unrecoverable, or stalled too often)."],
+  ["retried", "Failed attempts scheduled for a retry."],
+  ["aborted", "Jobs aborted at a user's request."],
+  ["interrupted", "Attempts stopped by a hard shutdown and re-queued, not counted."],
+  ["stalled", "Attempts recovered from workers that stopped heartbeating."],
+  ["lost", "Attempts whose worker found the job taken over by another worker; nothing was written for them."],
+  ["requeued", "Jobs a worker handed back after a reply was lost with its connection."],
+  ["missing", "Stream entries dropped because their job's hash was gone."],
+];
+
 /** Renders the metrics of every queue the app shows and of the live workers. */
 export async function renderMetrics(ctx: AdminContext): Promise<string> {
   const names = await ctx.queueNames();
   const now = Date.now();
   const rows = await Promise.all(names.map(async (name) => {
     const q = (await ctx.queue(name))!;
-    const k = q.keys;
-    const [counts, completed, failed, aborted] = await Promise.all([
-      q.counts(),
-      q.send("ZCOUNT", [k.completed, now - WINDOW_MS, "+inf"]),
-      q.send("ZCOUNT", [k.failed, now - WINDOW_MS, "+inf"]),
-      q.send("ZCOUNT", [k.aborted, now - WINDOW_MS, "+inf"]),
-    ]);
-    return { name, counts, completed: Number(completed), failed: Number(failed), aborted: Number(aborted) };
+    const [counts, stats] = await Promise.all([q.counts(), q.stats()]);
+    return { name, counts, stats };
   }));
   const workers = await ctx.workers();
   const m = new Metrics();
   m.family("sluice_jobs", "gauge", "Jobs per queue and state.", rows.flatMap((r) => JOB_STATES.map((s) => [{ queue: r.name, state: s }, r.counts[s]] as [Record<string, string>, number])));
   m.family("sluice_jobs_in_flight", "gauge", "Jobs being run by workers now (delivered and not yet settled).", rows.map((r) => [{ queue: r.name }, r.counts.active]));
-  m.family(
-    "sluice_jobs_finished_last_minute",
-    "gauge",
-    "Jobs that finished in the last 60 seconds, by outcome (read from the retention sets, so bounded by the retention policy).",
-    rows.flatMap((r) => [
-      [{ queue: r.name, outcome: "completed" }, r.completed],
-      [{ queue: r.name, outcome: "failed" }, r.failed],
-      [{ queue: r.name, outcome: "aborted" }, r.aborted],
-    ] as [Record<string, string>, number][]),
-  );
-  m.family("sluice_throughput_per_second", "gauge", "Completed jobs per second over the last 60 seconds.", rows.map((r) => [{ queue: r.name }, Math.round((r.completed / (WINDOW_MS / 1000)) * 1000) / 1000]));
-  m.family("sluice_failures_last_minute", "gauge", "Jobs that failed for good in the last 60 seconds.", rows.map((r) => [{ queue: r.name }, r.failed]));
+  for (const [field, help] of COUNTERS) {
+    m.family(`sluice_jobs_${field}_total`, "counter", help, rows.map((r) => [{ queue: r.name }, r.stats[field] ?? 0]));
+  }
   const phases = new Map<string, number>([["running", 0], ["draining", 0], ["aborting", 0], ["stopped", 0]]);
   for (const w of workers) phases.set(w.phase, (phases.get(w.phase) ?? 0) + 1);
   m.family("sluice_workers", "gauge", "Live workers by shutdown phase.", [...phases].map(([phase, n]) => [{ phase }, n]));

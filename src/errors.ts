@@ -76,6 +76,42 @@ export class UnrecoverableError extends Error {
   }
 }
 
+/**
+ * The worker that fetched a job has no handler for its task. It is a failed attempt like any other
+ * and goes through the retry policy: during a rolling deploy an old worker can fetch a new task's
+ * job, and a worker that knows the task takes the retry.
+ */
+export class UnknownTaskError extends Error {
+  override name = "UnknownTaskError";
+  /** The task name the job carries. */
+  readonly task: string;
+  constructor(task: string, workerId: string) {
+    super(`no handler for task '${task}' on worker ${workerId}; the attempt goes through the retry policy`);
+    this.task = task;
+  }
+  static is(e: unknown): e is UnknownTaskError {
+    return e instanceof Error && e.name === "UnknownTaskError";
+  }
+}
+
+/**
+ * `Queue.enqueueMany` stopped on an error after storing part of the jobs: `stored` lists the jobs
+ * written (in the order given), `cause` is the error that stopped it. Nothing after the first
+ * failed batch was sent.
+ */
+export class EnqueueManyError extends Error {
+  override name = "EnqueueManyError";
+  /** The jobs that were stored before the error. */
+  readonly stored: { id: string; queue: string; state: string; duplicate: boolean }[];
+  constructor(cause: unknown, stored: EnqueueManyError["stored"], total: number) {
+    super(`enqueueMany stopped after storing ${stored.length} of ${total} jobs: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    this.stored = stored;
+  }
+  static is(e: unknown): e is EnqueueManyError {
+    return e instanceof Error && e.name === "EnqueueManyError";
+  }
+}
+
 /** Shows a value in an error message: strings quoted, the rest as JSON where possible. */
 export function show(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);

@@ -175,7 +175,7 @@ if st[2] and st[2] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('XDEL', KEYS[1], st[2])
 end
 for i = 2, 6 do redis.call('ZREM', KEYS[i], id) end
-redis.call('DEL', job)
+redis.call('DEL', job, base .. 'dedup:' .. id)
 if eventsMax > 0 then
   redis.call('XADD', KEYS[7], 'MAXLEN', '~', eventsMax, '*', 'e', 'deleted', 'id', id, 't', now)
 end

@@ -48,8 +48,11 @@ export interface JobInfo {
 export interface EnqueuedJob {
   id: string;
   queue: string;
-  /** `waiting` or `delayed` for a new job; the existing job's state when `duplicate`. */
-  state: JobState;
+  /**
+   * `waiting` or `delayed` for a new job; the existing job's state when `duplicate`, or `removed`
+   * when the job ran and retention removed it while its id is still reserved (`dedupTtl`).
+   */
+  state: JobState | "removed";
   /** True when a job with this `jobId` existed already; nothing was written. */
   duplicate: boolean;
 }

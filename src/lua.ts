@@ -3,20 +3,37 @@
  * it is atomic; every key a script touches shares the queue's hash tag, so each runs on one slot.
  * Job keys are derived from the base key passed in ARGV[1] (same tag as KEYS).
  *
+ * Every script is correct when run twice with the same arguments: a client re-sends a command
+ * whose reply a cut connection lost, and the server may have run it already (DESIGN section 6).
+ * Each script says how its repeat is recognised.
+ *
+ * Every script that frees memory (XACK, XDEL) does so before its first write: at `maxmemory`
+ * with `noeviction`, Redis refuses a script's first write command when nothing was written before
+ * it, and a full queue must still be able to drain.
+ *
  * Job hash fields: p (name NUL data NUL opts NUL max NUL created, fixed for the job's life) state
- * attempt stalls sid owner token runAt started finished result error progress abort.
+ * attempt stalls sid owner token runAt started finished result error progress abort fin op.
+ * `fin` is `<token>|<flag>` of the attempt whose outcome was applied last; `op` is `<call id> <state>`
+ * of the last cancel or retry. Per-queue counters live in the hash `stats`; live consumers with
+ * their last heartbeat in the zset `alive`; reserved job ids in `dedup:<id>`.
  */
 
 /** Shared helpers, prepended to scripts that need them. */
 const EMIT = `
-local function emit(events, maxlen, kind, id, now, extra)
+-- maxlen counts job ids, not entries: an event of a batch names many ids, so the stream is capped
+-- shorter while it carries them (its memory follows the ids it holds)
+local function emit(events, maxlen, kind, id, now, extra, nids)
   if maxlen > 0 then
+    if nids and nids > 1 then maxlen = math.max(1, math.floor(maxlen / nids)) end
     if extra then
       redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'e', kind, 'id', id, 't', now, 'x', extra)
     else
       redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'e', kind, 'id', id, 't', now)
     end
   end
+end
+local function stat(base, field, n)
+  if n > 0 then redis.call('HINCRBY', base .. 'stats', field, n) end
 end
 -- A stream entry carries what running the job needs, so a fetch reads no hash:
 --   j <id>  a <attempts so far>  s <stalls>  p <name NUL data NUL opts NUL max NUL created>
@@ -32,12 +49,29 @@ local function delmany(keys)
     redis.call('DEL', unpack(keys, i, math.min(i + 499, #keys)))
   end
 end
--- f: the entry's fields. Returns the row the worker reads, NUL-joined:
---   id sid token attempt stalls name data opts max created
-local function activate(consumer, base, sid, f, token, now)
+-- The one activation rule of both fetch paths. f: the entry's fields. A job runs only when its
+-- hash says it waits for exactly this entry; the same consumer and token asking again (a repeat
+-- of the call) get the same row. Any other entry is dropped: its job was cancelled, finished,
+-- re-queued under a newer entry, or its hash is gone (an event 'missing' says so).
+-- Returns the row the worker reads, NUL-joined: id sid token attempt stalls name data opts max
+-- created; or false.
+local function activate(stream, group, consumer, base, sid, f, token, now, events, eventsMax)
+  local id = f[2]
+  local job = base .. 'job:' .. id
+  local st = redis.call('HMGET', job, 'state', 'sid', 'owner', 'token')
   local attempt = tonumber(f[4]) + 1
-  redis.call('HSET', base .. 'job:' .. f[2], 'state', 'active', 'owner', consumer, 'token', token, 'started', now, 'attempt', attempt)
-  return f[2] .. '\0' .. sid .. '\0' .. token .. '\0' .. attempt .. '\0' .. f[6] .. '\0' .. f[8]
+  if st[1] == 'waiting' and st[2] == sid then
+    redis.call('HSET', job, 'state', 'active', 'owner', consumer, 'token', token, 'started', now, 'attempt', attempt)
+  elseif not (st[1] == 'active' and st[2] == sid and st[3] == consumer and st[4] == token) then
+    redis.call('XACK', stream, group, sid)
+    redis.call('XDEL', stream, sid)
+    if not st[1] then
+      stat(base, 'missing', 1)
+      emit(events, eventsMax, 'missing', id, now)
+    end
+    return false
+  end
+  return id .. '\\0' .. sid .. '\\0' .. token .. '\\0' .. attempt .. '\\0' .. f[6] .. '\\0' .. f[8]
 end
 local function trim(zkey, base, keep, age, now)
   if keep >= 0 then
@@ -45,9 +79,9 @@ local function trim(zkey, base, keep, age, now)
     while n > 0 do
       local batch = math.min(n, 500)
       local ids = redis.call('ZRANGE', zkey, 0, batch - 1)
+      redis.call('ZREMRANGEBYRANK', zkey, 0, batch - 1)
       for i = 1, #ids do ids[i] = base .. 'job:' .. ids[i] end
       delmany(ids)
-      redis.call('ZREMRANGEBYRANK', zkey, 0, batch - 1)
       n = n - batch
     end
   end
@@ -64,27 +98,32 @@ end
 
 /**
  * enqueue one job or a batch. KEYS: stream delayed events.
- * ARGV: base group now eventsMax, then per job: id p runAt dedup, where p is the packed
+ * ARGV: base group now eventsMax dedupTtl, then per job: id p runAt dedup, where p is the packed
  * `name NUL data NUL opts NUL max NUL created` and dedup is 1 for a caller's jobId.
  * Returns one string per job: '+waiting' or '+delayed' for a new job, '=' .. state when a job with
- * that id exists already (deduplicated: nothing written for it). One event per batch and state.
+ * that id exists already (deduplicated: nothing written for it), '=removed' when it ran and
+ * retention removed it but its id is still reserved (`dedup:<id>`, for dedupTtl ms from its
+ * enqueue). One event per batch and state.
+ * Repeat: a job whose hash holds exactly this call's packed fields (same creation time and data)
+ * is this call's own: reported '+' with its state now, not as a duplicate, and written once.
  * `attempt` and `stalls` are absent until they change: every reader takes a missing one as 0.
  */
 export const ENQUEUE = EMIT + `
 local stream, base, group = KEYS[1], ARGV[1], ARGV[2]
-local now, eventsMax = tonumber(ARGV[3]), tonumber(ARGV[4])
+local now, eventsMax, dedupTtl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 if redis.call('EXISTS', stream) == 0 then
   redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
 end
 local out, waiting, delayed = {}, {}, {}
-local i = 5
+local i = 6
 while ARGV[i] do
   local id, p, runAt = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local job = base .. 'job:' .. id
-  -- only a caller-chosen id can exist already; a generated one (dedup flag 0) is a fresh UUID
-  local state = ARGV[i + 3] == '1' and redis.call('HGET', job, 'state')
-  if state then
-    out[#out + 1] = '=' .. state
+  local f = redis.call('HMGET', job, 'state', 'p')
+  if f[1] then
+    out[#out + 1] = (f[2] == p and '+' or '=') .. f[1]
+  elseif ARGV[i + 3] == '1' and dedupTtl > 0 and not redis.call('SET', base .. 'dedup:' .. id, '1', 'NX', 'PX', dedupTtl) then
+    out[#out + 1] = '=removed'
   elseif runAt > now then
     redis.call('HSET', job, 'p', p, 'state', 'delayed', 'runAt', runAt)
     redis.call('ZADD', KEYS[2], runAt, id)
@@ -98,8 +137,8 @@ while ARGV[i] do
   end
   i = i + 4
 end
-if #waiting > 0 then emit(KEYS[3], eventsMax, 'waiting', table.concat(waiting, ' '), now) end
-if #delayed > 0 then emit(KEYS[3], eventsMax, 'delayed', table.concat(delayed, ' '), now) end
+if #waiting > 0 then emit(KEYS[3], eventsMax, 'waiting', table.concat(waiting, ' '), now, nil, #waiting) end
+if #delayed > 0 then emit(KEYS[3], eventsMax, 'delayed', table.concat(delayed, ' '), now, nil, #delayed) end
 return out
 `;
 
@@ -111,8 +150,11 @@ return out
  *   kind: c completed, f failed, a aborted (by user), r retry, i interrupted (re-queue, attempt not counted)
  * Returns { flags, row, row... }: flags is a string with '1' per outcome applied, '2' per retry or
  * interruption applied as `aborted` instead (an abort was requested for the job), and '0' per
- * outcome fenced out (the job is no longer this attempt's); each row is a job started, its fields joined by
- * NUL: id sid token attempt stalls name data opts max created.
+ * outcome fenced out (the job is no longer this attempt's); each row is a job started, its fields
+ * joined by NUL: id sid token attempt stalls name data opts max created.
+ * Repeat: an outcome this attempt applied already reports the flag it got then (kept in `fin`).
+ * The jobs the first run fetched are not fetched again: they stay pending under this consumer,
+ * and the worker hands them back (RECONCILE) once every call it had in flight was answered.
  */
 export const FINISH_AND_FETCH = EMIT + `
 local stream, delayed, events = KEYS[1], KEYS[2], KEYS[6]
@@ -120,58 +162,81 @@ local base, group, consumer = ARGV[1], ARGV[2], ARGV[3]
 local now, fetchCount, tokenBase = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local eventsMax = tonumber(ARGV[11])
 local n = tonumber(ARGV[12])
-local flags, acks, done, doneIds, bad = {}, {}, {}, {}, false
+local flags, acks, apply = {}, {}, {}
 for i = 0, n - 1 do
   local o = 13 + i * 5
-  local id, token, kind, payload = ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
-  local job = base .. 'job:' .. id
-  local st = redis.call('HMGET', job, 'state', 'owner', 'token', 'sid', 'abort')
+  local id, token = ARGV[o], ARGV[o + 1]
+  local st = redis.call('HMGET', base .. 'job:' .. id, 'state', 'owner', 'token', 'sid', 'abort', 'fin')
   if st[1] == 'active' and st[2] == consumer and st[3] == token then
     acks[#acks + 1] = st[4]
-    local flag = '1'
-    if (kind == 'r' or kind == 'i') and st[5] and st[5] ~= '' then
-      -- a user asked to abort it: an aborted job is never retried, whatever ended this attempt
-      kind, flag = 'a', '2'
-    end
-    if kind == 'c' then
-      redis.call('HSET', job, 'state', 'completed', 'result', payload, 'finished', now)
-      done[#done + 1] = now
-      done[#done + 1] = id
-      doneIds[#doneIds + 1] = id
-    elseif kind == 'f' or kind == 'a' then
-      local state = kind == 'f' and 'failed' or 'aborted'
-      redis.call('HSET', job, 'state', state, 'error', payload, 'finished', now)
-      redis.call('ZADD', kind == 'f' and KEYS[4] or KEYS[5], now, id)
-      bad = true
-      emit(events, eventsMax, state, id, now)
-    elseif kind == 'r' then
-      local retryAt = tonumber(ARGV[o + 4])
-      redis.call('HSET', job, 'error', payload, 'owner', '', 'token', '')
-      if retryAt > now then
-        redis.call('HSET', job, 'state', 'delayed', 'runAt', retryAt)
-        redis.call('ZADD', delayed, retryAt, id)
-      else
-        requeue(stream, job, id)
-      end
-      emit(events, eventsMax, 'retrying', id, now)
-    else
-      redis.call('HINCRBY', job, 'attempt', -1)
-      requeue(stream, job, id)
-      emit(events, eventsMax, 'interrupted', id, now)
-    end
-    flags[i + 1] = flag
+    apply[#apply + 1] = {i, st[5]}
+    flags[i + 1] = '1'
+  elseif st[6] and string.sub(st[6], 1, #token + 1) == token .. '|' then
+    flags[i + 1] = string.sub(st[6], #token + 2)
   else
     flags[i + 1] = '0'
   end
 end
+-- free before writing: at maxmemory a script whose first write is refused does nothing at all
 if #acks > 0 then
   redis.call('XACK', stream, group, unpack(acks))
   redis.call('XDEL', stream, unpack(acks))
 end
+local done, doneIds, bad = {}, {}, false
+local nc, nf, na, nr, ni = 0, 0, 0, 0, 0
+for _, a in ipairs(apply) do
+  local i, abortFlag = a[1], a[2]
+  local o = 13 + i * 5
+  local id, token, kind, payload = ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
+  local job = base .. 'job:' .. id
+  local flag = '1'
+  if (kind == 'r' or kind == 'i') and abortFlag and abortFlag ~= '' then
+    -- a user asked to abort it: an aborted job is never retried, whatever ended this attempt
+    kind, flag = 'a', '2'
+  end
+  flags[i + 1] = flag
+  local fin = token .. '|' .. flag
+  if kind == 'c' then
+    redis.call('HSET', job, 'state', 'completed', 'result', payload, 'finished', now, 'fin', fin)
+    done[#done + 1] = now
+    done[#done + 1] = id
+    doneIds[#doneIds + 1] = id
+    nc = nc + 1
+  elseif kind == 'f' or kind == 'a' then
+    local state = kind == 'f' and 'failed' or 'aborted'
+    redis.call('HSET', job, 'state', state, 'error', payload, 'finished', now, 'fin', fin)
+    redis.call('ZADD', kind == 'f' and KEYS[4] or KEYS[5], now, id)
+    bad = true
+    if kind == 'f' then nf = nf + 1 else na = na + 1 end
+    emit(events, eventsMax, state, id, now)
+  elseif kind == 'r' then
+    local retryAt = tonumber(ARGV[o + 4])
+    redis.call('HSET', job, 'error', payload, 'owner', '', 'token', '', 'fin', fin)
+    if retryAt > now then
+      redis.call('HSET', job, 'state', 'delayed', 'runAt', retryAt)
+      redis.call('ZADD', delayed, retryAt, id)
+    else
+      requeue(stream, job, id)
+    end
+    nr = nr + 1
+    emit(events, eventsMax, 'retrying', id, now)
+  else
+    redis.call('HINCRBY', job, 'attempt', -1)
+    redis.call('HSET', job, 'fin', fin)
+    requeue(stream, job, id)
+    ni = ni + 1
+    emit(events, eventsMax, 'interrupted', id, now)
+  end
+end
+stat(base, 'completed', nc)
+stat(base, 'failed', nf)
+stat(base, 'aborted', na)
+stat(base, 'retried', nr)
+stat(base, 'interrupted', ni)
 if #done > 0 then
   redis.call('ZADD', KEYS[3], unpack(done))
   -- one event for the batch: ids are space-separated (job ids contain no whitespace)
-  emit(events, eventsMax, 'completed', table.concat(doneIds, ' '), now)
+  emit(events, eventsMax, 'completed', table.concat(doneIds, ' '), now, nil, #doneIds)
   trim(KEYS[3], base, tonumber(ARGV[7]), tonumber(ARGV[8]), now)
 end
 if bad then
@@ -180,13 +245,12 @@ if bad then
 end
 local out = {table.concat(flags)}
 if fetchCount > 0 then
-  -- entries read here were added by enqueue or requeue and are removed whenever their job leaves
-  -- the waiting state, so an undelivered entry always belongs to a waiting job
   local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', fetchCount, 'STREAMS', stream, '>')
   if r then
     local entries = r[1][2]
     for i = 1, #entries do
-      out[#out + 1] = activate(consumer, base, entries[i][1], entries[i][2], tokenBase .. i, now)
+      local row = activate(stream, group, consumer, base, entries[i][1], entries[i][2], tokenBase .. i, now, events, eventsMax)
+      if row then out[#out + 1] = row end
     end
   end
 end
@@ -194,27 +258,33 @@ return out
 `;
 
 /**
- * activate entries a blocking XREADGROUP delivered. KEYS: stream.
- * ARGV: base group consumer now tokenBase n, then sid id pairs. Entries beyond the first `n`
- * activatable ones go back to the tail of the stream (the worker had no free slot for them).
+ * activate entries a blocking XREADGROUP delivered. KEYS: stream events.
+ * ARGV: base group consumer now tokenBase n eventsMax, then sid id pairs. Entries beyond the first
+ * `n` activatable ones go back to the tail of the stream (the worker had no free slot for them).
  * Returns the same job rows as FINISH_AND_FETCH (without the flags).
+ * Repeat: an entry this call activated is still active under this consumer with the token this
+ * call gave it, so the repeat returns the same rows; the entries it re-queued were re-added under
+ * new ids and are not touched again.
  */
 export const ACTIVATE = EMIT + `
 local stream, base, group, consumer = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-local now, tokenBase, n = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local now, tokenBase, n, eventsMax = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local out = {}
-local i = 7
+local i = 8
 while ARGV[i] do
   local sid, id = ARGV[i], ARGV[i + 1]
   local job = base .. 'job:' .. id
-  local st = redis.call('HMGET', job, 'state', 'sid')
-  if st[1] == 'waiting' and st[2] == sid and #out < n then
-    local e = redis.call('XRANGE', stream, sid, sid)
-    out[#out + 1] = activate(consumer, base, sid, e[1][2], tokenBase .. i, now)
+  local e = redis.call('XRANGE', stream, sid, sid)
+  if not e[1] then
+    redis.call('XACK', stream, group, sid)
+  elseif #out < n then
+    local row = activate(stream, group, consumer, base, sid, e[1][2], tokenBase .. i, now, KEYS[2], eventsMax)
+    if row then out[#out + 1] = row end
   else
-    -- cancelled meanwhile, or no free slot for it: drop the entry (and re-queue a waiting job)
+    -- no free slot for it: back to the tail of the stream, for any worker
     redis.call('XACK', stream, group, sid)
     redis.call('XDEL', stream, sid)
+    local st = redis.call('HMGET', job, 'state', 'sid')
     if st[1] == 'waiting' and st[2] == sid then requeue(stream, job, id) end
   end
   i = i + 2
@@ -224,15 +294,19 @@ return out
 
 /**
  * heartbeat / abort poll for a worker's active jobs of one queue. KEYS: stream.
- * ARGV: base group consumer claim(1|0), then id token pairs.
+ * ARGV: base group consumer claim(1|0) now, then id token pairs.
  * For each job: 0 still ours, 1 lost (reclaimed or finished elsewhere), 2 still ours and an abort
- * was requested. With claim=1, entries still ours get their idle time reset (XCLAIM … JUSTID).
+ * was requested. With claim=1 (a heartbeat) the consumer's time in `alive` is refreshed and
+ * entries still ours get their idle time reset (XCLAIM … JUSTID). A job still ours whose entry was
+ * deleted from the stream stays ours: its outcome is still written (and counted as `orphaned`).
+ * Repeat: the same answers; refreshing twice does no harm.
  */
-export const CHECK = `
+export const CHECK = EMIT + `
 local stream, base, group, consumer = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local claim = ARGV[4] == '1'
+if claim then redis.call('ZADD', base .. 'alive', tonumber(ARGV[5]), consumer) end
 local out = {}
-local i = 5
+local i = 6
 while ARGV[i] do
   local st = redis.call('HMGET', base .. 'job:' .. ARGV[i], 'state', 'owner', 'token', 'sid', 'abort')
   local r = 1
@@ -240,9 +314,9 @@ while ARGV[i] do
     r = 0
     if claim then
       local c = redis.call('XCLAIM', stream, group, consumer, 0, st[4], 'JUSTID')
-      if #c == 0 then r = 1 end
+      if #c == 0 and redis.call('XRANGE', stream, st[4], st[4])[1] == nil then stat(base, 'orphaned', 1) end
     end
-    if r == 0 and st[5] and st[5] ~= '' then r = 2 end
+    if st[5] and st[5] ~= '' then r = 2 end
   end
   out[#out + 1] = r
   i = i + 2
@@ -251,65 +325,178 @@ return out
 `;
 
 /**
- * stalled recovery: one XAUTOCLAIM step. KEYS: stream failed events.
- * ARGV: base group consumer now minIdle cursor count maxStalled eventsMax.
- * A claimed active job whose owner stopped heartbeating counts a stall: it goes back to the stream
- * (its attempt not counted) or, past maxStalled, fails. A delivered-but-never-activated entry goes
- * back to the stream; one whose abort was requested ends aborted. Returns {nextCursor, {recovered
- * ids}, {failed ids}}.
+ * stalled recovery: one step over the pending entries idle for at least minIdle. KEYS: stream
+ * failed events. ARGV: base group consumer now minIdle cursor count maxStalled eventsMax.
+ * An entry whose owner heartbeated within minIdle (its time in `alive`) is left alone: its worker
+ * lives (after a Redis outage every entry is idle, and that proves nothing). Others are claimed.
+ * A claimed active job counts a stall: it goes back to the stream (its attempt not counted) or,
+ * past maxStalled, fails; one whose abort was requested ends aborted. A delivered-but-never-
+ * activated entry goes back to the stream. An entry deleted from the stream meanwhile leaves the
+ * pending list; its id is returned so the worker can find its job. When the scan wraps, consumers
+ * that own nothing and stopped heartbeating are deleted from the group.
+ * Returns {nextCursor, {recovered ids}, {failed ids}, {deleted entry ids}, consumers deleted}.
+ * Repeat: entries it handled are gone from the pending list; a second run finds nothing to do.
  */
 export const RECOVER = EMIT + `
 local stream, base, group, consumer = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-local now, maxStalled, eventsMax = tonumber(ARGV[4]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local r = redis.call('XAUTOCLAIM', stream, group, consumer, ARGV[5], ARGV[6], 'COUNT', ARGV[7])
-local recovered, failed = {}, {}
-for _, e in ipairs(r[2]) do
-  local sid, fields = e[1], e[2]
-  redis.call('XACK', stream, group, sid)
-  redis.call('XDEL', stream, sid)
-  if fields and fields[2] then
-    local id = fields[2]
-    local job = base .. 'job:' .. id
-    local st = redis.call('HMGET', job, 'state', 'sid', 'stalls', 'abort')
-    if st[2] == sid and st[1] == 'active' then
-      local stalls = tonumber(st[3] or '0') + 1
-      if st[4] and st[4] ~= '' then
-        -- its abort was requested: it ends aborted instead of running again elsewhere
-        redis.call('HSET', job, 'state', 'aborted', 'finished', now, 'error',
-          cjson.encode({name = 'JobAborted', message = 'Job aborted: user (its worker stopped heartbeating)', abortReason = 'user'}))
-        redis.call('ZADD', base .. 'aborted', now, id)
-        emit(KEYS[3], eventsMax, 'aborted', id, now)
-      elseif stalls > maxStalled then
-        redis.call('HSET', job, 'state', 'failed', 'stalls', stalls, 'finished', now,
-          'error', cjson.encode({name = 'StalledError', message = 'job stalled more than maxStalled (' .. maxStalled .. ') times'}))
-        redis.call('ZADD', KEYS[2], now, id)
-        failed[#failed + 1] = id
-        emit(KEYS[3], eventsMax, 'failed', id, now, 'stalled')
-      else
-        redis.call('HSET', job, 'stalls', stalls)
-        redis.call('HINCRBY', job, 'attempt', -1)
-        requeue(stream, job, id)
-        recovered[#recovered + 1] = id
-        emit(KEYS[3], eventsMax, 'stalled', id, now)
+local now, minIdle, cursor = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local count, maxStalled, eventsMax = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local alive = base .. 'alive'
+local recovered, failed, deleted = {}, {}, {}
+if redis.call('EXISTS', stream) == 0 then return {'0-0', recovered, failed, deleted, 0} end
+local start = cursor == '0-0' and '-' or '(' .. cursor
+local pend = redis.call('XPENDING', stream, group, 'IDLE', minIdle, start, '+', count)
+local nstalled = 0
+for _, p in ipairs(pend) do
+  local sid, owner = p[1], p[2]
+  local seen = tonumber(redis.call('ZSCORE', alive, owner) or '-1')
+  if seen < 0 or now - seen >= minIdle then
+    local c = redis.call('XCLAIM', stream, group, consumer, minIdle, sid)
+    local e = c[1]
+    if e == nil or e == false then
+      if redis.call('XRANGE', stream, sid, sid)[1] == nil then
+        redis.call('XACK', stream, group, sid)
+        deleted[#deleted + 1] = sid
       end
-    elseif st[2] == sid and st[1] == 'waiting' then
-      requeue(stream, job, id)
+    else
+      local fields = e[2]
+      local id = fields and fields[2]
+      local job = id and base .. 'job:' .. id
+      local st = job and redis.call('HMGET', job, 'state', 'sid', 'stalls', 'abort') or {}
+      redis.call('XACK', stream, group, sid)
+      redis.call('XDEL', stream, sid)
+      if st[2] == sid and st[1] == 'active' then
+        local stalls = tonumber(st[3] or '0') + 1
+        nstalled = nstalled + 1
+        if st[4] and st[4] ~= '' then
+          -- its abort was requested: it ends aborted instead of running again elsewhere
+          redis.call('HSET', job, 'state', 'aborted', 'finished', now, 'error',
+            cjson.encode({name = 'JobAborted', message = 'Job aborted: user (its worker stopped heartbeating)', abortReason = 'user'}))
+          redis.call('ZADD', base .. 'aborted', now, id)
+          stat(base, 'aborted', 1)
+          emit(KEYS[3], eventsMax, 'aborted', id, now)
+        elseif stalls > maxStalled then
+          redis.call('HSET', job, 'state', 'failed', 'stalls', stalls, 'finished', now,
+            'error', cjson.encode({name = 'StalledError', message = 'job stalled more than maxStalled (' .. maxStalled .. ') times'}))
+          redis.call('ZADD', KEYS[2], now, id)
+          failed[#failed + 1] = id
+          stat(base, 'failed', 1)
+          emit(KEYS[3], eventsMax, 'failed', id, now, 'stalled')
+        else
+          redis.call('HSET', job, 'stalls', stalls)
+          redis.call('HINCRBY', job, 'attempt', -1)
+          requeue(stream, job, id)
+          recovered[#recovered + 1] = id
+          emit(KEYS[3], eventsMax, 'stalled', id, now)
+        end
+      elseif st[2] == sid and st[1] == 'waiting' then
+        requeue(stream, job, id)
+      end
     end
   end
 end
-return {r[1], recovered, failed}
+stat(base, 'stalled', nstalled)
+local nextCursor = '0-0'
+if #pend >= count then nextCursor = pend[#pend][1] end
+local removed = 0
+if nextCursor == '0-0' then
+  -- the scan wrapped: forget consumers that own nothing and stopped heartbeating (one per worker
+  -- that died); a consumer that still owns entries is kept, or they would become unclaimable
+  local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', stream, group)
+  if ok then
+    for _, c in ipairs(consumers) do
+      local name, pending, idle
+      for j = 1, #c, 2 do
+        if c[j] == 'name' then name = c[j + 1]
+        elseif c[j] == 'pending' then pending = c[j + 1]
+        elseif c[j] == 'idle' then idle = c[j + 1] end
+      end
+      if name and name ~= consumer and pending == 0 and idle and idle >= minIdle then
+        local seen = tonumber(redis.call('ZSCORE', alive, name) or '-1')
+        if seen < 0 or now - seen >= minIdle then
+          redis.call('XGROUP', 'DELCONSUMER', stream, group, name)
+          redis.call('ZREM', alive, name)
+          removed = removed + 1
+        end
+      end
+    end
+  end
+end
+return {nextCursor, recovered, failed, deleted, removed}
+`;
+
+/**
+ * a worker hands back what its pending list holds that it does not run: entries a call whose
+ * reply was lost activated or delivered for it (DESIGN section 6). Run only while no call of this
+ * consumer that fetches is in flight. KEYS: stream events.
+ * ARGV: base group consumer now eventsMax, then `<job id> <token>` of each attempt the worker holds
+ * (running, or whose outcome is not yet written).
+ * Entries of attempts it holds stay. A job active under this consumer with another token goes
+ * back to the stream at once, its attempt not counted and no stall counted; a delivered entry
+ * never activated goes back too; entries of jobs that moved on or vanished are dropped.
+ * Returns the ids of the jobs handed back. Repeat: what it handed back left the pending list.
+ */
+export const RECONCILE = EMIT + `
+local stream, base, group, consumer = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local now, eventsMax = tonumber(ARGV[4]), tonumber(ARGV[5])
+if redis.call('EXISTS', stream) == 0 then return {} end
+local held = {}
+for i = 6, #ARGV do held[ARGV[i]] = true end
+local out = {}
+local start = '-'
+while true do
+  local pend = redis.call('XPENDING', stream, group, start, '+', 500, consumer)
+  for _, p in ipairs(pend) do
+    local sid = p[1]
+    local e = redis.call('XRANGE', stream, sid, sid)
+    local id = e[1] and e[1][2][2]
+    local job = id and base .. 'job:' .. id
+    local st = job and redis.call('HMGET', job, 'state', 'sid', 'owner', 'token') or {}
+    if st[1] == 'active' and st[2] == sid and st[3] == consumer and held[id .. ' ' .. (st[4] or '')] then
+      -- still ours
+    else
+      redis.call('XACK', stream, group, sid)
+      if e[1] then redis.call('XDEL', stream, sid) end
+      if st[2] == sid and (st[1] == 'waiting' or (st[1] == 'active' and st[3] == consumer)) then
+        if st[1] == 'active' then redis.call('HINCRBY', job, 'attempt', -1) end
+        requeue(stream, job, id)
+        out[#out + 1] = id
+        emit(KEYS[2], eventsMax, 'requeued', id, now)
+      end
+    end
+  end
+  if #pend < 500 then break end
+  start = '(' .. pend[#pend][1]
+end
+stat(base, 'requeued', #out)
+return out
+`;
+
+/**
+ * store a running job's progress, only while the attempt still holds the job. KEYS: job.
+ * ARGV: owner token payload. Returns 1 when stored, 0 when the attempt no longer holds the job
+ * (nothing written, and a hash retention deleted is not re-created). Repeat: the same write.
+ */
+export const PROGRESS = `
+local st = redis.call('HMGET', KEYS[1], 'state', 'owner', 'token')
+if st[1] == 'active' and st[2] == ARGV[1] and st[3] == ARGV[2] then
+  redis.call('HSET', KEYS[1], 'progress', ARGV[3])
+  return 1
+end
+return 0
 `;
 
 /**
  * promote due delayed jobs to the stream. KEYS: stream delayed events.
- * ARGV: base now limit eventsMax. Idempotent. Returns {promoted count, next due ms or -1}.
+ * ARGV: base now limit eventsMax. Returns {promoted count, next due ms or -1}.
+ * Repeat: promoted ids left the zset; a second run promotes only what came due since.
  */
 export const PROMOTE = EMIT + `
 local stream, delayed, base = KEYS[1], KEYS[2], ARGV[1]
 local now = tonumber(ARGV[2])
 local ids = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+if #ids > 0 then redis.call('ZREM', delayed, unpack(ids)) end
 for _, id in ipairs(ids) do
-  redis.call('ZREM', delayed, id)
   local job = base .. 'job:' .. id
   if redis.call('HGET', job, 'state') == 'delayed' then
     requeue(stream, job, id)
@@ -323,16 +510,22 @@ return {#ids, '-1'}
 
 /**
  * cancel one job. KEYS: stream delayed cancelled events.
- * ARGV: base group id now abort(1|0) delete(1|0) eventsMax channel.
+ * ARGV: base group id now abort(1|0) delete(1|0) eventsMax channel callId.
  * Returns {outcome, previous state}: outcome is cancelled | abort-requested | active | finished | missing.
+ * Repeat: a job this call cancelled carries `op` = callId and the state it left, so the repeat
+ * answers the same; one this call deleted answers `missing` (it is gone either way). Deleting a
+ * job also frees its id for a new enqueue.
  */
 export const CANCEL = EMIT + `
 local stream, delayed, base, group, id = KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3]
-local now, abort, del = tonumber(ARGV[4]), ARGV[5] == '1', ARGV[6] == '1'
+local now, abort, del, callId = tonumber(ARGV[4]), ARGV[5] == '1', ARGV[6] == '1', ARGV[9]
 local job = base .. 'job:' .. id
-local st = redis.call('HMGET', job, 'state', 'sid')
+local st = redis.call('HMGET', job, 'state', 'sid', 'op')
 local state = st[1]
 if not state then return {'missing', ''} end
+if st[3] and string.sub(st[3], 1, #callId + 1) == callId .. ' ' then
+  return {'cancelled', string.sub(st[3], #callId + 2)}
+end
 if state == 'waiting' or state == 'delayed' then
   if state == 'waiting' then
     redis.call('XACK', stream, group, st[2])
@@ -340,10 +533,12 @@ if state == 'waiting' or state == 'delayed' then
   else
     redis.call('ZREM', delayed, id)
   end
+  -- a job that never ran frees its id: it can be enqueued again once this one is gone
+  redis.call('DEL', base .. 'dedup:' .. id)
   if del then
     redis.call('DEL', job)
   else
-    redis.call('HSET', job, 'state', 'cancelled', 'finished', now)
+    redis.call('HSET', job, 'state', 'cancelled', 'finished', now, 'op', callId .. ' ' .. state)
     redis.call('ZADD', KEYS[3], now, id)
   end
   emit(KEYS[4], tonumber(ARGV[7]), 'cancelled', id, now)
@@ -362,17 +557,20 @@ return {'finished', state}
 
 /**
  * retry a failed (or aborted) job: back to the stream with its attempts reset.
- * KEYS: stream failed aborted events. ARGV: base id now eventsMax.
- * Returns {1, 'failed'} when re-queued, {0, state} otherwise.
+ * KEYS: stream failed aborted events. ARGV: base id now eventsMax callId.
+ * Returns {1, previous state} when re-queued, {0, state} otherwise.
+ * Repeat: the job carries `op` = callId and the state it left, so the repeat answers the same.
  */
 export const RETRY = EMIT + `
-local base, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local base, id, now, callId = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[5]
 local job = base .. 'job:' .. id
-local state = redis.call('HGET', job, 'state')
+local st = redis.call('HMGET', job, 'state', 'op')
+local state = st[1]
+if st[2] and string.sub(st[2], 1, #callId + 1) == callId .. ' ' then return {1, string.sub(st[2], #callId + 2)} end
 if state ~= 'failed' and state ~= 'aborted' then return {0, state or ''} end
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
-redis.call('HSET', job, 'attempt', 0, 'stalls', 0, 'abort', '')
+redis.call('HSET', job, 'attempt', 0, 'stalls', 0, 'abort', '', 'op', callId .. ' ' .. state)
 redis.call('HDEL', job, 'finished')
 requeue(KEYS[1], job, id)
 emit(KEYS[4], tonumber(ARGV[4]), 'waiting', id, now, 'retry')
@@ -380,10 +578,25 @@ return {1, state}
 `;
 
 /**
+ * retention on a timer: trims every finished state, also when no worker finishes jobs (a queue
+ * whose jobs are only cancelled). KEYS: completed failed aborted cancelled.
+ * ARGV: base now keepCompleted ageCompleted keepFailed ageFailed keepCancelled ageCancelled
+ * (count -1 or age -1: no limit; aborted jobs follow the failed policy). Repeat: trims nothing more.
+ */
+export const TRIM = EMIT + `
+local base, now = ARGV[1], tonumber(ARGV[2])
+trim(KEYS[1], base, tonumber(ARGV[3]), tonumber(ARGV[4]), now)
+trim(KEYS[2], base, tonumber(ARGV[5]), tonumber(ARGV[6]), now)
+trim(KEYS[3], base, tonumber(ARGV[5]), tonumber(ARGV[6]), now)
+trim(KEYS[4], base, tonumber(ARGV[7]), tonumber(ARGV[8]), now)
+return 1
+`;
+
+/**
  * a stopping consumer's clean-up. KEYS: stream. ARGV: base group consumer.
  * Entries delivered to it but never activated go back to the stream; then the consumer is deleted
  * only if it owns no pending entry (deleting one that does makes its entries unclaimable).
- * Returns the number of pending entries it still owns.
+ * Returns the number of pending entries it still owns. Repeat: nothing left to release.
  */
 export const RELEASE_CONSUMER = EMIT + `
 local stream, base, group, consumer = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
@@ -399,14 +612,17 @@ for _, p in ipairs(pending) do
     redis.call('XACK', stream, group, sid)
     redis.call('XDEL', stream, sid)
     requeue(stream, base .. 'job:' .. id, id)
-  elseif not id or not st[1] then
+  elseif not id or not st[1] or st[2] ~= sid then
     redis.call('XACK', stream, group, sid)
-    redis.call('XDEL', stream, sid)
+    if id then redis.call('XDEL', stream, sid) end
   else
     left = left + 1
   end
 end
-if left == 0 then pcall(redis.call, 'XGROUP', 'DELCONSUMER', stream, group, consumer) end
+if left == 0 then
+  pcall(redis.call, 'XGROUP', 'DELCONSUMER', stream, group, consumer)
+  redis.call('ZREM', base .. 'alive', consumer)
+end
 return left
 `;
 

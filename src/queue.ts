@@ -1,6 +1,6 @@
 import { deadline } from "./async.ts";
-import { parseDuration } from "./duration.ts";
-import { ValidationError } from "./errors.ts";
+import { type Duration, parseDuration } from "./duration.ts";
+import { EnqueueManyError, ValidationError } from "./errors.ts";
 import {
   type CancelResult,
   type EnqueuedJob,
@@ -12,6 +12,7 @@ import {
   type JobState,
 } from "./job.ts";
 import { GROUP, type QueueKeys, queueKeys } from "./keys.ts";
+import { checkName } from "./names.ts";
 import { deleteJob, type DeleteResult, type JobPage, listJobs, type ListJobsOptions } from "./inspect.ts";
 import { CANCEL, COUNTS, ENQUEUE, RETRY } from "./lua.ts";
 import {
@@ -30,8 +31,15 @@ export interface QueueOptions {
   redis?: RedisInput;
   /** Key prefix. @default "sluice" */
   prefix?: string;
-  /** Length the lifecycle events stream is capped at (approximately); 0 turns events off. @default 10000 */
+  /** Job ids the lifecycle events stream keeps, about (a batch event counts each id it names); 0 turns events off. @default 10000 */
   eventsMaxLen?: number;
+  /**
+   * How long a caller-chosen `jobId` stays reserved after its enqueue, even once retention has
+   * removed the finished job: an enqueue with the same id in that time writes nothing and answers
+   * `duplicate: true` (state `removed`). While the job exists its id is reserved regardless.
+   * 0: reserved only while the job exists. Milliseconds or a string. @default "7 days"
+   */
+  dedupTtl?: Duration;
 }
 
 /** One job for `Queue.enqueueMany`. */
@@ -48,16 +56,9 @@ const scripts = {
   counts: new Script(COUNTS),
 };
 
-const NAME = /^[^\s{}]{1,200}$/;
-
 /** Checks a queue name: 1–200 characters, no whitespace or braces (braces would break the hash tag). */
 export function checkQueueName(name: unknown, field = "queue"): string {
-  if (typeof name !== "string" || !NAME.test(name)) {
-    throw new ValidationError("Invalid queue name", [
-      { field, value: name, message: "must be 1-200 characters without whitespace or braces" },
-    ]);
-  }
-  return name;
+  return checkName(name, field);
 }
 
 interface Prepared {
@@ -65,6 +66,9 @@ interface Prepared {
   /** The job's ARGV slice of the ENQUEUE script: id p runAt dedup. */
   argv: (string | number)[];
 }
+
+/** How long a caller-chosen job id stays reserved after its enqueue: 7 days. */
+const DEFAULT_DEDUP_TTL = 7 * 86_400_000;
 
 /** Jobs per ENQUEUE script call in enqueueMany, and calls in flight at once. */
 const BATCH = 100;
@@ -101,16 +105,20 @@ export class Queue {
   readonly #client: IORedis | undefined;
   readonly #owned: IORedis | undefined;
   readonly #eventsMaxLen: number;
+  readonly #dedupTtl: number;
 
   constructor(name: string, options: QueueOptions = {}) {
     this.name = checkQueueName(name);
-    this.prefix = options.prefix ?? "sluice";
-    if (typeof this.prefix !== "string" || !NAME.test(this.prefix)) {
-      throw new ValidationError("Invalid queue options", [
-        { field: "prefix", value: options.prefix, message: "must be 1-200 characters without whitespace or braces" },
-      ]);
-    }
+    this.prefix = checkName(options.prefix ?? "sluice", "prefix");
     this.#eventsMaxLen = options.eventsMaxLen ?? 10_000;
+    if (!Number.isInteger(this.#eventsMaxLen) || this.#eventsMaxLen < 0) {
+      throw new ValidationError("Invalid queue options", [{ field: "eventsMaxLen", value: options.eventsMaxLen, message: "must be an integer >= 0" }]);
+    }
+    try {
+      this.#dedupTtl = options.dedupTtl === undefined ? DEFAULT_DEDUP_TTL : parseDuration(options.dedupTtl, "dedupTtl");
+    } catch (e) {
+      throw new ValidationError("Invalid queue options", [{ field: "dedupTtl", value: options.dedupTtl, message: (e as Error).message }]);
+    }
     this.keys = queueKeys(this.prefix, name);
     const redis = options.redis ?? "redis://127.0.0.1:6379";
     if (typeof redis === "string") {
@@ -171,12 +179,12 @@ export class Queue {
   /** Runs the ENQUEUE script for a batch of prepared jobs. */
   async #write(batch: Prepared[]): Promise<EnqueuedJob[]> {
     const k = this.keys;
-    const argv: (string | number)[] = [k.base, GROUP, Date.now(), this.#eventsMaxLen];
+    const argv: (string | number)[] = [k.base, GROUP, Date.now(), this.#eventsMaxLen, this.#dedupTtl];
     for (const p of batch) argv.push(...p.argv);
     const reply = (await scripts.enqueue.run(this.#send, [k.stream, k.delayed, k.events], argv)) as string[];
     return batch.map((p, i) => {
       const r = reply[i]!;
-      return { id: p.id, queue: this.name, state: r.slice(1) as JobState, duplicate: r[0] === "=" };
+      return { id: p.id, queue: this.name, state: r.slice(1) as EnqueuedJob["state"], duplicate: r[0] === "=" };
     });
   }
 
@@ -199,7 +207,8 @@ export class Queue {
    * Adds many jobs: a hundred per script call, many calls in flight. Every job is validated before
    * anything is sent: one bad job throws a `ValidationError` (its field prefixed by its index) and
    * none is written. A job whose `jobId` exists already, or appears earlier in the same call, comes
-   * back `duplicate: true`.
+   * back `duplicate: true`. When Redis fails part-way, no further batch is sent and an
+   * `EnqueueManyError` lists the jobs stored (`stored`); the error is its `cause`.
    *
    * @example
    * ```ts
@@ -218,18 +227,27 @@ export class Queue {
     });
     // BATCH jobs per script call; IN_FLIGHT calls on the wire at once, so Redis runs one batch
     // while the client encodes the next
-    const out: EnqueuedJob[] = new Array(prepared.length);
+    const out: (EnqueuedJob | undefined)[] = new Array(prepared.length);
     let next = 0;
+    let failure: { error: unknown } | undefined;
     const lane = async () => {
-      while (next < prepared.length) {
+      while (next < prepared.length && !failure) {
         const start = next;
         next += BATCH;
-        const written = await this.#write(prepared.slice(start, start + BATCH));
-        for (let i = 0; i < written.length; i++) out[start + i] = written[i]!;
+        try {
+          const written = await this.#write(prepared.slice(start, start + BATCH));
+          for (let i = 0; i < written.length; i++) out[start + i] = written[i]!;
+        } catch (error) {
+          failure ??= { error };
+        }
       }
     };
     await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, Math.ceil(prepared.length / BATCH)) }, lane));
-    return out;
+    if (failure) {
+      // batches already on the wire when the first one failed may have been stored: say which
+      throw new EnqueueManyError(failure.error, out.filter((j): j is EnqueuedJob => j !== undefined), prepared.length);
+    }
+    return out as EnqueuedJob[];
   }
 
   /** Reads one job, or null when there is no such job (never was, or removed by retention). */
@@ -257,12 +275,29 @@ export class Queue {
   }
 
   /**
+   * The queue's counters since it was created: jobs completed, failed, retried, aborted,
+   * interrupted, stalled, lost, requeued and missing. Kept in Redis by the transition scripts, so
+   * retention does not bound them; Prometheus reads them as counters (`/metrics`).
+   *
+   * @example
+   * ```ts
+   * const { completed, failed } = await queue.stats();
+   * ```
+   */
+  async stats(): Promise<Record<string, number>> {
+    const h = toObject(await this.#send("HGETALL", [this.keys.base + "stats"]));
+    const out: Record<string, number> = {};
+    for (const [k, v] of Object.entries(h)) out[k] = Number(v);
+    return out;
+  }
+
+  /**
    * Re-queues a failed (or aborted) job with its attempts reset. Returns false, writing nothing,
    * when the job is in another state or missing.
    */
   async retry(id: string): Promise<boolean> {
     const k = this.keys;
-    const [ok] = (await scripts.retry.run(this.#send, [k.stream, k.failed, k.aborted, k.events], [k.base, id, Date.now(), this.#eventsMaxLen])) as [number, string];
+    const [ok] = (await scripts.retry.run(this.#send, [k.stream, k.failed, k.aborted, k.events], [k.base, id, Date.now(), this.#eventsMaxLen, callId()])) as [number, string];
     return ok === 1;
   }
 
@@ -286,7 +321,7 @@ export class Queue {
     const [outcome, prev] = (await scripts.cancel.run(
       this.#send,
       [k.stream, k.delayed, k.cancelled, k.events],
-      [k.base, GROUP, id, Date.now(), options.abort ? 1 : 0, options.delete ? 1 : 0, this.#eventsMaxLen, k.abortChannel],
+      [k.base, GROUP, id, Date.now(), options.abort ? 1 : 0, options.delete ? 1 : 0, this.#eventsMaxLen, k.abortChannel, callId()],
     )) as [CancelResult["outcome"], string];
     return prev ? { id, outcome, previousState: prev as JobState } : { id, outcome };
   }
@@ -328,6 +363,11 @@ export class Queue {
     if (c.status !== "ready") return c.disconnect();
     await deadline(c.quit(), 3000).catch(() => c.disconnect());
   }
+}
+
+/** A unique id for one call, so a script run twice (a re-sent command) recognises its own work. */
+function callId(): string {
+  return crypto.randomUUID();
 }
 
 /** HGETALL replies are flat arrays from raw `call`/`send`, objects from some clients. */

@@ -20,8 +20,8 @@ export interface ProcessRunOptions extends RunOptions {
   /**
    * After a third signal re-queued jobs that ignored their abort, end the process at once (exit
    * code 3): their handlers may still be running, and would otherwise keep the process alive and
-   * run on beside the worker that takes the jobs over. Off by default: a caller that wants to
-   * report first (the CLI) ends the process itself. @default false
+   * run on beside the worker that takes the jobs over. `false` leaves the process to the caller,
+   * who must end it soon. @default true
    */
   exitOnAbandon?: boolean;
 }
@@ -70,7 +70,7 @@ export async function runWorkerIn(worker: Worker, hooks: RuntimeHooks, options: 
     remove();
   }
   const code = exitCode(summary);
-  if (code === EXIT.abandoned && options.exitOnAbandon) hooks.exit?.(code);
+  if (code === EXIT.abandoned && options.exitOnAbandon !== false) hooks.exit?.(code);
   return { summary, code };
 }
 

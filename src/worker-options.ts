@@ -2,7 +2,7 @@ import type { JobContext } from "./context.ts";
 import { type Duration, parseDuration } from "./duration.ts";
 import type { EndCondition } from "./end-condition.ts";
 import { ValidationError } from "./errors.ts";
-import { checkQueueName } from "./queue.ts";
+import { checkName } from "./names.ts";
 import { type IORedis, isIORedis } from "./redis.ts";
 
 /** A job handler: `async (data, ctx) => result`. The result is stored as JSON. */
@@ -53,7 +53,7 @@ export interface WorkerOptions {
   timeout?: Duration;
   /** A job whose worker has not heartbeated for this long is recovered by another worker. @default "30s" */
   stalledTimeout?: Duration;
-  /** How often a worker refreshes its jobs and looks for stalled ones. Must be under half of `stalledTimeout`. @default stalledTimeout / 6, at most 5s */
+  /** How often a worker refreshes its jobs and looks for stalled ones. At most a third of `stalledTimeout`. @default stalledTimeout / 6, at most 5s */
   heartbeatInterval?: Duration;
   /** Recoveries of one job after which it fails instead. @default 1 */
   maxStalled?: number;
@@ -71,9 +71,12 @@ export interface WorkerOptions {
   endConditionInterval?: Duration;
   /** How long one blocking read waits before it is re-issued. @default "5s" */
   blockTimeout?: Duration;
-  /** Retention of finished jobs. @default { completed: { count: 1000, age: "1 day" }, failed: {} (keep all) } */
-  retention?: { completed?: RetentionPolicy; failed?: RetentionPolicy };
-  /** Length the events stream is capped at; 0 turns events off. @default 10000 */
+  /**
+   * Retention of finished jobs; aborted jobs follow `failed`. Applied as jobs finish and on a timer.
+   * @default { completed: { count: 1000, age: "1 day" }, failed: {} (keep all), cancelled: { count: 1000, age: "1 day" } }
+   */
+  retention?: { completed?: RetentionPolicy; failed?: RetentionPolicy; cancelled?: RetentionPolicy };
+  /** Job ids the events stream keeps, about: an event of a batch counts each id it names (so a stream of batch events holds fewer entries); 0 turns events off. @default 10000 */
   eventsMaxLen?: number;
   /** Install OS signal handlers (used by the runtime adapters). @default true */
   installSignalHandlers?: boolean;
@@ -103,7 +106,7 @@ export interface Settings {
   endConditionInterval: number;
   blockTimeout: number;
   /** count -1: no limit; age -1: no limit (milliseconds). */
-  keep: { completed: { count: number; age: number }; failed: { count: number; age: number } };
+  keep: { completed: { count: number; age: number }; failed: { count: number; age: number }; cancelled: { count: number; age: number } };
   eventsMaxLen: number;
   id: string;
 }
@@ -149,7 +152,7 @@ export function resolveSettings(options: WorkerOptions): Settings {
   if (!Array.isArray(queues) || queues.length === 0) {
     throw new ValidationError("Invalid worker options", [{ field: "queues", value: queues, message: "must be a non-empty array of queue names" }]);
   }
-  queues.forEach((name, i) => checkQueueName(name, `queues.${i}`));
+  queues.forEach((name, i) => checkName(name, `queues.${i}`));
   if (typeof options.tasks !== "object" || options.tasks === null) {
     throw new ValidationError("Invalid worker options", [{ field: "tasks", value: options.tasks, message: "must be an object of task name to handler" }]);
   }
@@ -169,11 +172,11 @@ export function resolveSettings(options: WorkerOptions): Settings {
   const heartbeatInterval = options.heartbeatInterval === undefined
     ? Math.min(5000, Math.max(10, Math.floor(stalledTimeout / 6)))
     : durationOption(options.heartbeatInterval, "heartbeatInterval");
-  if (heartbeatInterval * 2 > stalledTimeout || heartbeatInterval <= 0) {
+  if (heartbeatInterval * 3 > stalledTimeout || heartbeatInterval <= 0) {
     throw new ValidationError("Invalid worker options", [{
       field: "heartbeatInterval",
       value: options.heartbeatInterval ?? heartbeatInterval,
-      message: `must be > 0 and at most half of stalledTimeout (${stalledTimeout} ms), or live jobs could be recovered as stalled`,
+      message: `must be > 0 and at most a third of stalledTimeout (${stalledTimeout} ms), or live jobs could be recovered as stalled`,
     }]);
   }
   if (options.wait !== undefined && typeof options.wait !== "boolean") {
@@ -183,7 +186,7 @@ export function resolveSettings(options: WorkerOptions): Settings {
     throw new ValidationError("Invalid worker options", [{ field: "redis", value: options.redis, message: "must be a redis:// URL or an ioredis client" }]);
   }
   return {
-    prefix: options.prefix ?? "sluice",
+    prefix: checkName(options.prefix ?? "sluice", "prefix"),
     queues,
     tasks,
     concurrency: intOption(options.concurrency ?? 10, "concurrency", 1),
@@ -201,6 +204,7 @@ export function resolveSettings(options: WorkerOptions): Settings {
     keep: {
       completed: retention(options.retention?.completed, { count: 1000, age: ONE_DAY }, "retention.completed"),
       failed: retention(options.retention?.failed, { count: -1, age: -1 }, "retention.failed"),
+      cancelled: retention(options.retention?.cancelled, { count: 1000, age: ONE_DAY }, "retention.cancelled"),
     },
     eventsMaxLen: intOption(options.eventsMaxLen ?? 10_000, "eventsMaxLen", 0),
     id: options.id ?? `${options.identity?.host ?? "worker"}-${crypto.randomUUID().slice(0, 8)}`,

@@ -1,10 +1,10 @@
 import { abortable, deadline } from "./async.ts";
 import { Context } from "./context.ts";
 import { parseDuration } from "./duration.ts";
-import { type AbortReason, JobAborted, UnrecoverableError } from "./errors.ts";
+import { type AbortReason, JobAborted, UnknownTaskError, UnrecoverableError } from "./errors.ts";
 import { safeJson, storeError, type StoredError } from "./job.ts";
 import { globalKeys, GROUP, type QueueKeys, queueKeys } from "./keys.ts";
-import { ACTIVATE, CHECK, FINISH_AND_FETCH, PROMOTE, RECOVER, RELEASE_CONSUMER } from "./lua.ts";
+import { ACTIVATE, CHECK, FINISH_AND_FETCH, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, TRIM } from "./lua.ts";
 import { backoffDelay, DEFAULT_BACKOFF, type StoredOptions } from "./options.ts";
 import { connect, duplicate, type IORedis, Script, type Send, toSend } from "./redis.ts";
 import { type Phase, ShutdownController } from "./shutdown.ts";
@@ -55,6 +55,7 @@ interface QueueState {
 }
 
 interface Running {
+  /** `<queue> NUL <job id>`: one job can have an old attempt here while its new one starts. */
   key: string;
   q: QueueState;
   id: string;
@@ -86,6 +87,9 @@ const scripts = {
   recover: new Script(RECOVER),
   promote: new Script(PROMOTE),
   release: new Script(RELEASE_CONSUMER),
+  reconcile: new Script(RECONCILE),
+  progress: new Script(PROGRESS),
+  trim: new Script(TRIM),
 };
 
 const NO_OPTIONS: StoredOptions = Object.freeze({});
@@ -123,7 +127,22 @@ export class Worker extends EventTarget {
   #block: IORedis | undefined;
   #sub: IORedis | undefined;
   #ownsCmd = false;
+  /** Running attempts by token: the only attempts whose handlers run here. */
   readonly #running = new Map<string, Running>();
+  /** The newest attempt running here of each job, by `<queue> NUL <id>` (for abort messages). */
+  readonly #byJob = new Map<string, Running>();
+  /**
+   * `<job id> <token>` of the attempts this worker holds: running, or settled with an outcome not yet
+   * written. Whatever else its pending lists hold was delivered by a call whose reply was lost.
+   */
+  readonly #held = new Set<string>();
+  /** Set when a connection came back: hand back what a lost reply delivered, once quiet. */
+  #needReconcile = false;
+  /** No stalled recovery before this time: after a reconnect the others' heartbeats need a full stalledTimeout. */
+  #recoverNotBefore = 0;
+  #cleanups: (() => void)[] = [];
+  /** Startup finished: there is something to release at stop. */
+  #began = false;
   #started = 0;
   #wakePending = false;
   #wakeResolve: (() => void) | undefined;
@@ -215,8 +234,41 @@ export class Worker extends EventTarget {
     return this.stop();
   }
 
+  /**
+   * The whole life of a worker, as named steps: connect, start (bounded by the stop), fetch and run
+   * until told to stop, wait for the running jobs, then clean up (each step bounded) and report.
+   */
   async #run(options: RunOptions): Promise<RunSummary> {
     this.#startedAt = Date.now();
+    this.#connect();
+    this.#listenForStop(options);
+    const before = this.shutdown.phase; // a stop() before run(): its phase change had no listener yet
+    let started = false;
+    try {
+      started = this.#began = await this.#start();
+    } catch (e) {
+      this.#log("error", "error", `worker could not start: ${(e as Error).message}`);
+      await this.#finalize();
+      throw e;
+    }
+    try {
+      if (started) {
+        this.#log("info", "started", `worker ${this.id} started`, {
+          queues: this.#queues.map((q) => q.name), concurrency: this.concurrency,
+        });
+        this.#startTimers();
+        if (before !== "running") this.#onPhase({ phase: before, previous: "running", source: "before run()" });
+        await this.#promoteAll().catch((e) => this.#failed(e));
+        await this.#pump();
+      }
+    } finally {
+      await this.#finalize();
+    }
+    return { ...this.#summary };
+  }
+
+  /** Opens the connections; a connection that comes back after a drop asks for a reconcile. */
+  #connect(): void {
     const redis = this.options.redis ?? "redis://127.0.0.1:6379";
     if (typeof redis === "string") {
       this.#cmd = connect(redis);
@@ -226,10 +278,43 @@ export class Worker extends EventTarget {
     }
     this.#send = toSend(this.#cmd);
     this.#block = duplicate(this.#cmd, { enableAutoPipelining: false });
+    for (const c of [this.#cmd, this.#block]) {
+      let dropped = false;
+      const onClose = () => (dropped = true);
+      const onReady = () => {
+        if (!dropped) return;
+        dropped = false;
+        this.#reconnected();
+      };
+      c.on("close", onClose);
+      c.on("ready", onReady);
+      this.#cleanups.push(() => {
+        c.off("close", onClose);
+        c.off("ready", onReady);
+      });
+    }
+  }
 
+  /**
+   * A connection came back. Replies lost with the old one may have delivered jobs this worker never
+   * learnt of (the client re-sends unanswered commands, and the server may have run them already):
+   * they are handed back once no fetching call is in flight. Other workers' heartbeats may not have
+   * got through either, so recovery waits a full stalledTimeout.
+   */
+  #reconnected(): void {
+    if (this.shutdown.phase === "stopped") return;
+    this.#log("info", "reconnected", "connection to Redis restored; reconciling this worker's pending jobs");
+    this.#needReconcile = true;
+    this.#recoverNotBefore = Date.now() + this.#s.stalledTimeout;
+    this.#wake();
+  }
+
+  /** The run() signals feed the shutdown controller; their listeners are removed at stop. */
+  #listenForStop(options: RunOptions): void {
     const sd = this.shutdown;
-    const before = sd.phase; // a stop() before run(): its phase change had no listener yet
-    sd.addEventListener("phase", (e) => this.#onPhase((e as CustomEvent).detail));
+    const onPhase = (e: Event) => this.#onPhase((e as CustomEvent).detail);
+    sd.addEventListener("phase", onPhase);
+    this.#cleanups.push(() => sd.removeEventListener("phase", onPhase));
     sd.abandon.addEventListener("abort", () => {
       this.#wake();
       // abandoning means not waiting: writing what is left gets CLEANUP_MS, then the worker stops
@@ -238,51 +323,82 @@ export class Worker extends EventTarget {
         this.#wake();
       }, CLEANUP_MS));
     }, { once: true });
-    if (options.signal) {
-      if (options.signal.aborted) sd.request({ source: "signal" });
-      else options.signal.addEventListener("abort", () => sd.request({ source: "signal" }), { once: true });
-    }
-    if (options.hardSignal) {
-      const hard = () => sd.request({ hard: true, source: "hardSignal" });
-      if (options.hardSignal.aborted) hard();
-      else options.hardSignal.addEventListener("abort", hard, { once: true });
-    }
+    const listen = (signal: AbortSignal | undefined, hard: boolean) => {
+      if (!signal) return;
+      const fn = () => sd.request({ hard, source: hard ? "hardSignal" : "signal" });
+      if (signal.aborted) return fn();
+      signal.addEventListener("abort", fn, { once: true });
+      this.#cleanups.push(() => signal.removeEventListener("abort", fn));
+    };
+    listen(options.signal, false);
+    listen(options.hardSignal, true);
+  }
 
+  /**
+   * Startup: the streams and groups, the abort and control subscription, the registry, and a
+   * reconcile of what this consumer name owned before. Raced with the stop: a worker asked to stop
+   * while Redis is unreachable stops instead of waiting for it. Returns false when stopped first.
+   */
+  async #start(): Promise<boolean> {
+    const waiting = setTimeout(() => {
+      this.#log("warn", "waiting", `waiting for Redis to answer before starting (stop() or a signal stops the worker)`);
+    }, 1000);
     try {
-      await this.#ensureGroups();
-      await this.#subscribe();
-      await this.#register();
+      const stopping = this.shutdown.graceful;
+      const steps = (async () => {
+        await this.#ensureGroups();
+        if (stopping.aborted) return; // no new connection once the stop has closed them
+        await this.#subscribe();
+        await this.#register().catch((e) => this.#log("warn", "error", `could not register in the worker registry: ${(e as Error).message}`));
+        for (const q of this.#queues) await this.#reconcile(q, "start");
+      })();
+      steps.catch(() => {}); // abandoned by a stop, its connections closed under it: nothing to tell
+      await abortable(steps, this.shutdown.graceful);
     } catch (e) {
-      this.#log("error", "error", `worker could not start: ${(e as Error).message}`);
-      await this.#close();
-      throw e;
-    }
-    this.#log("info", "started", `worker ${this.id} started`, {
-      queues: this.#queues.map((q) => q.name), concurrency: this.concurrency,
-    });
-    this.#startTimers();
-    if (before !== "running") this.#onPhase({ phase: before, previous: "running", source: "before run()" });
-    try {
-      await this.#promoteAll();
-      await this.#pump();
-    } finally {
-      for (const t of this.#timers) clearInterval(t);
-      clearTimeout(this.#promoteTimer);
-      // with Redis unreachable, commands wait for a reconnect forever: bound each clean-up step
-      const bounded = (p: Promise<unknown> | undefined) => deadline(Promise.resolve(p), CLEANUP_MS).catch(() => {});
-      if (!this.#giveUp) {
-        await bounded(this.#sideFlush);
-        await bounded(this.#releaseConsumers());
-        await bounded(this.#unregister());
-        await bounded(this.#close());
+      if (this.shutdown.graceful.aborted) {
+        this.#log("warn", "stopped", "stopped before Redis answered; nothing was started");
+        return false;
       }
-      for (const c of [this.#block, this.#sub]) if (c && c.status !== "end") c.disconnect();
-      if (this.#ownsCmd && this.#cmd.status !== "end") this.#cmd.disconnect();
-      this.#summary.durationMs = Date.now() - this.#startedAt;
-      sd.markStopped();
-      this.#log("info", "stopped", `worker ${this.id} stopped`, { ...this.#summary });
+      throw e;
+    } finally {
+      clearTimeout(waiting);
     }
-    return { ...this.#summary };
+    this.#checkEvictionPolicy();
+    return true;
+  }
+
+  /**
+   * Any `maxmemory-policy` but `noeviction` lets Redis evict streams and job hashes: jobs vanish or
+   * are left half-written. Said loudly at start (a managed Redis that refuses CONFIG is not asked twice).
+   */
+  #checkEvictionPolicy(): void {
+    deadline(Promise.resolve(this.#send("CONFIG", ["GET", "maxmemory-policy"])), CLEANUP_MS).then((reply) => {
+      const policy = configValue(reply);
+      if (policy !== undefined && policy !== "noeviction") {
+        const message = `Redis maxmemory-policy is '${policy}': Redis may evict queue keys and lose jobs. Set it to 'noeviction'.`;
+        this.#log("error", "eviction-policy", message, { policy });
+        this.#emit("warning", { message, policy });
+      }
+    }, () => {});
+  }
+
+  /** Clean-up, each step bounded: with Redis unreachable, commands would wait for a reconnect forever. */
+  async #finalize(): Promise<void> {
+    for (const t of this.#timers) clearInterval(t);
+    clearTimeout(this.#promoteTimer);
+    const bounded = (p: Promise<unknown> | undefined) => deadline(Promise.resolve(p), CLEANUP_MS).catch(() => {});
+    if (!this.#giveUp) {
+      await bounded(this.#sideFlush);
+      if (this.#began) await bounded(this.#releaseConsumers());
+      await bounded(this.#unregister());
+      await bounded(this.#close());
+    }
+    for (const c of [this.#block, this.#sub]) if (c && c.status !== "end") c.disconnect();
+    if (this.#ownsCmd && this.#cmd && this.#cmd.status !== "end") this.#cmd.disconnect();
+    this.#summary.durationMs = Date.now() - this.#startedAt;
+    this.shutdown.markStopped();
+    for (const f of this.#cleanups.splice(0)) f();
+    this.#log("info", "stopped", `worker ${this.id} stopped`, { ...this.#summary });
   }
 
   #onPhase(detail: { phase: Phase; previous: Phase; source: string }): void {
@@ -362,6 +478,21 @@ export class Worker extends EventTarget {
       if (this.#errors > 0 && this.#inflight === 0) {
         await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** Math.min(this.#errors, 6))));
       }
+      if (this.#needReconcile && this.shutdown.phase !== "stopped") {
+        // nothing that fetches may be in flight while the pending lists are compared with what runs
+        if (this.#inflight > 0) {
+          await this.#sleep();
+          continue;
+        }
+        try {
+          for (const q of this.#queues) await this.#reconcile(q, "reconnect");
+          this.#needReconcile = false;
+          this.#errors = 0;
+        } catch (e) {
+          this.#failed(e);
+        }
+        continue;
+      }
       const free = this.#free();
       const want = this.#empty ? 0 : Math.min(free, batch);
       if (this.#inflight < 2 && (want > 0 || this.#hasOutcomes())) {
@@ -429,12 +560,36 @@ export class Worker extends EventTarget {
     }
   }
 
-  /** Creates each queue's stream and consumer group where missing (at `0`, with MKSTREAM). */
+  /**
+   * Creates each queue's stream and consumer group where missing (at `0`, with MKSTREAM). A group
+   * that exists is success, also when Redis refused the create for another reason (at maxmemory it
+   * answers OOM before it looks).
+   */
   async #ensureGroups(): Promise<void> {
     for (const q of this.#queues) {
-      await this.#send("XGROUP", ["CREATE", q.keys.stream, GROUP, "0", "MKSTREAM"]).catch((e) => {
-        if (!String(e?.message).includes("BUSYGROUP")) throw e;
+      await this.#send("XGROUP", ["CREATE", q.keys.stream, GROUP, "0", "MKSTREAM"]).catch(async (e) => {
+        if (String(e?.message).includes("BUSYGROUP")) return;
+        const groups = await this.#send("XINFO", ["GROUPS", q.keys.stream]).catch(() => []);
+        const exists = Array.isArray(groups) && groups.some((g) => Array.isArray(g) && g[0] === "name" && g[1] === GROUP);
+        if (!exists) throw e;
       });
+    }
+  }
+
+  /**
+   * Hands back what `q`'s pending list holds for this consumer that no attempt here holds: jobs a
+   * call whose reply was lost activated or delivered. They go back to the stream at once, with no
+   * stall and no attempt counted. Run at start (a previous process with the same id) and after a
+   * reconnect, while nothing that fetches is in flight.
+   */
+  async #reconcile(q: QueueState, why: "start" | "reconnect"): Promise<void> {
+    const k = q.keys;
+    const ids = (await scripts.reconcile.run(this.#send, [k.stream, k.events], [
+      k.base, GROUP, this.id, Date.now(), this.#s.eventsMaxLen, ...this.#held,
+    ])) as string[];
+    if (ids.length > 0) {
+      this.#log("warn", "job-requeued", `${ids.length} job(s) delivered to this worker without its knowing (${why === "start" ? "a previous worker with this id" : "a reply lost with a connection"}) went back to ${q.name}`, { queue: q.name, jobs: ids });
+      this.#emit("requeued", { queue: q.name, ids });
     }
   }
 
@@ -461,6 +616,7 @@ export class Worker extends EventTarget {
       const o = outs[i]!;
       // '2': a retry or an interruption that ended `aborted`, since an abort was requested for the job
       if (flags[i] === "2" && !o.abandoned) o.kind = "a";
+      this.#held.delete(o.r.id + " " + o.r.token);
       this.#reported(o, flags[i] !== "0");
     }
     for (let i = 1; i < reply.length; i++) this.#startJob(q, reply[i] as string);
@@ -520,9 +676,9 @@ export class Worker extends EventTarget {
     let room = this.#free();
     for (const [stream, entries] of streamEntries(reply)) {
       const q = this.#queues.find((x) => x.keys.stream === stream)!;
-      const argv: (string | number)[] = [q.keys.base, GROUP, this.id, Date.now(), crypto.randomUUID().slice(0, 8) + ":", room];
+      const argv: (string | number)[] = [q.keys.base, GROUP, this.id, Date.now(), crypto.randomUUID().slice(0, 8) + ":", room, this.#s.eventsMaxLen];
       for (const [sid, fields] of entries) argv.push(sid, fields[1]!);
-      const rows = (await scripts.activate.run(this.#send, [q.keys.stream], argv)) as string[];
+      const rows = (await scripts.activate.run(this.#send, [q.keys.stream, q.keys.events], argv)) as string[];
       for (const row of rows) this.#startJob(q, row);
       room -= rows.length;
     }
@@ -539,6 +695,14 @@ export class Worker extends EventTarget {
     };
     const key = q.name + "\u0000" + id;
     const ctx = new Context(job, this.id, (value) => this.#progress(q, id!, token!, value));
+    const previous = this.#byJob.get(key);
+    if (previous && !previous.settled && !previous.lost) {
+      // another worker recovered the job and this worker fetched it again while its old attempt
+      // still runs here: the old attempt is over (nothing is written for it)
+      this.#markLost(previous);
+      this.#log("warn", "job-lost", `job ${id} was fetched again while an older attempt ran here; aborting the older one`, { job: id, queue: q.name });
+      this.#abortJob(previous, "lost");
+    }
     // most jobs store no options (every default): no parse for them
     let parsedOpts: StoredOptions = NO_OPTIONS;
     if (opts) {
@@ -549,7 +713,9 @@ export class Worker extends EventTarget {
       }
     }
     const r: Running = { key, q, id: id!, token: token!, ctx, opts: parsedOpts, settled: false, lost: false, task: this.#tasks.get(name!) };
-    this.#running.set(key, r);
+    this.#running.set(r.token, r);
+    this.#byJob.set(key, r);
+    this.#held.add(r.id + " " + r.token);
     if (this.shutdown.phase !== "running") {
       // fetched by a pass that was in flight when the stop began: hand it back without running it
       // (interrupted: re-queued at once, its attempt not counted)
@@ -563,7 +729,7 @@ export class Worker extends EventTarget {
     }
     this.#emit("active", { job });
     if (!r.task) {
-      this.#settle(r, false, new UnrecoverableError(`no handler for task '${name}' on worker ${this.id}`));
+      this.#settle(r, false, new UnknownTaskError(name!, this.id));
       return;
     }
     const timeout = parsedOpts.timeout ?? (r.task.timeout !== undefined ? parseDuration(r.task.timeout) : this.#s.timeout);
@@ -571,12 +737,16 @@ export class Worker extends EventTarget {
     let p: unknown;
     try {
       p = r.task.handler(JSON.parse(data!), ctx);
+      if (isThenable(p)) {
+        // any thenable, not only a native promise; a hostile `then` rejects instead of throwing
+        Promise.resolve(p).then((v) => this.#settle(r, true, v), (e) => this.#settle(r, false, e));
+        return;
+      }
     } catch (e) {
       this.#settle(r, false, e);
       return;
     }
-    if (p instanceof Promise) p.then((v) => this.#settle(r, true, v), (e) => this.#settle(r, false, e));
-    else queueMicrotask(() => this.#settle(r, true, p));
+    queueMicrotask(() => this.#settle(r, true, p));
   }
 
   #abortJob(r: Running, reason: AbortReason): void {
@@ -590,8 +760,9 @@ export class Worker extends EventTarget {
     if (r.settled) return;
     r.settled = true;
     if (r.timer !== undefined) clearTimeout(r.timer);
-    this.#running.delete(r.key);
+    this.#forget(r);
     if (r.lost) {
+      this.#held.delete(r.id + " " + r.token);
       this.#summary.lost++;
       this.#emit("lost", { job: r.ctx.job });
       this.#wake();
@@ -611,6 +782,18 @@ export class Worker extends EventTarget {
     r.q.outcomes.push(o);
     if (this.#blocking) this.#flushAside();
     this.#wake();
+  }
+
+  /** The attempt no longer holds its job: it writes nothing when it settles. Counted once, in Redis too. */
+  #markLost(r: Running): void {
+    r.lost = true;
+    this.#send("HINCRBY", [r.q.keys.base + "stats", "lost", 1]).catch(() => {});
+  }
+
+  /** Removes a settled attempt from the running ones; a newer attempt of the same job stays. */
+  #forget(r: Running): void {
+    this.#running.delete(r.token);
+    if (this.#byJob.get(r.key) === r) this.#byJob.delete(r.key);
   }
 
   #failure(r: Running, error: unknown): Outcome {
@@ -665,7 +848,7 @@ export class Worker extends EventTarget {
     for (const r of [...this.#running.values()]) {
       r.settled = true;
       if (r.timer !== undefined) clearTimeout(r.timer);
-      this.#running.delete(r.key);
+      this.#forget(r);
       this.#summary.abandoned++;
       this.#log("warn", "job-abandoned", `job ${r.id} ignored its abort; re-queued and left behind`, { job: r.id, queue: r.q.name });
       r.q.outcomes.push({ r, kind: "i", payload: storeError(new JobAborted("shutdown", "abandoned at shutdown"), "shutdown"), retryAt: 0, abandoned: true });
@@ -675,9 +858,11 @@ export class Worker extends EventTarget {
   async #progress(q: QueueState, id: string, token: string, value: unknown): Promise<void> {
     const payload = safeJson(value);
     if (payload === undefined) throw new TypeError(`progress of job ${id} must be JSON-serialisable`);
-    const r = this.#running.get(q.name + "\u0000" + id);
-    if (!r || r.token !== token) return; // the attempt is over: its progress no longer matters
-    await this.#send("HSET", [q.keys.job(id), "progress", payload]);
+    const r = this.#running.get(token);
+    if (!r || r.settled) return; // the attempt is over: its progress no longer matters
+    // fenced in Redis too: a stale attempt never overwrites the new owner's progress, nor
+    // re-creates a hash that retention deleted
+    await scripts.progress.run(this.#send, [q.keys.job(id)], [this.id, token, payload]);
   }
 
   // ---- timers: one heartbeat (with stalled recovery and registry), promotion, abort poll, end conditions
@@ -699,10 +884,14 @@ export class Worker extends EventTarget {
       }, ms);
       this.#timers.push(t);
     };
+    // heartbeats, recovery and the registry each have a timer: a slow recovery scan never delays
+    // a heartbeat (which would let other workers take this worker's jobs)
+    every(this.#s.heartbeatInterval, () => this.#check(true));
+    every(this.#s.heartbeatInterval, () => this.#register());
     every(this.#s.heartbeatInterval, async () => {
-      await this.#check(true);
-      if (this.shutdown.phase === "running") await this.#recover();
-      await this.#register();
+      if (this.shutdown.phase !== "running" || Date.now() < this.#recoverNotBefore) return;
+      await this.#recover();
+      await this.#trim();
     });
     every(this.#s.abortPollInterval, () => this.#check(false));
     if ([...this.#tasks.values()].some((t) => t.endCondition)) {
@@ -718,6 +907,8 @@ export class Worker extends EventTarget {
 
   async #check(claim: boolean): Promise<void> {
     const byQueue = new Map<QueueState, Running[]>();
+    // a heartbeat goes to every queue, also without jobs: it tells recovery this worker lives
+    if (claim) for (const q of this.#queues) byQueue.set(q, []);
     for (const r of this.#running.values()) {
       if (r.settled) continue;
       let list = byQueue.get(r.q);
@@ -725,12 +916,12 @@ export class Worker extends EventTarget {
       list.push(r);
     }
     for (const [q, list] of byQueue) {
-      const argv: (string | number)[] = [q.keys.base, GROUP, this.id, claim ? 1 : 0];
+      const argv: (string | number)[] = [q.keys.base, GROUP, this.id, claim ? 1 : 0, Date.now()];
       for (const r of list) argv.push(r.id, r.token);
       const flags = (await scripts.check.run(this.#send, [q.keys.stream], argv)) as number[];
       list.forEach((r, i) => {
-        if (flags[i] === 1 && !r.settled) {
-          r.lost = true;
+        if (flags[i] === 1 && !r.settled && !r.lost) {
+          this.#markLost(r);
           this.#log("warn", "job-lost", `job ${r.id} was reclaimed by another worker; aborting it here`, { job: r.id, queue: q.name });
           this.#abortJob(r, "lost");
         } else if (flags[i] === 2) {
@@ -740,14 +931,19 @@ export class Worker extends EventTarget {
     }
   }
 
+  /**
+   * Stalled recovery, one cursor per queue: pending entries idle for stalledTimeout whose owner
+   * has not heartbeated for as long go back to the stream (or fail past maxStalled). An owner that
+   * heartbeats keeps its entries, however idle they look.
+   */
   async #recover(): Promise<void> {
     for (const q of this.#queues) {
       let cursor = this.#recoverCursor.get(q.name) ?? "0-0";
       for (let step = 0; step < 10; step++) {
         const k = q.keys;
-        const [next, recovered, failed] = (await scripts.recover.run(this.#send, [k.stream, k.failed, k.events], [
+        const [next, recovered, failed, deleted] = (await scripts.recover.run(this.#send, [k.stream, k.failed, k.events], [
           k.base, GROUP, this.id, Date.now(), this.#s.stalledTimeout, cursor, 100, this.#s.maxStalled, this.#s.eventsMaxLen,
-        ])) as [string, string[], string[]];
+        ])) as [string, string[], string[], string[], number];
         for (const id of recovered) {
           this.#summary.recovered++;
           this.#log("warn", "job-stalled", `recovered stalled job ${id}; re-queued`, { job: id, queue: q.name });
@@ -757,10 +953,24 @@ export class Worker extends EventTarget {
           this.#log("warn", "job-stalled", `job ${id} stalled more than ${this.#s.maxStalled} time(s); failed`, { job: id, queue: q.name });
           this.#emit("stalled", { id, queue: q.name, failed: true });
         }
+        if (deleted.length > 0) {
+          this.#log("error", "entry-deleted", `${deleted.length} pending stream entr(ies) of ${q.name} were deleted outside sluice; their jobs cannot be recovered from the stream`, { queue: q.name, entries: deleted });
+        }
         cursor = next;
         if (cursor === "0-0") break;
       }
       this.#recoverCursor.set(q.name, cursor);
+    }
+  }
+
+  /** Retention of every finished state, also for queues whose jobs are only cancelled. */
+  async #trim(): Promise<void> {
+    const keep = this.#s.keep;
+    for (const q of this.#queues) {
+      const k = q.keys;
+      await scripts.trim.run(this.#send, [k.completed, k.failed, k.aborted, k.cancelled], [
+        k.base, Date.now(), keep.completed.count, keep.completed.age, keep.failed.count, keep.failed.age, keep.cancelled.count, keep.cancelled.age,
+      ]);
     }
   }
 
@@ -799,7 +1009,7 @@ export class Worker extends EventTarget {
     sub.on("message", (channel: string, message: string) => {
       if (channel === control) return this.#onControl(message);
       const q = this.#queues.find((x) => x.keys.abortChannel === channel);
-      const r = q && this.#running.get(q.name + "\u0000" + message);
+      const r = q && this.#byJob.get(q.name + "\u0000" + message);
       if (r) this.#abortJob(r, "user");
     });
     await sub.subscribe(control, ...this.#queues.map((q) => q.keys.abortChannel));
@@ -874,6 +1084,17 @@ export type { StoredError };
 export type { Handler, LogEntry, RetentionPolicy, TaskDefinition, Tasks, WorkerOptions } from "./worker-options.ts";
 
 type Entry = [string, string[]];
+
+function isThenable(x: unknown): x is PromiseLike<unknown> {
+  return x !== null && (typeof x === "object" || typeof x === "function") && typeof (x as { then?: unknown }).then === "function";
+}
+
+/** The value of a CONFIG GET reply for one parameter: `[name, value]` (RESP2) or `{ name: value }`. */
+function configValue(reply: unknown): string | undefined {
+  if (Array.isArray(reply)) return reply.length >= 2 ? String(reply[1]) : undefined;
+  if (reply && typeof reply === "object") return Object.values(reply as Record<string, unknown>).map(String)[0];
+  return undefined;
+}
 
 /**
  * The streams of an XREAD/XREADGROUP reply: RESP2 gives `[[stream, entries], …]`, RESP3 a map

@@ -403,9 +403,9 @@ describe("jobs through the API", () => {
     expect(text).toContain('sluice_jobs{queue="q",state="failed"} 1');
     expect(text).toContain('sluice_jobs{queue="q",state="active"} 1');
     expect(text).toContain('sluice_jobs_in_flight{queue="q"} 1');
-    expect(text).toContain('sluice_jobs_finished_last_minute{queue="q",outcome="completed"} 2');
-    expect(text).toContain('sluice_failures_last_minute{queue="q"} 1');
-    expect(text).toMatch(/sluice_throughput_per_second\{queue="q"\} 0\.033/);
+    expect(text).toContain('sluice_jobs_completed_total{queue="q"} 2');
+    expect(text).toContain('sluice_jobs_failed_total{queue="q"} 1');
+    expect(text).toContain("# TYPE sluice_jobs_completed_total counter");
     expect(text).toContain('sluice_workers{phase="running"} 1');
     expect(text).toContain(`sluice_worker_in_flight{worker="${w.id}",host=""} 1`);
     expect(text).toContain("# TYPE sluice_jobs gauge");

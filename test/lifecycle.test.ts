@@ -161,10 +161,10 @@ for (const rt of RUNTIMES) {
       expect(w.events("phase")[0]).toMatchObject({ phase: "draining", source: "SIGINT" });
     });
 
-    test("a third SIGTERM re-queues jobs that ignore their abort, and the process exits with code 3", async () => {
+    test("a third SIGTERM re-queues jobs that ignore their abort, and the process exits with code 3 by default (the handlers would otherwise run on)", async () => {
       const { prefix, queue, redis } = setup();
       const all = await enqueueN(queue, 3);
-      const w = spawnWorker(rt, prefix, { concurrency: 3, jobMs: 60_000, onAbort: "ignore", exitOnAbandon: true, worker: { heartbeatInterval: 200, stalledTimeout: "2s" } });
+      const w = spawnWorker(rt, prefix, { concurrency: 3, jobMs: 60_000, onAbort: "ignore", worker: { heartbeatInterval: 200, stalledTimeout: "2s" } });
       const id = await w.ready();
       await w.waitEvents("start", 3);
       w.kill("SIGTERM");

@@ -4,7 +4,7 @@
  * validation of worker options.
  */
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { type JobContext, type JobEventDetail, UnrecoverableError, ValidationError, Worker } from "../mod.ts";
+import { type JobContext, type JobEventDetail, UnknownTaskError, UnrecoverableError, ValidationError, Worker } from "../mod.ts";
 import { backoffDelay } from "../src/options.ts";
 import { waitFor } from "./harness.ts";
 import { deferred, sleep, thrown, useScope, within } from "./helpers.ts";
@@ -220,14 +220,42 @@ describe("retries and the dead letter", () => {
     expect(await q.counts()).toMatchObject({ failed: 1, delayed: 0, waiting: 0 });
   });
 
-  test("a job for a task the worker does not know fails at once", async () => {
+  test("a job for a task the worker does not know goes through the retry policy, and a worker that knows it takes the retry", async () => {
+    const s = scope();
+    const q = s.queue();
+    const old = s.worker({ tasks: { known: () => 1 } });
+    const retrying: { attempt: number; error: unknown }[] = [];
+    old.addEventListener("retrying", (e) => {
+      const d = (e as CustomEvent<JobEventDetail>).detail;
+      retrying.push({ attempt: d.job.attempt, error: d.error });
+    });
+    old.run();
+    const job = await q.enqueue("new-task", null, { attempts: 3, backoff: { type: "fixed", delay: 0 } });
+    await waitFor(() => retrying.length >= 1, "the first attempt to fail");
+    await old.stop();
+    expect(retrying[0]!.attempt).toBe(1);
+    expect(UnknownTaskError.is(retrying[0]!.error)).toBe(true);
+    expect((retrying[0]!.error as Error).message).toContain("new-task");
+    const info = await q.getJob(job.id);
+    expect(info!.state).not.toBe("failed");
+    expect(info!.error!.name).toBe("UnknownTaskError");
+    // the new deploy's worker knows the task
+    const fresh = s.worker({ tasks: { "new-task": () => "done" } });
+    fresh.run();
+    const done = await settled(q, job.id, "completed");
+    expect(done.result).toBe("done");
+    expect(done.attempt).toBeGreaterThanOrEqual(2);
+  });
+
+  test("a job for a task no worker knows fails once its attempts are spent", async () => {
     const s = scope();
     const q = s.queue();
     const w = s.worker({ tasks: { known: () => 1 } });
     w.run();
-    const job = await q.enqueue("unknown-task", null, { attempts: 3 });
+    const job = await q.enqueue("unknown-task", null, { attempts: 2, backoff: { type: "fixed", delay: 0 } });
     const info = await settled(q, job.id, "failed");
-    expect(info.attempt).toBe(1);
+    expect(info.attempt).toBe(2);
+    expect(info.error!.name).toBe("UnknownTaskError");
     expect(info.error!.message).toContain("unknown-task");
   });
 
@@ -711,6 +739,6 @@ describe("worker options", () => {
 
   test("heartbeatInterval defaults to a safe fraction of stalledTimeout", () => {
     expect(() => new Worker({ tasks: {}, stalledTimeout: 600 })).not.toThrow();
-    expect(() => new Worker({ tasks: {}, stalledTimeout: "1s", heartbeatInterval: "500ms" })).not.toThrow();
+    expect(() => new Worker({ tasks: {}, stalledTimeout: "1s", heartbeatInterval: "300ms" })).not.toThrow();
   });
 });

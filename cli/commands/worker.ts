@@ -121,7 +121,8 @@ export const worker: Command<typeof flags> = {
 
     let summary;
     try {
-      summary = await runWorker(w);
+      // the command reports, then ends the process itself (with code 3 after an abandon)
+      summary = await runWorker(w, { exitOnAbandon: false });
     } catch (e) {
       throw new CliError(`worker failed (${redact(ctx.redisUrl)}): ${errorText(e)}`, EXIT.error);
     }

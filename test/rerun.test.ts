@@ -1,0 +1,242 @@
+/**
+ * Every script is correct when run twice with the same arguments: a client re-sends a command whose
+ * reply a cut connection lost, and Redis may have run it already (DESIGN section 6). Each test
+ * runs a script, then runs it again exactly as a re-send would, and checks nothing was lost,
+ * duplicated or stranded, and that the repeat answers what the first run answered.
+ */
+import { describe, expect, test } from "bun:test";
+import { Queue } from "../src/queue.ts";
+import { GROUP, queueKeys } from "../src/keys.ts";
+import { ACTIVATE, CANCEL, CHECK, ENQUEUE, FINISH_AND_FETCH, PROGRESS, RECONCILE, RECOVER, RETRY } from "../src/lua.ts";
+import { packJob } from "../src/job.ts";
+import { Script, type Send } from "../src/redis.ts";
+import { client, redisUrl, uniquePrefix } from "./harness.ts";
+
+const scripts = {
+  enqueue: new Script(ENQUEUE),
+  finish: new Script(FINISH_AND_FETCH),
+  activate: new Script(ACTIVATE),
+  reconcile: new Script(RECONCILE),
+  recover: new Script(RECOVER),
+  check: new Script(CHECK),
+  progress: new Script(PROGRESS),
+  cancel: new Script(CANCEL),
+  retry: new Script(RETRY),
+};
+
+function setup() {
+  const redis = client();
+  const send: Send = (c, a) => redis.call(c, ...a) as Promise<unknown>;
+  const prefix = uniquePrefix("rerun");
+  const k = queueKeys(prefix, "q");
+  const queue = new Queue("q", { redis: redisUrl(), prefix });
+  const twice = async (s: Script, keys: string[], argv: (string | number)[]) => [await s.run(send, keys, argv), await s.run(send, keys, argv)];
+  const finishKeys = [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events];
+  const finishArgv = (consumer: string, fetch: number, tokenBase: string, outcomes: (string | number)[][] = [], now = Date.now()) => [
+    k.base, GROUP, consumer, now, fetch, tokenBase, 1000, 86_400_000, -1, -1, 1000, outcomes.length, ...outcomes.flat(),
+  ];
+  const close = async () => {
+    redis.disconnect();
+    await queue.close();
+  };
+  return { redis, send, k, queue, twice, finishKeys, finishArgv, close };
+}
+
+const rowId = (row: string) => row.split("\0")[0];
+const rowToken = (row: string) => row.split("\0")[2];
+
+describe("a script run twice (a re-sent command)", () => {
+  test("ACTIVATE: the repeat returns the same row and the job stays active and pending (it was XDELed and stuck `active` before)", async () => {
+    const { redis, k, queue, twice, close } = setup();
+    const job = await queue.enqueue("t", { n: 1 });
+    const r = (await redis.xreadgroup("GROUP", GROUP, "w1", "COUNT", 10, "STREAMS", k.stream, ">")) as [string, [string, string[]][]][];
+    const [sid, fields] = r[0]![1][0]!;
+    const [first, second] = (await twice(scripts.activate, [k.stream, k.events], [k.base, GROUP, "w1", Date.now(), "tb:", 5, 100, sid, fields[1]!])) as [string[], string[]];
+    expect(first).toHaveLength(1);
+    expect(second).toEqual(first);
+    expect(await redis.hget(k.job(job.id), "state")).toBe("active");
+    expect(await redis.hget(k.job(job.id), "attempt")).toBe("1");
+    expect(await redis.xlen(k.stream)).toBe(1);
+    expect(((await redis.xpending(k.stream, GROUP)) as unknown[])[0]).toBe(1);
+    expect(await queue.counts()).toMatchObject({ active: 1, waiting: 0 });
+    await close();
+  });
+
+  test("FINISH_AND_FETCH: a repeated finish reports its outcomes as applied, not lost; the repeat's fetch leaves the first batch pending, and RECONCILE hands it back with no stall and no attempt counted", async () => {
+    const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
+    const jobs = await queue.enqueueMany(Array.from({ length: 4 }, (_, i) => ({ task: "t", data: i })));
+    // a first call fetches two jobs
+    const fetched = ((await scripts.finish.run(send, finishKeys, finishArgv("w1", 2, "a:"))) as string[]).slice(1);
+    expect(fetched).toHaveLength(2);
+    // the worker completes them; this call is run twice, and also fetches
+    const outcomes = fetched.map((row) => [rowId(row)!, rowToken(row)!, "c", '"ok"', 0]);
+    const [first, second] = (await twice(scripts.finish, finishKeys, finishArgv("w1", 1, "b:", outcomes))) as [string[], string[]];
+    expect(first[0]).toBe("11");
+    expect(second[0]).toBe("11"); // applied by the first run: still reported applied
+    expect(first.length).toBe(2);
+    expect(second.length).toBe(2);
+    const strandedId = rowId(first[1]!)!; // the first run's row: its reply was lost
+    const runningRow = second[1]!; // the repeat's row: the worker runs this one
+    expect(rowId(runningRow)).not.toBe(strandedId);
+    expect(await queue.counts()).toMatchObject({ completed: 2, active: 2, waiting: 0 });
+    // RECONCILE with what the worker holds: the stranded job goes back at once, uncounted
+    const handed = (await scripts.reconcile.run(send, [k.stream, k.events], [k.base, GROUP, "w1", Date.now(), 100, `${rowId(runningRow)} ${rowToken(runningRow)}`])) as string[];
+    expect(handed).toEqual([strandedId]);
+    const h = await redis.hgetall(k.job(strandedId));
+    expect(h.state).toBe("waiting");
+    expect(h.attempt ?? "0").toBe("0");
+    expect(h.stalls ?? "0").toBe("0");
+    expect(await queue.counts()).toMatchObject({ completed: 2, active: 1, waiting: 1 });
+    // the job the worker runs is untouched
+    expect(await redis.hget(k.job(rowId(runningRow)!), "state")).toBe("active");
+    expect(jobs).toHaveLength(4);
+    await close();
+  });
+
+  test("FINISH_AND_FETCH: a repeated retry or interruption is applied once (attempt decremented once, one stream entry)", async () => {
+    const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
+    const a = await queue.enqueue("t", 1);
+    const b = await queue.enqueue("t", 2);
+    const rows = ((await scripts.finish.run(send, finishKeys, finishArgv("w1", 2, "a:"))) as string[]).slice(1);
+    const byId = new Map(rows.map((r) => [rowId(r)!, rowToken(r)!]));
+    const [first, second] = (await twice(scripts.finish, finishKeys, finishArgv("w1", 0, "b:", [
+      [a.id, byId.get(a.id)!, "i", '{"name":"JobAborted"}', 0],
+      [b.id, byId.get(b.id)!, "r", '{"name":"Error"}', 0],
+    ]))) as [string[], string[]];
+    expect(first[0]).toBe("11");
+    expect(second[0]).toBe("11");
+    expect(await redis.hget(k.job(a.id), "attempt")).toBe("0");
+    expect(await redis.hget(k.job(b.id), "attempt")).toBe("1");
+    expect(await redis.xlen(k.stream)).toBe(2);
+    expect(await queue.counts()).toMatchObject({ waiting: 2, active: 0 });
+    await close();
+  });
+
+  test("ENQUEUE: a repeat writes no second stream entry for a generated id and reports the job as new, not as a duplicate", async () => {
+    const { redis, send, k, twice, close } = setup();
+    const now = Date.now();
+    const p = packJob("t", "{}", "", 3, now);
+    const [first, second] = (await twice(scripts.enqueue, [k.stream, k.delayed, k.events], [k.base, GROUP, now, 100, 0, "gen-1", p, 0, 0])) as [string[], string[]];
+    expect(first).toEqual(["+waiting"]);
+    expect(second).toEqual(["+waiting"]);
+    expect(await redis.xlen(k.stream)).toBe(1);
+    // a caller's jobId: the repeat is recognised by its packed fields; another enqueue of the id is a duplicate
+    const [f2, s2] = (await twice(scripts.enqueue, [k.stream, k.delayed, k.events], [k.base, GROUP, now, 100, 60_000, "mine", p, 0, 1])) as [string[], string[]];
+    expect([f2, s2]).toEqual([["+waiting"], ["+waiting"]]);
+    const other = packJob("t", "{}", "", 3, now + 1);
+    expect(await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], [k.base, GROUP, now + 1, 100, 60_000, "mine", other, 0, 1])).toEqual(["=waiting"]);
+    expect(await redis.xlen(k.stream)).toBe(2);
+    await close();
+  });
+
+  test("a fetch drops a stream entry that is not its job's current entry instead of running the job twice", async () => {
+    const { redis, send, k, queue, finishKeys, finishArgv, close } = setup();
+    const job = await queue.enqueue("t", 1);
+    const p = await redis.hget(k.job(job.id), "p");
+    // a second entry for the same job (what a repeated ENQUEUE wrote before)
+    await redis.xadd(k.stream, "*", "j", job.id, "a", "0", "s", "0", "p", p!);
+    const rows = ((await scripts.finish.run(send, finishKeys, finishArgv("w1", 10, "a:"))) as string[]).slice(1);
+    expect(rows.map(rowId)).toEqual([job.id]);
+    expect(await redis.xlen(k.stream)).toBe(1);
+    await close();
+  });
+
+  test("a fetch of an entry whose job hash is gone drops the entry and says so with a `missing` event (both fetch paths)", async () => {
+    const { redis, send, k, finishKeys, finishArgv, close } = setup();
+    await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], [k.base, GROUP, Date.now(), 100, 0, "x", packJob("t", "1", "", 3, 1), 0, 0]);
+    await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], [k.base, GROUP, Date.now(), 100, 0, "y", packJob("t", "1", "", 3, 1), 0, 0]);
+    await redis.del(k.job("x"));
+    const rows = ((await scripts.finish.run(send, finishKeys, finishArgv("w1", 1, "a:"))) as string[]).slice(1);
+    expect(rows).toEqual([]);
+    await redis.del(k.job("y"));
+    const r = (await redis.xreadgroup("GROUP", GROUP, "w1", "COUNT", 10, "STREAMS", k.stream, ">")) as [string, [string, string[]][]][];
+    const [sid, fields] = r[0]![1][0]!;
+    expect(await scripts.activate.run(send, [k.stream, k.events], [k.base, GROUP, "w1", Date.now(), "tb:", 5, 100, sid, fields[1]!])).toEqual([]);
+    expect(await redis.xlen(k.stream)).toBe(0);
+    expect(((await redis.xpending(k.stream, GROUP)) as unknown[])[0]).toBe(0);
+    expect(await redis.exists(k.job("x"), k.job("y"))).toBe(0); // no half hash written
+    const events = (await redis.xrange(k.events, "-", "+")).map(([, f]) => `${f[1]}:${f[3]}`);
+    expect(events).toContain("missing:x");
+    expect(events).toContain("missing:y");
+    expect(await redis.hget(k.base + "stats", "missing")).toBe("2");
+    await close();
+  });
+
+  test("CANCEL and RETRY: the repeat answers what the first run answered", async () => {
+    const { redis, k, queue, twice, close } = setup();
+    const job = await queue.enqueue("t", 1);
+    const cancelArgv = [k.base, GROUP, job.id, Date.now(), 0, 0, 100, k.abortChannel, "call-1"];
+    const [c1, c2] = await twice(scripts.cancel, [k.stream, k.delayed, k.cancelled, k.events], cancelArgv);
+    expect(c1).toEqual(["cancelled", "waiting"]);
+    expect(c2).toEqual(["cancelled", "waiting"]);
+    const failed = await queue.enqueue("t", 2);
+    await redis.hset(k.job(failed.id), "state", "failed");
+    await redis.xtrim(k.stream, "MAXLEN", 0);
+    const [r1, r2] = await twice(scripts.retry, [k.stream, k.failed, k.aborted, k.events], [k.base, failed.id, Date.now(), 100, "call-2"]);
+    expect(r1).toEqual([1, "failed"]);
+    expect(r2).toEqual([1, "failed"]);
+    expect(await redis.xlen(k.stream)).toBe(1);
+    await close();
+  });
+
+  test("PROGRESS is fenced in Redis: a stale attempt writes nothing and never re-creates a deleted hash", async () => {
+    const { redis, k, queue, send, finishKeys, finishArgv, close } = setup();
+    const job = await queue.enqueue("t", 1);
+    const [row] = ((await scripts.finish.run(send, finishKeys, finishArgv("w1", 1, "a:"))) as string[]).slice(1);
+    const token = rowToken(row!)!;
+    expect(await scripts.progress.run(send, [k.job(job.id)], ["w1", token, "10"])).toBe(1);
+    expect(await scripts.progress.run(send, [k.job(job.id)], ["w1", "old-token", "99"])).toBe(0);
+    expect(await scripts.progress.run(send, [k.job(job.id)], ["w2", token, "99"])).toBe(0);
+    expect(await redis.hget(k.job(job.id), "progress")).toBe("10");
+    await redis.del(k.job(job.id));
+    expect(await scripts.progress.run(send, [k.job(job.id)], ["w1", token, "50"])).toBe(0);
+    expect(await redis.exists(k.job(job.id))).toBe(0);
+    await close();
+  });
+});
+
+describe("recovery respects live owners", () => {
+  test("RECOVER leaves an idle entry whose owner heartbeats, and takes it once the owner is silent", async () => {
+    const { redis, k, queue, send, finishKeys, finishArgv, close } = setup();
+    const job = await queue.enqueue("t", 1);
+    const [row] = ((await scripts.finish.run(send, finishKeys, finishArgv("owner", 1, "a:"))) as string[]).slice(1);
+    const now = Date.now();
+    // the owner heartbeats (CHECK with claim writes its time in `alive`)
+    expect(await scripts.check.run(send, [k.stream], [k.base, GROUP, "owner", 1, now, job.id, rowToken(row!)!])).toEqual([0]);
+    const recoverArgv = (at: number) => [k.base, GROUP, "rescuer", at, 0, "0-0", 100, 1, 100];
+    // idle 0 >= minIdle 0, but the owner was seen within minIdle: nothing taken
+    const recoverKeys = [k.stream, k.failed, k.events];
+    const stay = (await scripts.recover.run(send, recoverKeys, [k.base, GROUP, "rescuer", now, 5000, "0-0", 100, 1, 100])) as unknown[];
+    expect(stay[1]).toEqual([]);
+    expect(await redis.hget(k.job(job.id), "state")).toBe("active");
+    // the owner's last heartbeat is older than minIdle: it is taken
+    await redis.zadd(k.base + "alive", now - 60_000, "owner");
+    const taken = (await scripts.recover.run(send, recoverKeys, recoverArgv(now))) as unknown[];
+    expect(taken[1]).toEqual([job.id]);
+    const h = await redis.hgetall(k.job(job.id));
+    expect([h.state, h.stalls]).toEqual(["waiting", "1"]);
+    // the repeat finds nothing more to do
+    const again = (await scripts.recover.run(send, recoverKeys, recoverArgv(now))) as unknown[];
+    expect(again[1]).toEqual([]);
+    expect(await redis.hget(k.job(job.id), "stalls")).toBe("1");
+    await close();
+  });
+
+  test("RECOVER drops a pending entry deleted from the stream and names it; it deletes consumers that own nothing and stopped heartbeating", async () => {
+    const { redis, k, queue, send, finishKeys, finishArgv, close } = setup();
+    await queue.enqueue("t", 1);
+    await queue.enqueue("t", 2);
+    const rows = ((await scripts.finish.run(send, finishKeys, finishArgv("dead", 2, "a:"))) as string[]).slice(1);
+    const sid = rows[0]!.split("\0")[1]!;
+    await redis.xdel(k.stream, sid);
+    await redis.xgroup("CREATECONSUMER", k.stream, GROUP, "idle-ghost");
+    const r = (await scripts.recover.run(send, [k.stream, k.failed, k.events], [k.base, GROUP, "rescuer", Date.now(), 0, "0-0", 100, 1, 100])) as unknown[];
+    expect(r[3]).toEqual([sid]);
+    expect((r[1] as string[]).length).toBe(1);
+    const consumers = ((await redis.xinfo("CONSUMERS", k.stream, GROUP)) as string[][]).map((c) => c[1]);
+    expect(consumers).not.toContain("dead");
+    expect(consumers).not.toContain("idle-ghost");
+    expect(((await redis.xpending(k.stream, GROUP)) as unknown[])[0]).toBe(0);
+    await close();
+  });
+});
