@@ -98,14 +98,16 @@ end
 
 /**
  * enqueue one job or a batch. KEYS: stream delayed events.
- * ARGV: base group now eventsMax dedupTtl, then per job: id p runAt dedup, where p is the packed
- * `name NUL data NUL opts NUL max NUL created` and dedup is 1 for a caller's jobId.
+ * ARGV: base group now eventsMax dedupTtl, then per job: id p runAt nonce, where p is the packed
+ * `name NUL data NUL opts NUL max NUL created` and nonce is '' for a generated id, or a value
+ * unique to this call for a caller's jobId (stored in the job's field n).
  * Returns one string per job: '+waiting' or '+delayed' for a new job, '=' .. state when a job with
  * that id exists already (deduplicated: nothing written for it), '=removed' when it ran and
  * retention removed it but its id is still reserved (`dedup:<id>`, for dedupTtl ms from its
  * enqueue). One event per batch and state.
- * Repeat: a job whose hash holds exactly this call's packed fields (same creation time and data)
- * is this call's own: reported '+' with its state now, not as a duplicate, and written once.
+ * Repeat: a generated id (a UUID) that exists is this call's own job; a caller's id whose job holds
+ * this call's nonce too. Either is reported '+' with its state now, not as a duplicate, and
+ * written once.
  * `attempt` and `stalls` are absent until they change: every reader takes a missing one as 0.
  */
 export const ENQUEUE = EMIT + `
@@ -119,19 +121,25 @@ local i = 6
 while ARGV[i] do
   local id, p, runAt = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local job = base .. 'job:' .. id
-  local f = redis.call('HMGET', job, 'state', 'p')
+  local nonce = ARGV[i + 3]
+  local f = redis.call('HMGET', job, 'state', 'n')
   if f[1] then
-    out[#out + 1] = (f[2] == p and '+' or '=') .. f[1]
-  elseif ARGV[i + 3] == '1' and dedupTtl > 0 and not redis.call('SET', base .. 'dedup:' .. id, '1', 'NX', 'PX', dedupTtl) then
+    out[#out + 1] = ((nonce == '' or f[2] == nonce) and '+' or '=') .. f[1]
+  elseif nonce ~= '' and dedupTtl > 0 and not redis.call('SET', base .. 'dedup:' .. id, '1', 'NX', 'PX', dedupTtl) then
     out[#out + 1] = '=removed'
   elseif runAt > now then
     redis.call('HSET', job, 'p', p, 'state', 'delayed', 'runAt', runAt)
+    if nonce ~= '' then redis.call('HSET', job, 'n', nonce) end
     redis.call('ZADD', KEYS[2], runAt, id)
     delayed[#delayed + 1] = id
     out[#out + 1] = '+delayed'
   else
     local sid = redis.call('XADD', stream, '*', 'j', id, 'a', '0', 's', '0', 'p', p)
-    redis.call('HSET', job, 'p', p, 'state', 'waiting', 'sid', sid)
+    if nonce ~= '' then
+      redis.call('HSET', job, 'p', p, 'state', 'waiting', 'sid', sid, 'n', nonce)
+    else
+      redis.call('HSET', job, 'p', p, 'state', 'waiting', 'sid', sid)
+    end
     waiting[#waiting + 1] = id
     out[#out + 1] = '+waiting'
   end

@@ -63,7 +63,7 @@ export function checkQueueName(name: unknown, field = "queue"): string {
 
 interface Prepared {
   id: string;
-  /** The job's ARGV slice of the ENQUEUE script: id p runAt dedup. */
+  /** The job's ARGV slice of the ENQUEUE script: id p runAt dedup (1: a caller's jobId). */
   argv: (string | number)[];
 }
 
@@ -180,7 +180,9 @@ export class Queue {
   async #write(batch: Prepared[]): Promise<EnqueuedJob[]> {
     const k = this.keys;
     const argv: (string | number)[] = [k.base, GROUP, Date.now(), this.#eventsMaxLen, this.#dedupTtl];
-    for (const p of batch) argv.push(...p.argv);
+    // a caller's jobId carries this call's nonce, so a re-sent call knows its own job from a duplicate
+    const nonce = crypto.randomUUID().slice(0, 13);
+    batch.forEach((p, i) => argv.push(p.argv[0]!, p.argv[1]!, p.argv[2]!, p.argv[3] === 1 ? nonce + i : ""));
     const reply = (await scripts.enqueue.run(this.#send, [k.stream, k.delayed, k.events], argv)) as string[];
     return batch.map((p, i) => {
       const r = reply[i]!;

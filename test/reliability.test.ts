@@ -4,7 +4,7 @@
  * retention, a worker stops even when Redis never answered, counters count everything.
  */
 import { describe, expect, test } from "bun:test";
-import { EnqueueManyError, type JobContext, Queue, ValidationError, Worker } from "../mod.ts";
+import { EnqueueManyError, type JobContext, Queue, ValidationError, Worker, type WorkerOptions } from "../mod.ts";
 import { GROUP } from "../src/keys.ts";
 import { RECOVER } from "../src/lua.ts";
 import { Script } from "../src/redis.ts";
@@ -125,7 +125,7 @@ describe("deduplication and retention", () => {
 
 describe("bad names and partial writes", () => {
   test("a worker's prefix and queue names go through the one name check (braces would spread a queue over cluster slots)", async () => {
-    for (const [opts, field] of [[{ prefix: "x{}" }, "prefix"], [{ prefix: "" }, "prefix"], [{ queues: ["a b"] }, "queues.0"]] as const) {
+    for (const [opts, field] of [[{ prefix: "x{}" }, "prefix"], [{ prefix: "" }, "prefix"], [{ queues: ["a b"] }, "queues.0"]] as [Partial<WorkerOptions>, string][]) {
       const e = await thrown(() => new Worker({ tasks: {}, ...opts }));
       expect(ValidationError.is(e)).toBe(true);
       expect((e as ValidationError).issues[0]!.field).toBe(field);

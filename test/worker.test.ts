@@ -228,9 +228,10 @@ describe("retries and the dead letter", () => {
     old.addEventListener("retrying", (e) => {
       const d = (e as CustomEvent<JobEventDetail>).detail;
       retrying.push({ attempt: d.job.attempt, error: d.error });
+      void old.stop(); // the old worker is replaced before the retry is due
     });
     old.run();
-    const job = await q.enqueue("new-task", null, { attempts: 3, backoff: { type: "fixed", delay: 0 } });
+    const job = await q.enqueue("new-task", null, { attempts: 3, backoff: { type: "fixed", delay: 300 } });
     await waitFor(() => retrying.length >= 1, "the first attempt to fail");
     await old.stop();
     expect(retrying[0]!.attempt).toBe(1);
