@@ -481,6 +481,37 @@ return out
 `;
 
 /**
+ * find the jobs whose pending stream entries were deleted outside sluice (RECOVER names the entries:
+ * an entry gone from the stream no longer says which job it was). One SCAN step over the queue's
+ * job hashes; a job still `active` on one of those entries goes back to the stream with a stall
+ * counted, like any job of a worker that stopped heartbeating. KEYS: stream events.
+ * ARGV: base cursor count now eventsMax, then the deleted entry ids.
+ * Returns {next cursor ('0' when done), {ids re-queued}}. Repeat: a re-queued job has a new entry.
+ */
+export const SWEEP = EMIT + `
+local stream, base = KEYS[1], ARGV[1]
+local now, eventsMax = tonumber(ARGV[4]), tonumber(ARGV[5])
+local deleted = {}
+for i = 6, #ARGV do deleted[ARGV[i]] = true end
+local pattern = string.gsub(base, '[%*%?%[%]\\]', '\\%0') .. 'job:*'
+local r = redis.call('SCAN', ARGV[2], 'MATCH', pattern, 'COUNT', tonumber(ARGV[3]))
+local out = {}
+for _, key in ipairs(r[2]) do
+  local st = redis.call('HMGET', key, 'state', 'sid', 'stalls')
+  if st[1] == 'active' and st[2] and deleted[st[2]] then
+    local id = string.sub(key, #base + 5)
+    redis.call('HSET', key, 'stalls', tonumber(st[3] or '0') + 1)
+    redis.call('HINCRBY', key, 'attempt', -1)
+    requeue(stream, key, id)
+    out[#out + 1] = id
+    emit(KEYS[2], eventsMax, 'stalled', id, now, 'entry-deleted')
+  end
+end
+stat(base, 'stalled', #out)
+return {r[1], out}
+`;
+
+/**
  * store a running job's progress, only while the attempt still holds the job. KEYS: job.
  * ARGV: owner token payload. Returns 1 when stored, 0 when the attempt no longer holds the job
  * (nothing written, and a hash retention deleted is not re-created). Repeat: the same write.

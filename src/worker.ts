@@ -4,7 +4,7 @@ import { parseDuration } from "./duration.ts";
 import { type AbortReason, JobAborted, UnknownTaskError, UnrecoverableError } from "./errors.ts";
 import { safeJson, storeError, type StoredError } from "./job.ts";
 import { globalKeys, GROUP, type QueueKeys, queueKeys } from "./keys.ts";
-import { ACTIVATE, CHECK, FINISH_AND_FETCH, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, TRIM } from "./lua.ts";
+import { ACTIVATE, CHECK, FINISH_AND_FETCH, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, SWEEP, TRIM } from "./lua.ts";
 import { backoffDelay, DEFAULT_BACKOFF, type StoredOptions } from "./options.ts";
 import { connect, duplicate, type IORedis, Script, type Send, toSend } from "./redis.ts";
 import { type Phase, ShutdownController } from "./shutdown.ts";
@@ -90,6 +90,7 @@ const scripts = {
   reconcile: new Script(RECONCILE),
   progress: new Script(PROGRESS),
   trim: new Script(TRIM),
+  sweep: new Script(SWEEP),
 };
 
 const NO_OPTIONS: StoredOptions = Object.freeze({});
@@ -954,13 +955,29 @@ export class Worker extends EventTarget {
           this.#emit("stalled", { id, queue: q.name, failed: true });
         }
         if (deleted.length > 0) {
-          this.#log("error", "entry-deleted", `${deleted.length} pending stream entr(ies) of ${q.name} were deleted outside sluice; their jobs cannot be recovered from the stream`, { queue: q.name, entries: deleted });
+          this.#log("error", "entry-deleted", `${deleted.length} pending stream entr(ies) of ${q.name} were deleted outside sluice; looking for their jobs`, { queue: q.name, entries: deleted });
+          await this.#sweep(q, deleted);
         }
         cursor = next;
         if (cursor === "0-0") break;
       }
       this.#recoverCursor.set(q.name, cursor);
     }
+  }
+
+  /** Re-queues the jobs whose pending entries were deleted (rare: only something outside sluice deletes them). */
+  async #sweep(q: QueueState, deleted: string[]): Promise<void> {
+    const k = q.keys;
+    let cursor = "0";
+    do {
+      const [next, ids] = (await scripts.sweep.run(this.#send, [k.stream, k.events], [k.base, cursor, 1000, Date.now(), this.#s.eventsMaxLen, ...deleted])) as [string, string[]];
+      for (const id of ids) {
+        this.#summary.recovered++;
+        this.#log("warn", "job-stalled", `job ${id} lost its stream entry; re-queued`, { job: id, queue: q.name });
+        this.#emit("stalled", { id, queue: q.name, failed: false });
+      }
+      cursor = String(next);
+    } while (cursor !== "0");
   }
 
   /** Retention of every finished state, also for queues whose jobs are only cancelled. */

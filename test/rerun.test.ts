@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { Queue } from "../src/queue.ts";
 import { GROUP, queueKeys } from "../src/keys.ts";
-import { ACTIVATE, CANCEL, CHECK, ENQUEUE, FINISH_AND_FETCH, PROGRESS, RECONCILE, RECOVER, RETRY } from "../src/lua.ts";
+import { ACTIVATE, CANCEL, CHECK, ENQUEUE, FINISH_AND_FETCH, PROGRESS, RECONCILE, RECOVER, RETRY, SWEEP } from "../src/lua.ts";
 import { packJob } from "../src/job.ts";
 import { Script, type Send } from "../src/redis.ts";
 import { client, redisUrl, uniquePrefix } from "./harness.ts";
@@ -237,6 +237,19 @@ describe("recovery respects live owners", () => {
     expect(consumers).not.toContain("dead");
     expect(consumers).not.toContain("idle-ghost");
     expect(((await redis.xpending(k.stream, GROUP)) as unknown[])[0]).toBe(0);
+    // the job of the deleted entry is still `active` under a dead owner: the sweep finds it
+    const orphan = rowId(rows[0]!)!;
+    expect(await redis.hget(k.job(orphan), "state")).toBe("active");
+    let cursor = "0";
+    const found: string[] = [];
+    do {
+      const [next, ids] = (await new Script(SWEEP).run(send, [k.stream, k.events], [k.base, cursor, 10, Date.now(), 100, sid])) as [string, string[]];
+      found.push(...ids);
+      cursor = String(next);
+    } while (cursor !== "0");
+    expect(found).toEqual([orphan]);
+    expect(await redis.hget(k.job(orphan), "state")).toBe("waiting");
+    expect(await queue.counts()).toMatchObject({ waiting: 2, active: 0 });
     await close();
   });
 });
