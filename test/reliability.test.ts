@@ -3,13 +3,15 @@
  * runs twice, nothing is lost when Redis fills up or misbehaves, ids stay deduplicated after
  * retention, a worker stops even when Redis never answered, counters count everything.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { EnqueueManyError, type JobContext, Queue, ValidationError, Worker, type WorkerOptions } from "../mod.ts";
 import { GROUP } from "../src/keys.ts";
 import { RECOVER } from "../src/lua.ts";
 import { Script } from "../src/redis.ts";
 import { freePort, waitFor } from "./harness.ts";
 import { deferred, thrown, useScope, within } from "./helpers.ts";
+
+setDefaultTimeout(30_000);
 
 const scope = useScope();
 

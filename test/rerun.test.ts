@@ -4,13 +4,15 @@
  * runs a script, then runs it again exactly as a re-send would, and checks nothing was lost,
  * duplicated or stranded, and that the repeat answers what the first run answered.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { Queue } from "../src/queue.ts";
 import { GROUP, queueKeys } from "../src/keys.ts";
 import { ACTIVATE, CANCEL, CHECK, ENQUEUE, FINISH_AND_FETCH, PROGRESS, RECONCILE, RECOVER, RETRY, SWEEP } from "../src/lua.ts";
 import { packJob } from "../src/job.ts";
 import { Script, type Send } from "../src/redis.ts";
 import { client, redisUrl, uniquePrefix } from "./harness.ts";
+
+setDefaultTimeout(30_000);
 
 const scripts = {
   enqueue: new Script(ENQUEUE),

@@ -1,0 +1,109 @@
+/**
+ * Writes outcomes: buffers each queue's settled attempts and writes them in batches, in the same
+ * script call that fetches the queue's next jobs (one round trip per batch). Counts what was
+ * applied and tells listeners; an outcome fenced out (the job is another attempt's now) is lost.
+ * @module
+ */
+import type { QueueState, WorkerCore } from "./core.ts";
+import type { Outcome } from "./executor.ts";
+import type { RunningJobs } from "./running-jobs.ts";
+import * as scripts from "./scripts.ts";
+import type { FetchedJob, OutcomeResult } from "./scripts.ts";
+
+export class Completer {
+  readonly #core: WorkerCore;
+  readonly #running: RunningJobs;
+  readonly #buffers = new Map<QueueState, Outcome[]>();
+
+  constructor(core: WorkerCore, running: RunningJobs) {
+    this.#core = core;
+    this.#running = running;
+    for (const q of core.queues) this.#buffers.set(q, []);
+  }
+
+  add(o: Outcome): void {
+    this.#buffers.get(o.r.q)!.push(o);
+  }
+
+  /** Outcomes waiting to be written, in all queues or in `q`. */
+  pending(q?: QueueState): number {
+    if (q) return this.#buffers.get(q)!.length;
+    let n = 0;
+    for (const b of this.#buffers.values()) n += b.length;
+    return n;
+  }
+
+  /** Drops every outcome not yet written (a stop that cannot wait for Redis). Returns how many. */
+  drop(): number {
+    let n = 0;
+    for (const b of this.#buffers.values()) n += b.splice(0).length;
+    return n;
+  }
+
+  /**
+   * Writes `q`'s buffered outcomes and fetches up to `want` jobs, in one script. Returns the jobs
+   * fetched, and whether an outcome put a job back in the stream at once (a retry due now or an
+   * interruption): a fetch that found the stream empty before it should look again. On an error
+   * the outcomes go back to the buffer; writing them again is safe (a repeat is recognised).
+   */
+  async finishAndFetch(q: QueueState, want: number): Promise<{ jobs: FetchedJob[]; requeued: boolean }> {
+    const core = this.#core;
+    const outs = this.#buffers.get(q)!.splice(0);
+    const now = Date.now();
+    let reply: { results: OutcomeResult[]; jobs: FetchedJob[] };
+    try {
+      reply = await scripts.finishAndFetch(core.send, q.keys, {
+        consumer: core.id, now, fetch: want, keep: core.settings.keep, eventsMax: core.settings.eventsMaxLen,
+        outcomes: outs.map((o) => ({ id: o.r.id, token: o.r.token, kind: o.kind, payload: o.payload, retryAt: o.retryAt })),
+      });
+    } catch (e) {
+      this.#buffers.get(q)!.unshift(...outs);
+      throw e;
+    }
+    let requeued = false;
+    outs.forEach((o, i) => {
+      const result = reply.results[i]!;
+      // a retry or an interruption that ended `aborted`, since an abort was requested for the job
+      if (result === "aborted" && !o.abandoned) o.kind = "aborted";
+      if (result !== "fenced" && (o.kind === "interrupted" || (o.kind === "retry" && o.retryAt <= now))) requeued = true;
+      this.#running.release(o.r);
+      this.#report(o, result !== "fenced");
+    });
+    return { jobs: reply.jobs, requeued };
+  }
+
+  /** After the outcome's script ran: count it and tell listeners. */
+  #report(o: Outcome, accepted: boolean): void {
+    const { summary: s, emit, log } = this.#core;
+    const job = o.r.ctx.job;
+    if (!accepted) {
+      s.lost++;
+      emit("lost", { job });
+      return;
+    }
+    switch (o.kind) {
+      case "completed":
+        s.completed++;
+        emit("completed", { job, result: o.value });
+        break;
+      case "failed":
+        s.failed++;
+        emit("failed", { job, error: o.error, abortReason: o.r.ctx.abortReason });
+        break;
+      case "aborted":
+        s.aborted++;
+        emit("aborted", { job, error: o.error, abortReason: "user" });
+        break;
+      case "retry":
+        s.retried++;
+        emit("retrying", { job, error: o.error, abortReason: o.r.ctx.abortReason, retryAt: o.retryAt });
+        break;
+      case "interrupted":
+        if (o.abandoned) break;
+        s.interrupted++;
+        log("info", "job-interrupted", `job ${job.id} interrupted and re-queued (attempt ${job.attempt} not counted)`, { job: job.id, queue: job.queue });
+        emit("interrupted", { job, error: o.error, abortReason: "shutdown" });
+        break;
+    }
+  }
+}

@@ -1,0 +1,304 @@
+/**
+ * The fetch loop: fills free slots from the queues in priority order, writes outcomes on the way,
+ * waits in a blocking read when every queue is empty, and hands back what a lost reply delivered
+ * after a reconnect. It runs until the stop leaves nothing running and nothing to write.
+ * @module
+ */
+import { abortable } from "../async.ts";
+import { GROUP } from "../keys.ts";
+import type { IORedis } from "../redis.ts";
+import type { Completer } from "./completer.ts";
+import type { QueueState, WorkerCore } from "./core.ts";
+import type { Executor } from "./executor.ts";
+import type { RunningJobs } from "./running-jobs.ts";
+import * as scripts from "./scripts.ts";
+
+type Entry = [string, string[]];
+
+/**
+ * The streams of an XREAD/XREADGROUP reply: RESP2 gives `[[stream, entries], …]`, RESP3 a map
+ * that clients hand over as `[stream, entries, stream, entries, …]` (or as an object).
+ */
+export function streamEntries(reply: unknown): [string, Entry[]][] {
+  if (!reply) return [];
+  if (Array.isArray(reply)) {
+    if (reply.length > 0 && typeof reply[0] === "string") {
+      const out: [string, Entry[]][] = [];
+      for (let i = 0; i < reply.length; i += 2) out.push([reply[i] as string, reply[i + 1] as Entry[]]);
+      return out;
+    }
+    return reply as [string, Entry[]][];
+  }
+  if (typeof reply === "object") return Object.entries(reply as Record<string, Entry[]>);
+  return [];
+}
+
+export class Fetcher {
+  readonly #core: WorkerCore;
+  readonly #running: RunningJobs;
+  readonly #executor: Executor;
+  readonly #completer: Completer;
+  readonly #block: () => IORedis | undefined;
+  readonly #onError: (e: unknown) => void;
+  #wakePending = false;
+  #wakeResolve: (() => void) | undefined;
+  #blocking = false;
+  /** Passes in flight, the slots they may fill, whether the last fetch found the queues empty. */
+  #inflight = 0;
+  #reserved = 0;
+  #empty = false;
+  #errors = 0;
+  #sideFlush: Promise<void> | undefined;
+  /** A connection came back: hand back what a lost reply delivered, once nothing that fetches is in flight. */
+  #needReconcile = false;
+  /** Set once an abandoning stop has waited for Redis long enough: stop without writing the rest. */
+  giveUp = false;
+
+  constructor(core: WorkerCore, parts: {
+    running: RunningJobs;
+    executor: Executor;
+    completer: Completer;
+    /** The connection of the blocking reads (dropped at the stop). */
+    block: () => IORedis | undefined;
+    /** A Redis error the loop will retry after; the worker logs it and repairs what it can. */
+    onError: (e: unknown) => void;
+  }) {
+    this.#core = core;
+    this.#running = parts.running;
+    this.#executor = parts.executor;
+    this.#completer = parts.completer;
+    this.#block = parts.block;
+    this.#onError = parts.onError;
+  }
+
+  /** Wakes the loop: a job settled, a stop began, a connection came back. */
+  wake(): void {
+    const r = this.#wakeResolve;
+    if (r) {
+      this.#wakeResolve = undefined;
+      r();
+    } else {
+      this.#wakePending = true;
+    }
+  }
+
+  #sleep(): Promise<void> {
+    if (this.#wakePending) {
+      this.#wakePending = false;
+      return Promise.resolve();
+    }
+    return new Promise((r) => (this.#wakeResolve = r));
+  }
+
+  /** A connection came back (see `#needReconcile`). */
+  reconnected(): void {
+    this.#needReconcile = true;
+    this.wake();
+  }
+
+  /** Outcomes written while the loop waits in a blocking read, if any is in flight. */
+  get sideFlush(): Promise<void> | undefined {
+    return this.#sideFlush;
+  }
+
+  /** A job settled: its outcome is written with the next pass, or aside while the loop blocks. */
+  settled(): void {
+    if (this.#blocking) this.#flushAside();
+    this.wake();
+  }
+
+  #free(): number {
+    const core = this.#core;
+    if (core.shutdown.phase !== "running") return 0;
+    const slots = core.settings.concurrency - this.#running.size - this.#reserved;
+    return Math.max(0, Math.min(slots, core.settings.maxJobs - this.#executor.started - this.#reserved));
+  }
+
+  /**
+   * The main loop. A pass writes the queues' outcomes and fetches ready jobs in one script per
+   * queue, in priority order. Two passes may be in flight, each fetching up to half the
+   * concurrency, so the handlers of one batch run while Redis works on the next: the client and
+   * the server overlap instead of waiting on each other. When no queue has a ready job, the loop
+   * waits in a blocking read (outcomes are then written aside). It returns once the worker stops
+   * fetching and nothing runs or waits to be written.
+   */
+  async run(): Promise<void> {
+    const core = this.#core;
+    const batch = Math.max(1, Math.ceil(core.settings.concurrency / 2));
+    while (true) {
+      if (core.shutdown.abandon.aborted) for (const o of this.#executor.abandonAll()) this.#completer.add(o);
+      if (core.shutdown.phase !== "running" && this.#running.size === 0 && this.#completer.pending() === 0 && this.#inflight === 0) break;
+      if (this.giveUp) {
+        // told to stop without waiting, and Redis did not take the last outcomes in time (it is
+        // unreachable, and commands wait for a reconnect): those outcomes are lost, their jobs are
+        // not: still pending under this consumer, another worker recovers them after stalledTimeout
+        const left = this.#completer.drop() + this.#inflight;
+        core.log("error", "stopped", `Redis did not answer: stopping without writing ${left} outcome batch(es); their jobs will be recovered as stalled`);
+        break;
+      }
+      this.#wakePending = false;
+      if (this.#errors > 0 && this.#inflight === 0) {
+        await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** Math.min(this.#errors, 6))));
+      }
+      if (this.#needReconcile) {
+        // nothing that fetches may be in flight while the pending lists are compared with what runs
+        if (this.#inflight > 0) {
+          await this.#sleep();
+          continue;
+        }
+        try {
+          for (const q of core.queues) await this.reconcile(q, "reconnect");
+          this.#needReconcile = false;
+          this.#errors = 0;
+        } catch (e) {
+          this.#failed(e);
+        }
+        continue;
+      }
+      const free = this.#free();
+      const want = this.#empty ? 0 : Math.min(free, batch);
+      if (this.#inflight < 2 && (want > 0 || this.#completer.pending() > 0)) {
+        this.#pass(want);
+        continue;
+      }
+      if (free > 0 && this.#empty && this.#inflight === 0 && this.#completer.pending() === 0) {
+        // nothing ready in any queue
+        if (!core.settings.wait) {
+          if (this.#running.size === 0) {
+            core.shutdown.request({ source: "drained" });
+            continue;
+          }
+          // drain mode: no blocking read (it would hold the stop for up to blockTimeout after the
+          // last job); look again without blocking each time a running job settles
+          await this.#sleep();
+          this.#empty = false;
+          continue;
+        }
+        try {
+          await this.#blockingRead(free);
+          this.#errors = 0;
+        } catch (e) {
+          this.#failed(e);
+        }
+        this.#empty = false;
+        continue;
+      }
+      await this.#sleep();
+    }
+  }
+
+  #failed(e: unknown): void {
+    this.#errors++;
+    this.#onError(e);
+  }
+
+  /**
+   * Hands back what `q`'s pending list holds for this consumer that no attempt here holds: jobs a
+   * call whose reply was lost activated or delivered. They go back to the stream at once, with no
+   * stall and no attempt counted. Run at start (a previous process with the same id) and after a
+   * reconnect, while nothing that fetches is in flight.
+   */
+  async reconcile(q: QueueState, why: "start" | "reconnect"): Promise<void> {
+    const core = this.#core;
+    const ids = await scripts.reconcile(core.send, q.keys, { consumer: core.id, now: Date.now(), eventsMax: core.settings.eventsMaxLen, held: this.#running.held() });
+    if (ids.length > 0) {
+      core.log("warn", "job-requeued", `${ids.length} job(s) delivered to this worker without its knowing (${why === "start" ? "a previous worker with this id" : "a reply lost with a connection"}) went back to ${q.name}`, { queue: q.name, jobs: ids });
+      core.emit("requeued", { queue: q.name, ids });
+    }
+  }
+
+  /** One pass over the queues, not awaited by the loop; it wakes the loop when done. */
+  #pass(want: number): void {
+    this.#inflight++;
+    this.#reserved += want;
+    (async () => {
+      let fetched = 0;
+      try {
+        for (const q of this.#core.queues) {
+          const n = want - fetched;
+          if (this.#completer.pending(q) === 0 && n <= 0) continue;
+          fetched += await this.#finishAndFetch(q, n);
+        }
+        this.#errors = 0;
+        if (want > 0 && fetched < want) this.#empty = true;
+      } catch (e) {
+        this.#failed(e);
+      } finally {
+        this.#reserved -= want;
+        this.#inflight--;
+        this.wake();
+      }
+    })();
+  }
+
+  /** Writes `q`'s outcomes and fetches up to `want` jobs in one script; starts them. Returns how many. */
+  async #finishAndFetch(q: QueueState, want: number): Promise<number> {
+    const { jobs, requeued } = await this.#completer.finishAndFetch(q, want);
+    for (const f of jobs) this.#executor.start(q, f);
+    // a retry due at once or an interrupted job went back to the stream after the last fetch that
+    // found it empty: look again before the loop (in drain mode) concludes there is nothing to do
+    if (want === 0 && requeued) this.#empty = false;
+    return jobs.length;
+  }
+
+  /** While the loop is blocked on a read, outcomes are written on the command connection. */
+  #flushAside(): void {
+    if (this.#sideFlush || !this.#blocking || this.#completer.pending() === 0) return;
+    this.#sideFlush = (async () => {
+      await null; // let the assignment above happen before `finally` clears it
+      try {
+        while (this.#blocking && this.#completer.pending() > 0) {
+          for (const q of this.#core.queues) if (this.#completer.pending(q) > 0) await this.#finishAndFetch(q, 0);
+        }
+      } catch (e) {
+        this.#core.emit("error", e);
+        this.#core.log("error", "error", `redis error: ${(e as Error).message}`);
+      } finally {
+        this.#sideFlush = undefined;
+        this.wake();
+      }
+    })();
+  }
+
+  async #blockingRead(free: number): Promise<void> {
+    const core = this.#core;
+    const block = this.#block();
+    if (!block || core.shutdown.graceful.aborted) return;
+    const queues = core.queues;
+    const isCluster = "nodes" in block && typeof (block as { nodes?: unknown }).nodes === "function";
+    // one XREADGROUP over all streams where they can share it (not across cluster slots)
+    const qs = isCluster && queues.length > 1 ? [queues[this.#executor.started % queues.length]!] : queues;
+    const count = qs.length === 1 ? free : 1;
+    const blockMs = isCluster && queues.length > 1 ? Math.min(core.settings.blockTimeout, 250) : core.settings.blockTimeout;
+    this.#blocking = true;
+    this.#flushAside();
+    let reply: unknown;
+    try {
+      // raced with the graceful signal: a read queued on a connection that lost Redis does not
+      // settle when the connection is dropped, and must not hold the stop
+      reply = await abortable(
+        block.call(
+          "XREADGROUP", "GROUP", GROUP, core.id, "COUNT", count, "BLOCK", blockMs,
+          "STREAMS", ...qs.map((q) => q.keys.stream), ...qs.map(() => ">"),
+        ),
+        core.shutdown.graceful,
+      );
+    } catch (e) {
+      if (core.shutdown.graceful.aborted) return; // the connection was dropped to stop fetching
+      throw e;
+    } finally {
+      this.#blocking = false;
+    }
+    if (!reply) return;
+    let room = this.#free();
+    for (const [stream, entries] of streamEntries(reply)) {
+      const q = queues.find((x) => x.keys.stream === stream)!;
+      const jobs = await scripts.activate(core.send, q.keys, {
+        consumer: core.id, now: Date.now(), room, eventsMax: core.settings.eventsMaxLen,
+        entries: entries.map(([sid, fields]) => ({ sid, id: fields[1]! })),
+      });
+      for (const f of jobs) this.#executor.start(q, f);
+      room -= jobs.length;
+    }
+  }
+}

@@ -1,0 +1,186 @@
+/**
+ * The worker's side of the Lua boundary: each script of src/lua.ts behind a typed function. The
+ * wire format (argument order, outcome letters, NUL-joined rows, numeric flags) lives here and in
+ * src/lua.ts only; the rest of the worker speaks in objects.
+ * @module
+ */
+import { GROUP, type QueueKeys } from "../keys.ts";
+import { ACTIVATE, CHECK, FINISH_AND_FETCH, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, SWEEP, TRIM } from "../lua.ts";
+import { Script, type Send } from "../redis.ts";
+
+const scripts = {
+  finish: new Script(FINISH_AND_FETCH),
+  activate: new Script(ACTIVATE),
+  check: new Script(CHECK),
+  recover: new Script(RECOVER),
+  promote: new Script(PROMOTE),
+  release: new Script(RELEASE_CONSUMER),
+  reconcile: new Script(RECONCILE),
+  progress: new Script(PROGRESS),
+  trim: new Script(TRIM),
+  sweep: new Script(SWEEP),
+};
+
+/** A job a fetch activated for this worker. */
+export interface FetchedJob {
+  id: string;
+  /** Its stream entry. */
+  sid: string;
+  /** The fencing token of this attempt: its outcome is written only while the job holds it. */
+  token: string;
+  attempt: number;
+  stalls: number;
+  name: string;
+  /** The job's data, as JSON. */
+  data: string;
+  /** The options stored at enqueue, as JSON ("" for every default). */
+  opts: string;
+  maxAttempts: number;
+  createdAt: number;
+}
+
+/** How an attempt ended, as the finish script applies it. */
+export type OutcomeKind = "completed" | "failed" | "aborted" | "retry" | "interrupted";
+
+/** One attempt's outcome to write. */
+export interface OutcomeWrite {
+  id: string;
+  token: string;
+  kind: OutcomeKind;
+  /** The result or the stored error, as JSON. */
+  payload: string;
+  /** For a retry: when it is due (epoch ms). */
+  retryAt: number;
+}
+
+/**
+ * What became of an outcome: `applied`; `aborted` (a retry or interruption applied as aborted,
+ * since a user asked to abort the job); `fenced` (the job is no longer this attempt's: nothing written).
+ */
+export type OutcomeResult = "applied" | "aborted" | "fenced";
+
+/** Retention limits in the form the scripts take: -1 is no limit. */
+export interface Keep {
+  completed: { count: number; age: number };
+  failed: { count: number; age: number };
+  cancelled: { count: number; age: number };
+}
+
+const LETTER: Record<OutcomeKind, string> = { completed: "c", failed: "f", aborted: "a", retry: "r", interrupted: "i" };
+const RESULT: Record<string, OutcomeResult> = { "1": "applied", "2": "aborted", "0": "fenced" };
+
+function parseRow(row: string): FetchedJob {
+  const [id, sid, token, attempt, stalls, name, data, opts, max, created] = row.split("\0");
+  return {
+    id: id!, sid: sid!, token: token!, attempt: Number(attempt), stalls: Number(stalls ?? 0), name: name!,
+    data: data!, opts: opts ?? "", maxAttempts: Number(max), createdAt: Number(created),
+  };
+}
+
+/** A token prefix unique to one call: with the entry's index it makes each attempt's token. */
+function tokenBase(): string {
+  return crypto.randomUUID().slice(0, 8) + ":";
+}
+
+/**
+ * Writes a batch of outcomes, then fetches and activates up to `fetch` ready jobs, in one script.
+ * Safe to re-send: a repeat reports what it applied; jobs a lost reply fetched are handed back by
+ * `reconcile`.
+ */
+export async function finishAndFetch(send: Send, k: QueueKeys, a: {
+  consumer: string; now: number; fetch: number; keep: Keep; eventsMax: number; outcomes: OutcomeWrite[];
+}): Promise<{ results: OutcomeResult[]; jobs: FetchedJob[] }> {
+  const argv: (string | number)[] = [
+    k.base, GROUP, a.consumer, a.now, a.fetch, tokenBase(),
+    a.keep.completed.count, a.keep.completed.age, a.keep.failed.count, a.keep.failed.age,
+    a.eventsMax, a.outcomes.length,
+  ];
+  for (const o of a.outcomes) argv.push(o.id, o.token, LETTER[o.kind], o.payload, o.retryAt);
+  const reply = (await scripts.finish.run(send, [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events], argv)) as string[];
+  const flags = reply[0] ?? "";
+  return {
+    results: a.outcomes.map((_, i) => RESULT[flags[i]!] ?? "fenced"),
+    jobs: reply.slice(1).map(parseRow),
+  };
+}
+
+/**
+ * Activates entries a blocking read delivered, up to `room`; the rest go back to the stream.
+ * Safe to re-send: a repeat returns the same jobs.
+ */
+export async function activate(send: Send, k: QueueKeys, a: {
+  consumer: string; now: number; room: number; eventsMax: number; entries: { sid: string; id: string }[];
+}): Promise<FetchedJob[]> {
+  const argv: (string | number)[] = [k.base, GROUP, a.consumer, a.now, tokenBase(), a.room, a.eventsMax];
+  for (const e of a.entries) argv.push(e.sid, e.id);
+  return ((await scripts.activate.run(send, [k.stream, k.events], argv)) as string[]).map(parseRow);
+}
+
+/** What a heartbeat or abort poll learnt of one running attempt. */
+export type CheckResult = "ours" | "lost" | "abort-requested";
+
+/**
+ * Heartbeat (`claim`: refreshes the consumer's liveness and its entries' idle time) or abort poll
+ * for the attempts given.
+ */
+export async function check(send: Send, k: QueueKeys, a: {
+  consumer: string; claim: boolean; now: number; attempts: { id: string; token: string }[];
+}): Promise<CheckResult[]> {
+  const argv: (string | number)[] = [k.base, GROUP, a.consumer, a.claim ? 1 : 0, a.now];
+  for (const r of a.attempts) argv.push(r.id, r.token);
+  const flags = (await scripts.check.run(send, [k.stream], argv)) as number[];
+  return flags.map((f) => (Number(f) === 0 ? "ours" : Number(f) === 2 ? "abort-requested" : "lost"));
+}
+
+/** One step of stalled recovery (see RECOVER). */
+export async function recover(send: Send, k: QueueKeys, a: {
+  consumer: string; now: number; minIdle: number; cursor: string; count: number; maxStalled: number; eventsMax: number;
+}): Promise<{ cursor: string; recovered: string[]; failed: string[]; deleted: string[]; consumersRemoved: number }> {
+  const [cursor, recovered, failed, deleted, removed] = (await scripts.recover.run(send, [k.stream, k.failed, k.events], [
+    k.base, GROUP, a.consumer, a.now, a.minIdle, a.cursor, a.count, a.maxStalled, a.eventsMax,
+  ])) as [string, string[], string[], string[], number];
+  return { cursor, recovered, failed, deleted, consumersRemoved: Number(removed) };
+}
+
+/** One SCAN step looking for the jobs of deleted entries; returns the next cursor ("0": done). */
+export async function sweep(send: Send, k: QueueKeys, a: {
+  cursor: string; now: number; eventsMax: number; deleted: string[];
+}): Promise<{ cursor: string; requeued: string[] }> {
+  const [cursor, ids] = (await scripts.sweep.run(send, [k.stream, k.events], [k.base, a.cursor, 1000, a.now, a.eventsMax, ...a.deleted])) as [string, string[]];
+  return { cursor: String(cursor), requeued: ids };
+}
+
+/**
+ * Hands back what the consumer's pending list holds that none of `held` (attempts running here or
+ * with an outcome not yet written) holds. Returns the ids of the jobs handed back.
+ */
+export async function reconcile(send: Send, k: QueueKeys, a: {
+  consumer: string; now: number; eventsMax: number; held: Iterable<{ id: string; token: string }>;
+}): Promise<string[]> {
+  const argv: (string | number)[] = [k.base, GROUP, a.consumer, a.now, a.eventsMax];
+  for (const h of a.held) argv.push(h.id + " " + h.token);
+  return (await scripts.reconcile.run(send, [k.stream, k.events], argv)) as string[];
+}
+
+/** Retention of every finished state. */
+export async function trim(send: Send, k: QueueKeys, a: { now: number; keep: Keep }): Promise<void> {
+  const { completed: c, failed: f, cancelled: x } = a.keep;
+  await scripts.trim.run(send, [k.completed, k.failed, k.aborted, k.cancelled], [k.base, a.now, c.count, c.age, f.count, f.age, x.count, x.age]);
+}
+
+/** Moves due delayed jobs to the stream. Returns when the next one is due (epoch ms), or undefined. */
+export async function promote(send: Send, k: QueueKeys, a: { now: number; limit: number; eventsMax: number }): Promise<number | undefined> {
+  const [, due] = (await scripts.promote.run(send, [k.stream, k.delayed, k.events], [k.base, a.now, a.limit, a.eventsMax])) as [number, string];
+  const d = Number(due);
+  return d >= 0 ? d : undefined;
+}
+
+/** A stopping consumer's clean-up. Returns the pending entries it still owns. */
+export async function release(send: Send, k: QueueKeys, consumer: string): Promise<number> {
+  return Number(await scripts.release.run(send, [k.stream], [k.base, GROUP, consumer]));
+}
+
+/** Stores progress while the attempt holds its job. Returns false when it no longer does. */
+export async function progress(send: Send, k: QueueKeys, a: { id: string; consumer: string; token: string; payload: string }): Promise<boolean> {
+  return Number(await scripts.progress.run(send, [k.job(a.id)], [a.consumer, a.token, a.payload])) === 1;
+}
