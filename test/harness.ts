@@ -30,34 +30,25 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-/** Starts `redis-server` on a free port with no persistence; resolves once it answers PING. */
+/**
+ * Starts `redis-server` (or `valkey-server` when SLUICE_TEST_SERVER=valkey) on a free port with no
+ * persistence; resolves once it answers PING.
+ */
 export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "sluice-redis-"));
-  const proc = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, ...extraArgs], {
-    stdio: "ignore",
-  });
+  const proc = spawnServer(port, dir, extraArgs);
   const url = `redis://127.0.0.1:${port}`;
-  const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => 50, maxRetriesPerRequest: null });
-  probe.on("error", () => {});
-  const until = Date.now() + 10_000;
-  while (true) {
-    try {
-      await probe.connect().catch(() => {});
-      if ((await probe.ping()) === "PONG") break;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > until) throw new Error(`redis-server did not start on port ${port}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  probe.disconnect();
+  await untilPing(url, proc).catch(async (e) => {
+    await killServer(proc);
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  });
   return {
     url,
     port,
     async stop() {
-      proc.kill("SIGKILL");
-      await new Promise((r) => proc.once("exit", r));
+      await killServer(proc);
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -168,4 +159,100 @@ export function spawnTs(runtime: Runtime, file: string, args: string[] = [], env
       proc.kill(signal);
     },
   };
+}
+
+/** The server binary the tests start: `valkey-server` when SLUICE_TEST_SERVER=valkey, else `redis-server`. */
+export function serverBinary(): string {
+  const which = process.env.SLUICE_TEST_SERVER || "redis";
+  if (which === "redis") return "redis-server";
+  if (which === "valkey") return "valkey-server";
+  throw new Error(`SLUICE_TEST_SERVER must be "redis" or "valkey", not ${JSON.stringify(which)}`);
+}
+
+/** A server whose data survives a crash: see startRedisWithAof. */
+export interface PersistentRedisServer extends RedisServer {
+  /** The server's working directory (its append-only files live under it). */
+  dir: string;
+  /**
+   * Kills the server with SIGKILL (no shutdown, no final save) and starts it again on the same
+   * port and directory; resolves once it answers PING, with every write it acknowledged replayed
+   * from the append-only file.
+   */
+  restart(): Promise<void>;
+}
+
+/**
+ * Starts a server like startRedis, but with `appendonly yes` and `appendfsync always`, so every
+ * acknowledged write is on disk and a SIGKILL loses nothing; `restart()` crashes and restarts it.
+ */
+export async function startRedisWithAof(extraArgs: string[] = []): Promise<PersistentRedisServer> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "sluice-redis-aof-"));
+  const args = ["--appendonly", "yes", "--appendfsync", "always", ...extraArgs];
+  let proc = spawnServer(port, dir, args);
+  const url = `redis://127.0.0.1:${port}`;
+  await untilPing(url, proc).catch(async (e) => {
+    await killServer(proc);
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  });
+  return {
+    url,
+    port,
+    dir,
+    async restart() {
+      await killServer(proc);
+      proc = spawnServer(port, dir, args);
+      await untilPing(url, proc);
+    },
+    async stop() {
+      await killServer(proc);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const spawnErrors = new WeakMap<ChildProcess, Error>();
+
+/** Spawns the server binary on 127.0.0.1:`port` in `dir`; later flags override earlier ones. */
+function spawnServer(port: number, dir: string, extraArgs: string[]): ChildProcess {
+  const bin = serverBinary();
+  const proc = spawn(bin, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, ...extraArgs], {
+    stdio: "ignore",
+  });
+  // a missing binary is reported by untilPing, not as an unhandled error event
+  proc.on("error", (e) => spawnErrors.set(proc, e));
+  return proc;
+}
+
+/** Resolves once the server at `url` answers PING (not while it is still loading its data). */
+async function untilPing(url: string, proc: ChildProcess): Promise<void> {
+  const until = Date.now() + 10_000;
+  while (true) {
+    const spawnError = spawnErrors.get(proc);
+    if (spawnError) throw new Error(`could not start ${serverBinary()}: ${spawnError.message}`);
+    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`${serverBinary()} exited (${proc.exitCode ?? proc.signalCode}) before answering on ${url}`);
+    // one connection per attempt, without retries or an offline queue, so a refused connection
+    // fails the attempt instead of waiting for a server that may never come
+    const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => null, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+    probe.on("error", () => {});
+    try {
+      await probe.connect();
+      if ((await probe.ping()) === "PONG") return;
+    } catch {
+      // not up yet, or still loading
+    } finally {
+      probe.disconnect();
+    }
+    if (Date.now() > until) throw new Error(`${serverBinary()} did not start on ${url}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** SIGKILLs a server and resolves once it has exited (at once if it already had). */
+async function killServer(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null || spawnErrors.has(proc)) return;
+  const exited = new Promise((r) => proc.once("exit", r));
+  proc.kill("SIGKILL");
+  await exited;
 }
