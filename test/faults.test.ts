@@ -22,7 +22,7 @@ let proxies: FaultProxy[] = [];
 let workers: Worker[] = [];
 let queues: Queue[] = [];
 afterEach(async () => {
-  await Promise.all(workers.map((w) => within(w.phase === "stopped" ? Promise.resolve() : w.abandon(), 15_000, "worker stop").catch(() => {})));
+  await Promise.all(workers.map((w) => within(w.phase === "stopped" ? Promise.resolve() : w.abandon().then(() => {}), 15_000, "worker stop").catch(() => {})));
   await Promise.all(queues.map((q) => q.close().catch(() => {})));
   await Promise.all(proxies.map((p) => p.close().catch(() => {})));
   proxies = [];
