@@ -6,24 +6,11 @@
  * @module
  */
 import { globalKeys } from "./keys.ts";
+import type { WorkerInfo } from "./inspect.ts";
 import type { Send } from "./redis.ts";
 
-/** What a worker says about itself in the registry. */
-export interface WorkerDescription {
-  id: string;
-  host: string;
-  pid: number;
-  runtime: string;
-  queues: string[];
-  concurrency: number;
-  phase: string;
-  startedAt: number;
-  heartbeatAt: number;
-  active: { queue: string; id: string }[];
-}
-
 /** Writes a worker's entry; it expires after `ttl` ms without another write. */
-export async function register(send: Send, prefix: string, info: WorkerDescription, ttl: number): Promise<void> {
+export async function register(send: Send, prefix: string, info: WorkerInfo, ttl: number): Promise<void> {
   const g = globalKeys(prefix);
   await Promise.all([
     send("ZADD", [g.workers, info.heartbeatAt, info.id]),
