@@ -157,7 +157,7 @@ export function apiRoutes(ctx: AdminContext): Hono {
       counts: await (await ctx.queue(name))!.counts(),
       workers: workers.filter((w) => w.queues.includes(name)).length,
     })));
-    return c.json({ queues });
+    return c.json({ queues, warnings: await ctx.warnings() });
   });
 
   api.get("/queues/:queue", async (c) => {

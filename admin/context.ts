@@ -53,6 +53,7 @@ export class AdminContext {
   readonly #queues = new Map<string, Queue>();
   readonly #streams = new Set<{ close(): void }>();
   #discovered: { at: number; names: Promise<string[]> } | undefined;
+  #warnings: { at: number; list: Promise<string[]> } | undefined;
 
   constructor(options: AdminOptions) {
     if (typeof options !== "object" || options === null) throw new TypeError("Invalid admin options: expected an object");
@@ -129,6 +130,26 @@ export class AdminContext {
     }
     for (const w of await this.workers()) for (const q of w.queues) if (isValidName(q)) found.add(q);
     return [...found].sort();
+  }
+
+  /**
+   * What an operator must know about the Redis under the queues: today, an eviction policy that
+   * can drop queue keys (anything but `noeviction`). Read at most once a minute; a Redis that
+   * refuses CONFIG (a managed service) gives no warning.
+   */
+  async warnings(): Promise<string[]> {
+    const now = Date.now();
+    if (!this.#warnings || now - this.#warnings.at > 60_000) {
+      const list = (async () => {
+        const reply = await this.send("CONFIG", ["GET", "maxmemory-policy"]).catch(() => undefined);
+        const policy = Array.isArray(reply) ? String(reply[1] ?? "") : reply && typeof reply === "object" ? String(Object.values(reply)[0] ?? "") : "";
+        return policy && policy !== "noeviction"
+          ? [`Redis maxmemory-policy is '${policy}': Redis may evict queue keys and lose jobs. Set it to 'noeviction'.`]
+          : [];
+      })();
+      this.#warnings = { at: now, list };
+    }
+    return await this.#warnings.list;
   }
 
   /** Live workers (registry entries that have not expired). */

@@ -125,7 +125,7 @@ export function dashboardRoutes(ctx: AdminContext): Hono<AdminEnv> {
       return { name, counts, workers: workers.filter((w) => w.queues.includes(name)).length, completedLastMinute: Number(done) };
     }));
     const events = await recentEvents(ctx, names);
-    return c.html(<OverviewPage page={page} queues={queues} workers={workers.length} events={events} />);
+    return c.html(<OverviewPage page={page} queues={queues} workers={workers.length} events={events} warnings={await ctx.warnings()} />);
   });
 
   app.get("/workers", async (c) => {

@@ -5,10 +5,11 @@
  */
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { EnqueueManyError, type JobContext, Queue, ValidationError, Worker, type WorkerOptions } from "../mod.ts";
+import { createAdminApp } from "../admin/app.tsx";
 import { GROUP } from "../src/keys.ts";
 import { RECOVER } from "../src/lua.ts";
 import { Script } from "../src/redis.ts";
-import { freePort, waitFor } from "./harness.ts";
+import { freePort, spawnTs, waitFor } from "./harness.ts";
 import { deferred, thrown, useScope, within } from "./helpers.ts";
 
 setDefaultTimeout(30_000);
@@ -179,6 +180,21 @@ describe("a Redis that is unreachable, full, or evicting", () => {
     expect(logs).toContain("stopped");
   });
 
+  test("SIGTERM ends a worker process whose Redis never answered (under Bun, Deno and Node)", async () => {
+    const port = await freePort(); // nothing listens there
+    const procs = (["bun", "deno", "node"] as const).map((rt) => ({
+      rt,
+      p: spawnTs(rt, "test/fixtures/worker.ts", [JSON.stringify({ redis: `redis://127.0.0.1:${port}`, prefix: "unreachable" })]),
+    }));
+    try {
+      for (const { p } of procs) await p.line(/"event":"waiting"/, 60_000);
+      for (const { p } of procs) p.kill("SIGTERM");
+      for (const { rt, p } of procs) expect([rt, await within(p.exited, 30_000, `the ${rt} worker to exit`)]).toEqual([rt, 0]);
+    } finally {
+      for (const { p } of procs) p.kill("SIGKILL");
+    }
+  });
+
   test("at maxmemory with noeviction a queue still drains: acks free memory before any write, and an existing group is success", async () => {
     const s = scope();
     const q = s.queue();
@@ -198,9 +214,12 @@ describe("a Redis that is unreachable, full, or evicting", () => {
     }
   });
 
-  test("a worker warns loudly when Redis may evict queue keys (maxmemory-policy other than noeviction)", async () => {
+  test("a worker and the admin app warn loudly when Redis may evict queue keys (maxmemory-policy other than noeviction)", async () => {
     const s = scope();
     const redis = s.redis();
+    const admin = createAdminApp({ redis: s.url, prefix: s.prefix, auth: { token: "t0ken-for-tests-only" } });
+    const headers = { authorization: "Bearer t0ken-for-tests-only" };
+    expect((await (await admin.request("/api/queues", { headers })).json()).warnings).toEqual([]);
     await redis.config("SET", "maxmemory-policy", "allkeys-lru");
     try {
       const logs: { event: string; message: string }[] = [];
@@ -209,6 +228,13 @@ describe("a Redis that is unreachable, full, or evicting", () => {
       const warning = await waitFor(() => logs.find((l) => l.event === "eviction-policy"), "the eviction warning");
       expect(warning.message).toContain("allkeys-lru");
       await w.stop();
+      // a new app (the first one read the policy within the last minute) shows it in the API and on the overview
+      const fresh = createAdminApp({ redis: s.url, prefix: s.prefix, auth: { token: "t0ken-for-tests-only" } });
+      const body = await (await fresh.request("/api/queues", { headers })).json();
+      expect(body.warnings[0]).toContain("allkeys-lru");
+      expect(await (await fresh.request("/", { headers })).text()).toContain("maxmemory-policy is &#39;allkeys-lru&#39;");
+      await fresh.close();
+      await admin.close();
     } finally {
       await redis.config("SET", "maxmemory-policy", "noeviction");
     }

@@ -13,7 +13,7 @@ export interface QueueRow {
 
 const COLUMNS = ["waiting", "active", "delayed", "completed", "failed", "cancelled", "aborted"] as const;
 
-export function OverviewPage({ page, queues, workers, events }: { page: PageContext; queues: QueueRow[]; workers: number; events: JobEvent[] }) {
+export function OverviewPage({ page, queues, workers, events, warnings = [] }: { page: PageContext; queues: QueueRow[]; workers: number; events: JobEvent[]; warnings?: string[] }) {
   const total = (s: (typeof COLUMNS)[number]) => queues.reduce((n, q) => n + q.counts[s], 0);
   const perMinute = queues.reduce((n, q) => n + q.completedLastMinute, 0);
   return (
@@ -22,6 +22,7 @@ export function OverviewPage({ page, queues, workers, events }: { page: PageCont
         <h1>Queues</h1>
         <span class="sub">{queues.length} {queues.length === 1 ? "queue" : "queues"}</span>
       </div>
+      {warnings.map((w) => <div class="card warning" role="alert">{w}</div>)}
       <div data-live="stats" class="grid stats">
         <div class="card stat"><div class="k">Waiting</div><div class="v">{total("waiting")}</div></div>
         <div class="card stat"><div class="k">Active</div><div class="v">{total("active")}</div></div>

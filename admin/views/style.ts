@@ -47,6 +47,7 @@ h1.id{font-size:17px;font-weight:600}
 .crumbs a{color:var(--muted)}
 .card{background:var(--surface);border:1px solid var(--border);border-radius:10px;box-shadow:var(--shadow)}
 .card+.card,.card+.grid,.grid+.card{margin-top:20px}
+.card.warning{padding:12px 18px;margin-bottom:20px;border-color:#d97706;background:#fffbeb;color:#92400e;font-weight:500}
 .grid>.card+.card{margin-top:0}
 .card>header{display:flex;align-items:center;gap:12px;padding:14px 18px;border-bottom:1px solid var(--border)}
 .card>header .spacer{flex:1}
