@@ -48,7 +48,22 @@ export const { createWorker, runWorker }: WorkerFunctions = workerFunctions(hook
 export async function serveAdmin(app: ServableApp, options: ServeAdminOptions = {}): Promise<AdminServer> {
   const { port, hostname } = checkServeOptions(app, options);
   // event streams send a keep-alive every 15 s; Bun's default idle timeout (10 s) would cut them
-  const server = Bun.serve({ port, hostname, fetch: (req) => app.fetch(req), idleTimeout: 60 });
+  const server = Bun.serve({
+    port,
+    hostname,
+    // a request without a usable Host header (HTTP/1.0, `Host: a b`) gets no URL from Bun: a 400,
+    // as Node and Deno answer, instead of an error in the app
+    fetch: (req) => {
+      try {
+        new URL(req.url);
+      } catch {
+        return new Response(JSON.stringify({ error: "Bad request: missing or invalid Host header" }), { status: 400, headers: { "content-type": "application/json" } });
+      }
+      return app.fetch(req);
+    },
+    error: () => new Response(JSON.stringify({ error: "Bad request" }), { status: 400, headers: { "content-type": "application/json" } }),
+    idleTimeout: 60,
+  });
   const bound = server.port ?? port;
   return { port: bound, hostname, url: serverUrl(hostname, bound), close: async () => void (await server.stop(true)) };
 }

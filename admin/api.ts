@@ -24,6 +24,7 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import * as v from "valibot";
 import { ValidationError, type ValidationIssue } from "../src/errors.ts";
+import { jsonDepth, MAX_DATA_DEPTH } from "../src/json.ts";
 import { NAME_MESSAGE, NAME_PATTERN } from "../src/names.ts";
 import type { JobState } from "../src/job.ts";
 import { LISTABLE_STATES } from "../src/inspect.ts";
@@ -105,11 +106,19 @@ export function check<S extends v.GenericSchema>(schema: S, input: unknown, what
 export async function jsonBody(c: Context): Promise<unknown> {
   const text = await c.req.text();
   if (text.trim() === "") return undefined;
+  if (jsonDepth(text) > MAX_DATA_DEPTH + 4) {
+    throw new HttpError(400, "Invalid request body", [{ field: "(body)", value: text.slice(0, 80), message: `must not nest deeper than ${MAX_DATA_DEPTH} levels` }]);
+  }
   try {
     return JSON.parse(text);
   } catch (e) {
     throw new HttpError(400, "Invalid request body", [{ field: "(body)", value: text.slice(0, 80), message: `must be JSON (${(e as Error).message})` }]);
   }
+}
+
+/** An absent body is `{}`; anything else (`null`, `[]`) is checked as it is. */
+function orEmpty(body: unknown): unknown {
+  return body === undefined ? {} : body;
 }
 
 /** A queue from the `:queue` parameter, or a 404. */
@@ -199,9 +208,10 @@ export function apiRoutes(ctx: AdminContext): Hono {
   const cancel = (abort: boolean) => async (c: Context) => {
     const q = await queueParam(ctx, c);
     const id = idParam(c);
-    const body = check(CancelBody, (await jsonBody(c)) ?? {}, "request body");
+    const body = check(CancelBody, orEmpty(await jsonBody(c)), "request body");
     const r = await q.cancel(id, { abort, delete: body.delete });
-    return c.json(r, r.outcome === "missing" ? 404 : 200);
+    if (r.outcome === "missing") return c.json({ error: `No job ${JSON.stringify(id)} in queue ${JSON.stringify(q.name)}`, ...r }, 404);
+    return c.json(r);
   };
   api.post("/queues/:queue/jobs/:id/cancel", cancel(false));
   api.post("/queues/:queue/jobs/:id/abort", cancel(true));
@@ -227,7 +237,7 @@ export function apiRoutes(ctx: AdminContext): Hono {
 
   api.post("/queues/:queue/shutdown", async (c) => {
     const q = await queueParam(ctx, c);
-    const body = check(ShutdownBody, (await jsonBody(c)) ?? {}, "request body");
+    const body = check(ShutdownBody, orEmpty(await jsonBody(c)), "request body");
     const workers = (await ctx.workers()).filter((w) => w.queues.includes(q.name)).map((w) => w.id);
     const subscribers = await sendShutdown(ctx.send, { queue: q.name, hard: body.hard, prefix: ctx.prefix });
     return c.json({ queue: q.name, hard: !!body.hard, workers, subscribers }, 202);
@@ -237,7 +247,7 @@ export function apiRoutes(ctx: AdminContext): Hono {
 
   api.post("/workers/:id/shutdown", async (c) => {
     const id = check(JobId, c.req.param("id"), "worker id", "id");
-    const body = check(ShutdownBody, (await jsonBody(c)) ?? {}, "request body");
+    const body = check(ShutdownBody, orEmpty(await jsonBody(c)), "request body");
     const worker = (await ctx.workers()).find((w) => w.id === id);
     if (!worker) throw new HttpError(404, `No live worker ${JSON.stringify(id)}`);
     const subscribers = await sendShutdown(ctx.send, { worker: id, hard: body.hard, prefix: ctx.prefix });

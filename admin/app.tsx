@@ -32,6 +32,24 @@ export type { AdminAuth } from "./auth.ts";
 export type { JobEvent } from "./events.ts";
 export { type AdminServer, isLoopback, type ServeAdminOptions } from "./serve.ts";
 
+/** An issue's value as the response shows it: long values are cut (a 1,000-job batch is not echoed back). */
+function clipIssues(issues: readonly { field: string; value: unknown; message: string }[]) {
+  return issues.map((i) => {
+    let value = i.value;
+    if (typeof value === "string" && value.length > 200) value = value.slice(0, 200) + "…";
+    else if (value !== null && typeof value === "object") {
+      let json: string | undefined;
+      try {
+        json = JSON.stringify(value);
+      } catch {
+        json = "(a value that cannot be shown)";
+      }
+      if (json === undefined || json.length > 200) value = (json ?? "").slice(0, 200) + "…";
+    } else if (typeof value === "bigint" || typeof value === "symbol" || typeof value === "function") value = String(value);
+    return { ...i, value };
+  });
+}
+
 /** The admin app: a Hono app, plus `close()` for the connections it opened. */
 export type AdminApp = Hono<AdminEnv> & {
   /** Ends open event streams and closes the Redis connection the app opened (not one passed in). */
@@ -195,10 +213,10 @@ export function createAdminApp(options: AdminOptions): AdminApp {
     let body: { error: string; issues?: unknown };
     if (err instanceof HttpError) {
       status = err.status;
-      body = err.issues ? { error: err.message, issues: err.issues } : { error: err.message };
+      body = err.issues ? { error: err.message, issues: clipIssues(err.issues) } : { error: err.message };
     } else if (ValidationError.is(err)) {
       status = 400;
-      body = { error: err.message, issues: err.issues };
+      body = { error: err.message, issues: clipIssues(err.issues) };
     } else {
       console.error("sluice admin:", err);
       body = { error: "Internal error: see the server log" };

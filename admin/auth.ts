@@ -189,8 +189,9 @@ export class Authenticator {
 /** True when the request's Host header names a loopback address (DNS-rebinding guard). */
 export function hostIsLoopback(host: string | null): boolean {
   if (!host) return false;
-  const h = host.startsWith("[") ? host.slice(0, host.indexOf("]") + 1) : host.replace(/:\d+$/, "");
-  return isLoopback(h);
+  // strictly `name[:port]` or `[v6][:port]`: anything after the bracket but a port is not a loopback
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^\[\]:/\s]+)(?::\d{1,5})?$/.exec(host);
+  return m !== null && isLoopback(m[1]!);
 }
 
 /**

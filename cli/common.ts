@@ -124,7 +124,7 @@ export function print(ctx: { io: Io; json: boolean }, value: unknown, text: () =
 
 /** Formats epoch milliseconds as an ISO time, for text output. */
 export function time(ms: number | undefined): string | undefined {
-  return ms === undefined || !Number.isFinite(ms) || ms <= 0 ? undefined : new Date(ms).toISOString();
+  return ms === undefined || !Number.isFinite(ms) || ms <= 0 || ms > 8.64e15 ? undefined : new Date(ms).toISOString();
 }
 
 /**

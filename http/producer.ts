@@ -188,7 +188,8 @@ export class HttpProducer {
     const path = `${this.#q(queue)}/jobs/${encodeURIComponent(id)}/${options.abort ? "abort" : "cancel"}`;
     const r = await this.#call<CancelResult & { error?: string }>("POST", path, options.delete ? { delete: true } : {}, [404]);
     if (r.status === 404 && !r.body?.outcome) throw new HttpProducerError(`POST ${path} answered 404: ${r.body?.error ?? "not found"}`, 404);
-    return r.body;
+    const { error: _error, ...result } = r.body;
+    return result;
   }
 
   /** Reads one job, or null when there is no such job. */

@@ -13,6 +13,9 @@ const UNITS: Record<string, number> = {
 
 const PATTERN = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i;
 
+/** The longest duration accepted: 100 years (a date that far ahead is still a valid `Date`). */
+export const MAX_DURATION = 100 * 365 * 86_400_000;
+
 /**
  * Parses a duration into milliseconds. A bare number (or a string of digits) is milliseconds.
  * Throws a `RangeError` naming the field and the value for anything else.
@@ -24,15 +27,20 @@ const PATTERN = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i;
  * ```
  */
 export function parseDuration(value: unknown, field = "duration"): number {
+  let ms: number | undefined;
   if (typeof value === "number") {
-    if (Number.isFinite(value) && value >= 0) return value;
-  } else if (typeof value === "string") {
+    if (Number.isFinite(value) && value >= 0) ms = value;
+  } else if (typeof value === "string" && value.length <= 64) {
     const m = PATTERN.exec(value);
     if (m) {
       const unit = m[2]!.toLowerCase();
       const factor = unit === "" ? 1 : UNITS[unit];
-      if (factor !== undefined) return Math.round(Number(m[1]) * factor);
+      if (factor !== undefined) ms = Math.round(Number(m[1]) * factor);
     }
+  }
+  if (ms !== undefined && ms <= MAX_DURATION) return ms;
+  if (ms !== undefined) {
+    throw new RangeError(`Invalid duration for '${field}': at most 100 years (${MAX_DURATION} ms): current value is ${show(value)}`);
   }
   throw new RangeError(
     `Invalid duration for '${field}': expected milliseconds (a number >= 0) or a string like "500ms", "10s", "5m", "1 hour": current value is ${show(value)}`,

@@ -203,8 +203,19 @@ function parseJson(v: unknown): unknown {
   }
 }
 
+const U64_MAX = 18446744073709551615n;
+
+/** A stream id `<ms>-<seq>` whose parts fit in 64 bits, as Redis requires. */
+function isStreamId(s: string): boolean {
+  const m = /^(\d{1,20})-(\d{1,20})$/.exec(s);
+  return m !== null && BigInt(m[1]!) <= U64_MAX && BigInt(m[2]!) <= U64_MAX;
+}
+
 /** Reads one page of a queue's jobs in `state`. See `Queue.listJobs`. */
 export async function listJobs(send: Send, queue: string, keys: QueueKeys, state: JobState, options: ListJobsOptions = {}): Promise<JobPage> {
+  if (options === null || typeof options !== "object" || Array.isArray(options)) {
+    throw new ValidationError("Invalid listJobs arguments", [{ field: "options", value: options, message: "must be { cursor?, limit? }" }]);
+  }
   if (!LISTABLE_STATES.includes(state)) {
     throw new ValidationError("Invalid listJobs arguments", [{ field: "state", value: state, message: `must be one of ${LISTABLE_STATES.join(", ")}` }]);
   }
@@ -214,7 +225,7 @@ export async function listJobs(send: Send, queue: string, keys: QueueKeys, state
   }
   const cursor = options.cursor ?? "";
   const zset = state === "waiting" || state === "active" ? null : state;
-  if (typeof cursor !== "string" || cursor.length > 600 || (cursor !== "" && (zset ? !/^-?[\d.e+-]+:\S+$/.test(cursor) && !/^-?inf:/.test(cursor) : !/^\d+-\d+$/.test(cursor)))) {
+  if (typeof cursor !== "string" || cursor.length > 600 || (cursor !== "" && (zset ? !/^-?[\d.e+-]+:\S+$/.test(cursor) && !/^-?inf:/.test(cursor) : !isStreamId(cursor)))) {
     throw new ValidationError("Invalid listJobs arguments", [{ field: "cursor", value: cursor, message: "must be a nextCursor from a previous page of this state" }]);
   }
   const key = zset ? keys[zset] : keys.stream;

@@ -121,11 +121,38 @@ export function jobFromHash(queue: string, id: string, h: Record<string, string>
   };
 }
 
-/** Serialises an error for storage. */
+/** Reads `read()` as text for a stored error; whatever it throws or returns, never throws. */
+function text(read: () => unknown, fallback: string): string {
+  try {
+    const v = read();
+    if (typeof v === "string") return v.length > 10_000 ? v.slice(0, 10_000) + "…" : v;
+    if (v === undefined || v === null) return fallback;
+    const json = safeJson(v);
+    if (json !== undefined) return json.length > 10_000 ? json.slice(0, 10_000) + "…" : json;
+    return String(v);
+  } catch {
+    return fallback;
+  }
+}
+
+/**
+ * Serialises an error for storage. Never throws, whatever was thrown: an object whose `toJSON`
+ * or getters throw, a null-prototype object, a Proxy, an Error whose `message` is a BigInt.
+ */
 export function storeError(e: unknown, abortReason?: AbortReason): string {
-  const err: StoredError = e instanceof Error
-    ? { name: e.name, message: e.message, stack: e.stack }
-    : { name: "Error", message: typeof e === "string" ? e : safeJson(e) ?? String(e) };
+  let isError = false;
+  try {
+    isError = e instanceof Error;
+  } catch {
+    // a Proxy whose getPrototypeOf trap throws
+  }
+  const err: StoredError = isError
+    ? {
+      name: text(() => (e as Error).name, "Error"),
+      message: text(() => (e as Error).message, "(an error whose message could not be read)"),
+      stack: text(() => (e as Error).stack, "") || undefined,
+    }
+    : { name: "Error", message: text(() => e, "(a thrown value that cannot be shown)") };
   if (abortReason) err.abortReason = abortReason;
   return JSON.stringify(err);
 }

@@ -49,9 +49,20 @@ export interface EnqueueOptions {
   jobId?: string;
 }
 
+/** The latest time a `Date` can hold (epoch ms): a later `runAt` is refused. */
+export const MAX_DATE = 8_640_000_000_000_000;
+
+/** A string without lone UTF-16 surrogates (two ids that differ only in one would be the same key). */
+export function isWellFormed(s: string): boolean {
+  return !/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(s);
+}
+
 export const EnqueueOptionsSchema = v.strictObject({
   delay: v.optional(duration),
-  runAt: v.optional(v.union([v.date(), nonNegativeInt], "must be a Date or epoch milliseconds")),
+  runAt: v.optional(v.union([
+    v.pipe(v.date(), v.check((d) => !Number.isNaN(d.getTime()) && d.getTime() >= 0, "must be a valid Date")),
+    v.pipe(nonNegativeInt, v.maxValue(MAX_DATE, `must be at most ${MAX_DATE} (the latest Date)`)),
+  ], "must be a Date or epoch milliseconds")),
   attempts: v.optional(positiveInt),
   backoff: v.optional(BackoffSchema),
   timeout: v.optional(duration),
@@ -60,6 +71,7 @@ export const EnqueueOptionsSchema = v.strictObject({
     v.minLength(1, "must not be empty"),
     v.maxLength(256, "must be at most 256 characters"),
     v.regex(/^[^\s{}\x00-\x1f]+$/, "must not contain whitespace, control characters or braces"),
+    v.check(isWellFormed, "must not contain lone surrogates"),
   )),
 });
 

@@ -12,6 +12,7 @@ import {
   type JobState,
 } from "./job.ts";
 import { GROUP, type QueueKeys, queueKeys } from "./keys.ts";
+import { jsonDepth, MAX_DATA_DEPTH } from "./json.ts";
 import { checkName } from "./names.ts";
 import { deleteJob, type DeleteResult, type JobPage, listJobs, type ListJobsOptions } from "./inspect.ts";
 import { CANCEL, COUNTS, ENQUEUE, RETRY } from "./lua.ts";
@@ -19,6 +20,8 @@ import {
   DEFAULT_ATTEMPTS,
   type EnqueueOptions,
   EnqueueOptionsSchema,
+  isWellFormed,
+  MAX_DATE,
   resolveBackoff,
   type StoredOptions,
   validate,
@@ -85,6 +88,40 @@ function isEmpty(o: object): boolean {
   return true;
 }
 
+/** An object literal (or a null-prototype object): not an array, a Date, a Map, a class instance. */
+function isPlainObject(o: unknown): o is Record<string, unknown> {
+  if (o === null || typeof o !== "object" || Array.isArray(o)) return false;
+  const proto = Object.getPrototypeOf(o);
+  return proto === Object.prototype || proto === null;
+}
+
+/** Keys that would reach an object's prototype: refused, never dropped silently. */
+const FORBIDDEN_KEYS = ["__proto__", "constructor", "prototype"];
+
+/**
+ * A job's data as JSON, or a ValidationError naming `field`: data JSON cannot carry (a function, a
+ * Symbol, `undefined` from `toJSON`, a BigInt, a cycle) and data nested deeper than MAX_DATA_DEPTH.
+ */
+function jsonData(data: unknown, field: string): string {
+  let payload: string | undefined;
+  try {
+    payload = JSON.stringify(data === undefined ? null : data);
+  } catch (e) {
+    throw new ValidationError("Invalid enqueue arguments", [
+      { field, value: data, message: `must be JSON-serialisable (${e instanceof Error ? e.message : "it threw"})` },
+    ]);
+  }
+  if (payload === undefined) {
+    throw new ValidationError("Invalid enqueue arguments", [{ field, value: data, message: "must be a value JSON can carry (not a function, a Symbol, or undefined)" }]);
+  }
+  // MAX_DATA_DEPTH levels take at least twice as many characters: short data needs no scan
+  if (payload.length > 2 * MAX_DATA_DEPTH && jsonDepth(payload) > MAX_DATA_DEPTH) {
+    throw new ValidationError("Invalid enqueue arguments", [{ field, value: "(deeply nested)", message: `must not nest deeper than ${MAX_DATA_DEPTH} levels` }]);
+  }
+  return payload;
+}
+
+
 /**
  * The producer side of one queue: enqueue, inspect, retry and cancel jobs. Needs only something
  * that can send a Redis command, so it also runs in edge and serverless handlers.
@@ -126,7 +163,11 @@ export class Queue {
     } else if (isIORedis(redis)) {
       this.#client = redis;
     }
-    this.#send = toSend(this.#client ?? (redis as Exclude<RedisInput, string>));
+    try {
+      this.#send = toSend(this.#client ?? (redis as Exclude<RedisInput, string>));
+    } catch {
+      throw new ValidationError("Invalid queue options", [{ field: "redis", value: redis, message: "must be a redis:// URL, an ioredis client, or an object with send()/call()" }]);
+    }
   }
 
   /** Sends one command on this queue's connection. */
@@ -135,27 +176,28 @@ export class Queue {
   }
 
   #prepare(task: string, data: unknown, options: EnqueueOptions = {}, field = ""): Prepared {
-    if (typeof task !== "string" || task.length === 0 || task.length > 200 || /[\x00-\x1f]/.test(task)) {
+    if (typeof task !== "string" || task.length === 0 || task.length > 200 || /[\x00-\x1f]/.test(task) || !isWellFormed(task)) {
       throw new ValidationError("Invalid enqueue arguments", [
-        { field: field + "task", value: task, message: "must be a non-empty string of at most 200 characters without control characters" },
+        { field: field + "task", value: task, message: "must be a non-empty string of at most 200 characters without control characters or lone surrogates" },
       ]);
     }
     let opts: ReturnType<typeof validate<typeof EnqueueOptionsSchema>>;
-    let payload: string | undefined;
-    try {
-      payload = JSON.stringify(data === undefined ? null : data);
-    } catch (e) {
-      throw new ValidationError("Invalid enqueue arguments", [
-        { field: field + "data", value: data, message: `must be JSON-serialisable (${(e as Error).message})` },
-      ]);
+    const payload = jsonData(data, field + "data");
+    if (options !== undefined && !isPlainObject(options)) {
+      throw new ValidationError("Invalid enqueue options", [{ field: field ? field.slice(0, -1) + ".options" : "options", value: options, message: "must be a plain object of options" }]);
     }
-    if (options === undefined || (options !== null && typeof options === "object" && isEmpty(options))) {
+    if (options === undefined || isEmpty(options)) {
       // the common case, kept cheap for bulk enqueues: every default
       const id = crypto.randomUUID();
       return { id, argv: [id, packJob(task, payload, DEFAULT_STORED, DEFAULT_ATTEMPTS, Date.now()), 0, 0] };
     }
+    for (const key of FORBIDDEN_KEYS) {
+      if (Object.hasOwn(options, key)) {
+        throw new ValidationError("Invalid enqueue options", [{ field: field + key, value: (options as Record<string, unknown>)[key], message: "is not a known option" }]);
+      }
+    }
     try {
-      opts = validate(EnqueueOptionsSchema, options ?? {}, "Invalid enqueue options");
+      opts = validate(EnqueueOptionsSchema, options, "Invalid enqueue options");
     } catch (e) {
       // in enqueueMany, name the field with the job's index: "2.attempts"
       if (!field || !ValidationError.is(e)) throw e;
@@ -167,6 +209,9 @@ export class Queue {
       : opts.delay !== undefined
       ? now + parseDuration(opts.delay, "delay")
       : 0;
+    if (runAt > MAX_DATE) {
+      throw new ValidationError("Invalid enqueue options", [{ field: field + "runAt", value: opts.runAt, message: "must be a time a Date can hold" }]);
+    }
     const stored: StoredOptions = {};
     if (opts.backoff !== undefined) stored.backoff = resolveBackoff(opts.backoff);
     if (opts.timeout !== undefined) stored.timeout = parseDuration(opts.timeout, "timeout");
@@ -221,12 +266,15 @@ export class Queue {
     if (!Array.isArray(jobs)) {
       throw new ValidationError("Invalid enqueueMany arguments", [{ field: "jobs", value: jobs, message: "must be an array" }]);
     }
-    const prepared = jobs.map((j, i) => {
-      if (typeof j !== "object" || j === null) {
+    // a plain loop, not map(): map skips the holes of a sparse array, which must be refused too
+    const prepared: Prepared[] = new Array(jobs.length);
+    for (let i = 0; i < jobs.length; i++) {
+      const j = jobs[i];
+      if (typeof j !== "object" || j === null || Array.isArray(j)) {
         throw new ValidationError("Invalid enqueueMany arguments", [{ field: `${i}`, value: j, message: "must be { task, data?, options? }" }]);
       }
-      return this.#prepare(j.task, j.data, j.options, `${i}.`);
-    });
+      prepared[i] = this.#prepare(j.task, j.data, j.options, `${i}.`);
+    }
     // BATCH jobs per script call; IN_FLIGHT calls on the wire at once, so Redis runs one batch
     // while the client encodes the next
     const out: (EnqueuedJob | undefined)[] = new Array(prepared.length);
@@ -254,6 +302,7 @@ export class Queue {
 
   /** Reads one job, or null when there is no such job (never was, or removed by retention). */
   async getJob(id: string): Promise<JobInfo | null> {
+    checkId(id, "getJob");
     const reply = await this.#send("HGETALL", [this.keys.job(id)]);
     const h = toObject(reply);
     if (!h.state) return null;
@@ -298,6 +347,7 @@ export class Queue {
    * when the job is in another state or missing.
    */
   async retry(id: string): Promise<boolean> {
+    checkId(id, "retry");
     const k = this.keys;
     const [ok] = (await scripts.retry.run(this.#send, [k.stream, k.failed, k.aborted, k.events], [k.base, id, Date.now(), this.#eventsMaxLen, callId()])) as [number, string];
     return ok === 1;
@@ -316,8 +366,14 @@ export class Queue {
    * ```
    */
   async cancel(id: string, options: { abort?: boolean; delete?: boolean } = {}): Promise<CancelResult> {
-    if (typeof id !== "string" || id === "") {
-      throw new ValidationError("Invalid cancel arguments", [{ field: "id", value: id, message: "must be a non-empty string" }]);
+    checkId(id, "cancel");
+    if (options === null || typeof options !== "object" || Array.isArray(options)) {
+      throw new ValidationError("Invalid cancel arguments", [{ field: "options", value: options, message: "must be { abort?, delete? }" }]);
+    }
+    for (const key of ["abort", "delete"] as const) {
+      if (options[key] !== undefined && typeof options[key] !== "boolean") {
+        throw new ValidationError("Invalid cancel arguments", [{ field: `options.${key}`, value: options[key], message: "must be a boolean" }]);
+      }
     }
     const k = this.keys;
     const [outcome, prev] = (await scripts.cancel.run(
@@ -353,7 +409,8 @@ export class Queue {
    * if (r.outcome === "active") await queue.cancel(id, { abort: true });
    * ```
    */
-  deleteJob(id: string): Promise<DeleteResult> {
+  async deleteJob(id: string): Promise<DeleteResult> {
+    checkId(id, "deleteJob");
     return deleteJob(this.#send, this.keys, id, this.#eventsMaxLen);
   }
 
@@ -364,6 +421,16 @@ export class Queue {
     // QUIT waits for a reply: on a connection that lost Redis it would wait for a reconnect forever
     if (c.status !== "ready") return c.disconnect();
     await deadline(c.quit(), 3000).catch(() => c.disconnect());
+  }
+}
+
+/**
+ * Checks a job id given to a call: a non-empty string of at most 256 characters, without lone
+ * surrogates (two ids differing only in one would name the same key).
+ */
+function checkId(id: unknown, call: string): asserts id is string {
+  if (typeof id !== "string" || id === "" || id.length > 256 || !isWellFormed(id)) {
+    throw new ValidationError(`Invalid ${call} arguments`, [{ field: "id", value: id, message: "must be a job id: a non-empty string of at most 256 characters" }]);
   }
 }
 

@@ -3,6 +3,8 @@ import { type Duration, parseDuration } from "./duration.ts";
 import type { EndCondition } from "./end-condition.ts";
 import { ValidationError } from "./errors.ts";
 import { checkName } from "./names.ts";
+import { isWellFormed } from "./options.ts";
+import { MAX_TIMER } from "./timers.ts";
 import { type IORedis, isIORedis } from "./redis.ts";
 
 /** A job handler: `async (data, ctx) => result`. The result is stored as JSON. */
@@ -169,9 +171,15 @@ export function resolveSettings(options: WorkerOptions): Settings {
     tasks.set(name, def);
   }
   const stalledTimeout = durationOption(options.stalledTimeout ?? 30_000, "stalledTimeout");
+  if (stalledTimeout < 30) {
+    throw new ValidationError("Invalid worker options", [{ field: "stalledTimeout", value: options.stalledTimeout, message: "must be at least 30 ms (three heartbeats of 10 ms)" }]);
+  }
   const heartbeatInterval = options.heartbeatInterval === undefined
     ? Math.min(5000, Math.max(10, Math.floor(stalledTimeout / 6)))
     : durationOption(options.heartbeatInterval, "heartbeatInterval");
+  if (heartbeatInterval > MAX_TIMER) {
+    throw new ValidationError("Invalid worker options", [{ field: "heartbeatInterval", value: options.heartbeatInterval, message: `must be at most ${MAX_TIMER} ms` }]);
+  }
   if (heartbeatInterval * 3 > stalledTimeout || heartbeatInterval <= 0) {
     throw new ValidationError("Invalid worker options", [{
       field: "heartbeatInterval",
@@ -185,6 +193,30 @@ export function resolveSettings(options: WorkerOptions): Settings {
   if (options.redis !== undefined && typeof options.redis !== "string" && !isIORedis(options.redis)) {
     throw new ValidationError("Invalid worker options", [{ field: "redis", value: options.redis, message: "must be a redis:// URL or an ioredis client" }]);
   }
+  if (options.id !== undefined && (typeof options.id !== "string" || !/^[^\s{}\x00-\x1f]{1,200}$/.test(options.id) || !isWellFormed(options.id))) {
+    throw new ValidationError("Invalid worker options", [{ field: "id", value: options.id, message: "must be 1-200 characters without whitespace, braces or control characters" }]);
+  }
+  if (options.logger !== undefined && typeof options.logger !== "function") {
+    throw new ValidationError("Invalid worker options", [{ field: "logger", value: options.logger, message: "must be a function (entry) => void" }]);
+  }
+  if (options.installSignalHandlers !== undefined && typeof options.installSignalHandlers !== "boolean") {
+    throw new ValidationError("Invalid worker options", [{ field: "installSignalHandlers", value: options.installSignalHandlers, message: "must be a boolean" }]);
+  }
+  const identity = options.identity;
+  if (identity !== undefined) {
+    const ok = typeof identity === "object" && identity !== null && !Array.isArray(identity) &&
+      (identity.host === undefined || (typeof identity.host === "string" && identity.host.length <= 255)) &&
+      (identity.pid === undefined || (Number.isInteger(identity.pid) && identity.pid >= 0)) &&
+      (identity.runtime === undefined || (typeof identity.runtime === "string" && identity.runtime.length <= 100));
+    if (!ok) throw new ValidationError("Invalid worker options", [{ field: "identity", value: identity, message: "must be { host?: string, pid?: integer, runtime?: string }" }]);
+  }
+  const interval = (value: unknown, def: number, field: string) => {
+    const ms = durationOption(value ?? def, field);
+    if (ms > MAX_TIMER) {
+      throw new ValidationError("Invalid worker options", [{ field, value, message: `must be at most ${MAX_TIMER} ms (about 24.8 days)` }]);
+    }
+    return ms;
+  };
   return {
     prefix: checkName(options.prefix ?? "sluice", "prefix"),
     queues,
@@ -197,10 +229,10 @@ export function resolveSettings(options: WorkerOptions): Settings {
     gracefulTimeout: options.shutdownGracefulTimeout === undefined ? undefined : durationOption(options.shutdownGracefulTimeout, "shutdownGracefulTimeout"),
     wait: options.wait ?? true,
     maxJobs: options.maxJobs === undefined ? Infinity : intOption(options.maxJobs, "maxJobs", 1),
-    promoteInterval: durationOption(options.promoteInterval ?? 500, "promoteInterval"),
-    abortPollInterval: durationOption(options.abortPollInterval ?? 1000, "abortPollInterval"),
-    endConditionInterval: durationOption(options.endConditionInterval ?? 1000, "endConditionInterval"),
-    blockTimeout: Math.max(1, durationOption(options.blockTimeout ?? 5000, "blockTimeout")),
+    promoteInterval: Math.max(1, interval(options.promoteInterval, 500, "promoteInterval")),
+    abortPollInterval: Math.max(1, interval(options.abortPollInterval, 1000, "abortPollInterval")),
+    endConditionInterval: Math.max(1, interval(options.endConditionInterval, 1000, "endConditionInterval")),
+    blockTimeout: Math.max(1, interval(options.blockTimeout, 5000, "blockTimeout")),
     keep: {
       completed: retention(options.retention?.completed, { count: 1000, age: ONE_DAY }, "retention.completed"),
       failed: retention(options.retention?.failed, { count: -1, age: -1 }, "retention.failed"),

@@ -2,7 +2,7 @@
  * The admin app's JSON API, auth and CSRF checks, against real Redis and real workers (in this
  * process, and worker processes under Bun, Deno and Node for remote shutdown).
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, setSystemTime, test } from "bun:test";
 import { type AdminApp, createAdminApp } from "../admin/app.tsx";
 import type { AdminOptions } from "../admin/context.ts";
 import { serveAdmin } from "../adapters/bun.ts";
@@ -124,7 +124,9 @@ describe("auth", () => {
   });
 
   test("signing in through the form sets a session cookie that a forged or expired one cannot replace", async () => {
-    const { app } = make({ auth: { username: "ops", password: "secret-pass" }, sessionMs: 400 });
+    // an hour-long session, so every check before the expiry below is well inside it
+    const SESSION_MS = 3_600_000;
+    const { app } = make({ auth: { username: "ops", password: "secret-pass" }, sessionMs: SESSION_MS });
     const bad = await app.request("/login", { method: "POST", body: new URLSearchParams({ username: "ops", password: "nope" }) });
     expect(bad.status).toBe(401);
     expect(bad.headers.getSetCookie().some((c) => c.startsWith("sluice_session="))).toBe(false);
@@ -137,8 +139,14 @@ describe("auth", () => {
     for (const forged of [`${Number(exp) + 100000}.${mac}`, `${exp}.${"A".repeat(43)}`, "garbage"]) {
       expect((await app.request("/api/queues", { headers: { cookie: `sluice_session=${forged}` } })).status).toBe(401);
     }
-    await new Promise((r) => setTimeout(r, 500));
-    expect((await app.request("/api/queues", { headers: { cookie: cookieHeader(cookies) } })).status).toBe(401);
+    // the same cookie once its session is over (the clock moved past its expiry)
+    expect(Number(exp)).toBeLessThanOrEqual(Date.now() + SESSION_MS);
+    setSystemTime(new Date(Number(exp) + 1));
+    try {
+      expect((await app.request("/api/queues", { headers: { cookie: cookieHeader(cookies) } })).status).toBe(401);
+    } finally {
+      setSystemTime();
+    }
     // another app with other credentials does not accept this app's sessions
     const other = make({ auth: { username: "ops", password: "other-pass" } });
     const { cookies: c2 } = await signIn(other.app, { username: "ops", password: "other-pass" });
@@ -372,7 +380,7 @@ describe("jobs through the API", () => {
     expect(await q.getJob("later")).toBeNull();
     const missing = await app.request("/api/queues/q/jobs/later/cancel", { method: "POST", headers: BEARER });
     expect(missing.status).toBe(404);
-    expect(await json(missing)).toEqual({ id: "later", outcome: "missing" });
+    expect(await json(missing)).toEqual({ error: 'No job "later" in queue "q"', id: "later", outcome: "missing" });
     const finished = await json(await app.request("/api/queues/q/jobs/run/cancel", { method: "POST", headers: BEARER }));
     expect(finished).toEqual({ id: "run", outcome: "finished", previousState: "completed" });
     expect(await json(await app.request("/api/queues/q/jobs/run", { method: "DELETE", headers: BEARER }))).toEqual({ id: "run", outcome: "deleted", previousState: "completed" });

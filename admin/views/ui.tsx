@@ -134,7 +134,8 @@ export function relative(ms: number, now = Date.now()): string {
 }
 
 export function Time({ ms }: { ms?: number }) {
-  if (!ms) return <span class="muted">—</span>;
+  // a time no Date can hold (written by an older version, or by hand) shows as unknown, not a 500
+  if (!ms || !Number.isFinite(ms) || Math.abs(ms) > 8.64e15) return <span class="muted">—</span>;
   const iso = new Date(ms).toISOString();
   return <time datetime={iso} title={iso.replace("T", " ").replace(/\.\d+Z$/, " UTC")}>{relative(ms)}</time>;
 }

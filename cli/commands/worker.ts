@@ -10,7 +10,7 @@ import { adapter } from "../../adapters/auto.ts";
 import { EXIT, exitCode } from "../../src/runtime.ts";
 import type { JobEventDetail, LogEntry, Tasks, WorkerOptions } from "../../src/worker.ts";
 import { UsageError } from "../args.ts";
-import { CliError, COMMON_FLAGS, type Command, openRedis, redact } from "../common.ts";
+import { CliError, COMMON_FLAGS, type Command, openRedis, redact, time } from "../common.ts";
 import type { Io } from "../io.ts";
 
 const flags = {
@@ -114,7 +114,7 @@ export const worker: Command<typeof flags> = {
       const d = (e as CustomEvent<JobEventDetail & { retryAt: number }>).detail;
       log({
         level: "warn", event: "job-retrying",
-        message: `job ${d.job.id} attempt ${d.job.attempt} of ${d.job.maxAttempts} failed: ${errorText(d.error)}${reason(d)}; retry at ${new Date(d.retryAt).toISOString()}`,
+        message: `job ${d.job.id} attempt ${d.job.attempt} of ${d.job.maxAttempts} failed: ${errorText(d.error)}${reason(d)}; retry at ${time(d.retryAt) ?? d.retryAt}`,
         worker: w.id, ...jobFields(d),
       });
     });

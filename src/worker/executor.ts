@@ -10,6 +10,7 @@ import { parseDuration } from "../duration.ts";
 import { type AbortReason, JobAborted, UnknownTaskError, UnrecoverableError } from "../errors.ts";
 import { safeJson, storeError } from "../job.ts";
 import { backoffDelay, DEFAULT_BACKOFF, type StoredOptions } from "../options.ts";
+import { setLongTimeout } from "../timers.ts";
 import type { TaskDefinition } from "../worker-options.ts";
 import type { QueueState, WorkerCore } from "./core.ts";
 import type { Running, RunningJobs } from "./running-jobs.ts";
@@ -57,11 +58,18 @@ export class Executor {
     this.#retryAt = hooks.retryAt;
   }
 
-  /** Starts the attempt a fetch activated. Never throws: a job that cannot start fails alone. */
+  /**
+   * Starts the attempt a fetch activated. Never throws: a job that cannot start fails alone, and
+   * the other jobs of its batch start as if nothing happened.
+   */
   start(q: QueueState, f: FetchedJob): void {
     const core = this.#core;
     const job = { id: f.id, name: f.name, queue: q.name, attempt: f.attempt, maxAttempts: f.maxAttempts, createdAt: f.createdAt, stalls: f.stalls };
-    const ctx = new Context(job, core.id, (value) => this.#progress(q, f.id, f.token, value));
+    const ctx = new Context(job, core.id, (value) => {
+      const p = this.#progress(q, f.id, f.token, value);
+      p.catch(() => {}); // a rejected progress nobody awaited is the handler's business, not the process's
+      return p;
+    });
     // most jobs store no options (every default): no parse for them
     let opts: StoredOptions = NO_OPTIONS;
     if (f.opts) {
@@ -73,6 +81,17 @@ export class Executor {
     }
     const r: Running = { q, id: f.id, token: f.token, ctx, opts, settled: false, lost: false, task: this.#tasks.get(f.name) };
     const previous = this.#running.add(r);
+    try {
+      this.#begin(q, f, r, previous);
+    } catch (e) {
+      this.#settle(r, false, e);
+    }
+  }
+
+  #begin(q: QueueState, f: FetchedJob, r: Running, previous: Running | undefined): void {
+    const core = this.#core;
+    const { ctx, opts } = r;
+    const job = ctx.job;
     if (previous && !previous.lost) {
       // another worker recovered the job and this worker fetched it again while its old attempt
       // still runs here: the old attempt is over (nothing is written for it)
@@ -99,7 +118,7 @@ export class Executor {
     let p: unknown;
     try {
       const timeout = opts.timeout ?? (r.task.timeout !== undefined ? parseDuration(r.task.timeout) : core.settings.timeout);
-      if (timeout !== undefined) r.timer = setTimeout(() => this.abort(r, "timeout"), timeout);
+      if (timeout !== undefined) r.timer = setLongTimeout(() => this.abort(r, "timeout"), timeout);
       p = r.task.handler(JSON.parse(f.data), ctx);
       if (isThenable(p)) {
         // any thenable, not only a native promise; a hostile `then` rejects instead of throwing
@@ -136,7 +155,7 @@ export class Executor {
     const out: Outcome[] = [];
     for (const r of [...this.#running.values()]) {
       r.settled = true;
-      if (r.timer !== undefined) clearTimeout(r.timer);
+      r.timer?.clear();
       this.#running.remove(r);
       this.#core.summary.abandoned++;
       this.#core.log("warn", "job-abandoned", `job ${r.id} ignored its abort; re-queued and left behind`, { job: r.id, queue: r.q.name });
@@ -148,7 +167,7 @@ export class Executor {
   #settle(r: Running, ok: boolean, value: unknown): void {
     if (r.settled) return;
     r.settled = true;
-    if (r.timer !== undefined) clearTimeout(r.timer);
+    r.timer?.clear();
     this.#running.remove(r);
     if (r.lost) {
       this.#running.release(r);

@@ -10,6 +10,7 @@ import { GROUP } from "../keys.ts";
 import { connect, duplicate, type IORedis, type Send, toSend } from "../redis.ts";
 import { register, unregister } from "../registry.ts";
 import type { Phase } from "../shutdown.ts";
+import { setLongTimeout } from "../timers.ts";
 import type { WorkerOptions } from "../worker-options.ts";
 import type { Completer } from "./completer.ts";
 import { subscribe } from "./control.ts";
@@ -246,7 +247,8 @@ export class Lifecycle {
       // delivered on it meanwhile stays in this consumer's pending list and is released at stop.
       this.#block?.disconnect();
       if (this.#core.settings.gracefulTimeout !== undefined) {
-        this.#timers.push(setTimeout(() => this.#core.shutdown.escalate("shutdownGracefulTimeout"), this.#core.settings.gracefulTimeout));
+        const t = setLongTimeout(() => this.#core.shutdown.escalate("shutdownGracefulTimeout"), this.#core.settings.gracefulTimeout);
+        this.#cleanups.push(() => t.clear());
       }
     } else if (phase === "aborting") {
       core.log("warn", "aborting", `aborting ${this.#parts.running.size} running job(s) (${source})`, { source, running: this.#parts.running.size });

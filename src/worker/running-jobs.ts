@@ -6,6 +6,7 @@
  */
 import type { Context } from "../context.ts";
 import type { StoredOptions } from "../options.ts";
+import type { LongTimeout } from "../timers.ts";
 import type { TaskDefinition } from "../worker-options.ts";
 import type { QueueState } from "./core.ts";
 
@@ -18,7 +19,7 @@ export interface Running {
   ctx: Context;
   opts: StoredOptions;
   task?: TaskDefinition;
-  timer?: ReturnType<typeof setTimeout>;
+  timer?: LongTimeout;
   /** Its handler returned or threw (or it was abandoned). */
   settled: boolean;
   /** Another attempt owns the job now: nothing is written for this one. */
