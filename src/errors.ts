@@ -30,7 +30,7 @@ export class ValidationError extends TypeError {
     this.issues = issues;
   }
   static is(e: unknown): e is ValidationError {
-    return e instanceof Error && e.name === "ValidationError";
+    return isNamed(e, "ValidationError");
   }
 }
 
@@ -57,7 +57,7 @@ export class JobAborted extends Error {
     this.reason = reason;
   }
   static is(e: unknown): e is JobAborted {
-    return e instanceof Error && e.name === "JobAborted";
+    return isNamed(e, "JobAborted");
   }
 }
 
@@ -72,7 +72,7 @@ export class JobAborted extends Error {
 export class UnrecoverableError extends Error {
   override name = "UnrecoverableError";
   static is(e: unknown): e is UnrecoverableError {
-    return e instanceof Error && e.name === "UnrecoverableError";
+    return isNamed(e, "UnrecoverableError");
   }
 }
 
@@ -90,7 +90,7 @@ export class UnknownTaskError extends Error {
     this.task = task;
   }
   static is(e: unknown): e is UnknownTaskError {
-    return e instanceof Error && e.name === "UnknownTaskError";
+    return isNamed(e, "UnknownTaskError");
   }
 }
 
@@ -108,7 +108,19 @@ export class EnqueueManyError extends Error {
     this.stored = stored;
   }
   static is(e: unknown): e is EnqueueManyError {
-    return e instanceof Error && e.name === "EnqueueManyError";
+    return isNamed(e, "EnqueueManyError");
+  }
+}
+
+/**
+ * Whether `e` is an Error named `name`. Never throws: a thrown Proxy whose traps throw, or an
+ * object whose `name` getter throws, is simply not one.
+ */
+function isNamed(e: unknown, name: string): boolean {
+  try {
+    return e instanceof Error && e.name === name;
+  } catch {
+    return false;
   }
 }
 

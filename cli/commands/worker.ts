@@ -105,7 +105,13 @@ export const worker: Command<typeof flags> = {
 
     const jobFields = (d: JobEventDetail) => ({ job: d.job.id, queue: d.job.queue, task: d.job.name, attempt: d.job.attempt });
     const reason = (d: JobEventDetail) => (d.abortReason ? ` (abort reason: ${d.abortReason})` : "");
-    const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+    const errorText = (e: unknown) => {
+      try {
+        return e instanceof Error ? String(e.message) : String(e);
+      } catch {
+        return "(an error that cannot be shown)";
+      }
+    };
     w.addEventListener("failed", (e) => {
       const d = (e as CustomEvent<JobEventDetail>).detail;
       log({ level: "warn", event: "job-failed", message: `job ${d.job.id} failed for good: ${errorText(d.error)}${reason(d)}`, worker: w.id, ...jobFields(d) });
