@@ -126,14 +126,21 @@ function isNamed(e: unknown, name: string): boolean {
 
 /** Shows a value in an error message: strings quoted, the rest as JSON where possible. */
 export function show(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value);
+  const clip = (s: string) => (s.length > 80 ? s.slice(0, 77) + "..." : s);
+  if (typeof value === "string") return clip(JSON.stringify(value));
   if (value === undefined) return "undefined";
   if (typeof value === "bigint") return `${value}n`;
   if (typeof value === "function") return "a function";
+  if (typeof value === "symbol") return "a Symbol";
   try {
     const s = JSON.stringify(value);
-    return s === undefined ? String(value) : s.length > 80 ? s.slice(0, 77) + "..." : s;
+    if (s !== undefined) return clip(s);
   } catch {
-    return String(value);
+    // a cycle, a BigInt inside, a throwing toJSON: described below
+  }
+  try {
+    return clip(String(value));
+  } catch {
+    return "a value that cannot be shown";
   }
 }
