@@ -116,8 +116,9 @@ export async function jsonBody(c: Context): Promise<unknown> {
   }
 }
 
-/** An absent body is `{}`; anything else (`null`, `[]`) is checked as it is. */
+/** An absent body is `{}`; an array (which an object schema would take) is refused; the rest is checked as it is. */
 function orEmpty(body: unknown): unknown {
+  if (Array.isArray(body)) throw new HttpError(400, "Invalid request body", [{ field: "(body)", value: body, message: "must be a JSON object" }]);
   return body === undefined ? {} : body;
 }
 
