@@ -7,7 +7,7 @@ import { describe, expect, test } from "bun:test";
 import type { JobContext } from "../src/context.ts";
 import { JobAborted } from "../src/errors.ts";
 import { RUNTIMES, waitFor } from "./harness.ts";
-import { inProcess, jobHash, median, nextEvent, setup, sleep, spawnWorker } from "./procs.ts";
+import { inProcess, jobHash, nextEvent, setup, sleep, spawnWorker } from "./procs.ts";
 
 /** Runs until its signal aborts, then throws the signal's reason. */
 const untilAborted = async (_: unknown, ctx: JobContext) => {
@@ -21,22 +21,28 @@ for (const rt of RUNTIMES) {
       const ids: string[] = [];
       for (let i = 0; i < 5; i++) ids.push((await queue.enqueue("sleep", {}, { jobId: `abort-${i}`, attempts: 3 })).id);
       const anyway = (await queue.enqueue("sleep", { onAbort: "complete" }, { jobId: "anyway", attempts: 3 })).id;
-      // polling effectively off: only a pub/sub message can deliver the aborts quickly
-      const w = spawnWorker(rt, prefix, { concurrency: 6, jobMs: 60_000, worker: { abortPollInterval: "1 hour" } });
+      // the abort poll and the heartbeat (which also reports requested aborts) both an hour apart,
+      // the jobs a minute long: within this test only a pub/sub message can deliver an abort
+      const w = spawnWorker(rt, prefix, {
+        concurrency: 6, jobMs: 60_000,
+        worker: { abortPollInterval: "1 hour", heartbeatInterval: "1 hour", stalledTimeout: "3 hours" },
+      });
       await w.ready();
       await w.waitEvents("start", 6);
 
       const latencies: number[] = [];
-      for (const id of ids) {
+      for (const [i, id] of ids.entries()) {
         const t0 = Date.now();
         const r = await queue.cancel(id, { abort: true });
         expect(r).toEqual({ id, outcome: "abort-requested", previousState: "active" });
-        const [e] = await w.waitEvents("abort", 1, (e) => e.job === id, 5000);
+        const [e] = await w.waitEvents("abort", 1, (e) => e.job === id, 30_000);
         expect(e!.reason).toBe("user");
+        expect(e!.t as number).toBeGreaterThanOrEqual(t0); // seen after the request, not before
+        // only the jobs whose abort was requested so far saw one
+        expect(w.events("abort").map((e) => e.job)).toEqual(ids.slice(0, i + 1));
         latencies.push((e!.t as number) - t0);
       }
       console.log(`[abort] ${rt}: cancel -> ctx.signal (pub/sub) ${latencies.join(", ")} ms`);
-      expect(median(latencies)).toBeLessThan(50);
 
       expect(await queue.cancel(anyway, { abort: true })).toMatchObject({ outcome: "abort-requested" });
       await w.waitEvents("end", 1, (e) => e.job === anyway && e.how === "done");
@@ -65,21 +71,20 @@ for (const rt of RUNTIMES) {
 }
 
 describe("abort and cancel", () => {
-  test("the polling fallback honours an abort whose pub/sub message was lost, within abortPollInterval", async () => {
+  test("the polling fallback honours an abort whose pub/sub message was lost", async () => {
     const { prefix, queue, redis } = setup();
     const job = await queue.enqueue("job", null, { attempts: 3 });
-    const w = inProcess(prefix, { abortPollInterval: "300ms", tasks: { job: untilAborted } });
+    // heartbeats (which report requested aborts too) an hour apart: the abort poll is the only way in
+    const w = inProcess(prefix, { abortPollInterval: "300ms", heartbeatInterval: "1 hour", stalledTimeout: "3 hours", tasks: { job: untilAborted } });
     const run = w.run();
     await nextEvent(w, "active");
     await sleep(50);
     // what cancel() writes, without its PUBLISH: only the poll can find it
     const t0 = performance.now();
-    const aborted = nextEvent<{ abortReason: string }>(w, "aborted");
+    const aborted = nextEvent<{ abortReason: string }>(w, "aborted", 30_000);
     await redis.hset(`${prefix}:{default}:job:${job.id}`, "abort", "user");
     expect((await aborted).abortReason).toBe("user");
-    const latency = performance.now() - t0;
-    console.log(`[abort] poll fallback: ${latency.toFixed(0)} ms (abortPollInterval 300 ms)`);
-    expect(latency).toBeLessThan(300 + 250);
+    console.log(`[abort] poll fallback: ${(performance.now() - t0).toFixed(0)} ms (abortPollInterval 300 ms)`);
     const info = await queue.getJob(job.id);
     expect([info!.state, info!.attempt, info!.error?.abortReason]).toEqual(["aborted", 1, "user"]);
     expect((await w.stop()).aborted).toBe(1);

@@ -16,6 +16,7 @@ import type { AbortReason } from "../src/errors.ts";
 import { Queue } from "../src/queue.ts";
 import { Worker } from "../src/worker.ts";
 import { redisUrl, uniquePrefix, waitFor } from "./harness.ts";
+import { deferred } from "./helpers.ts";
 
 const TOKEN = "browser-token-0123456789";
 const SHOTS = process.env.SLUICE_SCREENSHOTS ?? mkdtempSync(join(tmpdir(), "sluice-shots-"));
@@ -42,6 +43,8 @@ async function setup() {
   const server = await serveAdmin(app, { port: 0 });
   const queue = new Queue("web", { redis: redisUrl(), prefix });
   const aborted: AbortReason[] = [];
+  /** Ends the critical section an aborted job runs before it honours its abort. */
+  const finish = deferred();
   const worker = new Worker({
     redis: redisUrl(),
     prefix,
@@ -50,11 +53,12 @@ async function setup() {
     abortPollInterval: 200,
     tasks: {
       async slow(_data, ctx) {
-        // on abort it finishes a short critical section first, so the page sees it still active
+        // on abort it finishes a critical section first (until the test calls finish), so the
+        // page sees it still active with its abort requested
         await new Promise((_, reject) =>
           ctx.signal.addEventListener("abort", () => {
             aborted.push(ctx.abortReason!);
-            setTimeout(() => reject(ctx.signal.reason), 1500);
+            void finish.promise.then(() => reject(ctx.signal.reason));
           }, { once: true })
         );
       },
@@ -62,7 +66,7 @@ async function setup() {
   });
   closers.push(() => app.close(), () => server.close(), () => queue.close(), () => (worker.phase === "stopped" ? Promise.resolve() : worker.abandon()));
   void worker.run();
-  return { prefix, url: server.url, queue, worker, aborted };
+  return { prefix, url: server.url, queue, worker, aborted, finish: () => finish.resolve() };
 }
 
 async function signIn(page: Page, url: string): Promise<void> {
@@ -77,7 +81,7 @@ async function signIn(page: Page, url: string): Promise<void> {
 }
 
 test("in the dashboard, cancelling a waiting job and aborting a running one change their states", async () => {
-  const { url, queue, aborted } = await setup();
+  const { url, queue, aborted, finish } = await setup();
   const running = await queue.enqueue("slow", { n: 1 }, { jobId: "running-job" });
   const waiting = await queue.enqueue("slow", { n: 2 }, { jobId: "waiting-job" });
   await waitFor(async () => (await queue.getJob(running.id))?.state === "active", "the first job to start");
@@ -117,6 +121,9 @@ test("in the dashboard, cancelling a waiting job and aborting a running one chan
   await page.evaluate(() => ((window as unknown as { marker: number }).marker = 42));
   await expect(page.locator("#job-state").textContent()).resolves.toBe("active");
   await expect(page.locator(".badge", { hasText: "abort requested" }).count()).resolves.toBe(1);
+  // the handler saw the abort and holds its critical section; once it ends, the job ends aborted
+  await waitFor(() => aborted.length === 1, "the handler to see its abort");
+  finish();
   await page.locator("#job-state", { hasText: "aborted" }).waitFor({ timeout: 15_000 });
   expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(42); // same document: a live update
   await expect(page.locator(".card", { hasText: "Error" }).textContent()).resolves.toContain("abort reason: user");
@@ -133,7 +140,8 @@ test("in the dashboard, cancelling a waiting job and aborting a running one chan
 });
 
 test("without JavaScript the dashboard reads and acts through plain forms, refreshing itself", async () => {
-  const { url, queue } = await setup();
+  const { url, queue, finish } = await setup();
+  finish(); // an aborted job ends as soon as it sees its abort
   const running = await queue.enqueue("slow", null, { jobId: "busy" });
   await waitFor(async () => (await queue.getJob(running.id))?.state === "active", "the job to start");
   const later = await queue.enqueue("slow", null, { jobId: "later", delay: "1h" });

@@ -12,6 +12,7 @@ import type { Io } from "../cli/io.ts";
 import { main } from "../cli/main.ts";
 import { Queue } from "../mod.ts";
 import { redisUrl, ROOT, type Runtime, runtimeCommand, RUNTIMES, type Spawned, spawnTs, uniquePrefix, waitFor } from "./harness.ts";
+import { gateFile } from "./procs.ts";
 
 const CLI = "cli/sluice.ts";
 const TASKS = "test/fixtures/cli-tasks.ts";
@@ -339,7 +340,9 @@ for (const runtime of RUNTIMES) {
       const prefix = uniquePrefix("cliw");
       const q = queue("work", prefix);
       const quick = await Promise.all([1, 2, 3].map((i) => q.enqueue("echo", { i })));
-      const slow = await q.enqueue("sleep", { ms: 5000 });
+      // runs until the test opens the gate: still running when the signal comes, however slow the machine
+      const gate = gateFile();
+      const slow = await q.enqueue("untilFile", { file: gate.path });
       const w = startWorker(runtime, prefix, ["--queues", "other,work", "--concurrency", "4"]);
       await waitLine(w, "the started log", (l) => l.event === "started");
       await waitLine(w, "the slow job to start", (l) => l.ev === "start" && l.job === slow.id);
@@ -350,9 +353,10 @@ for (const runtime of RUNTIMES) {
       const draining = await waitLine(w, "the draining log", (l) => l.event === "draining");
       expect(draining).toMatchObject({ level: "info", source: "SIGTERM", running: 1 });
       const late = await q.enqueue("echo", { late: true });
+      gate.open();
       expect(await exitCodeOf(w)).toBe(0);
 
-      expect((await q.getJob(slow.id))?.state).toBe("completed");
+      expect(await q.getJob(slow.id)).toMatchObject({ state: "completed", result: "released" });
       expect((await q.getJob(late.id))?.state).toBe("waiting");
       expect(lines(w).find((l) => l.event === "stopped")).toMatchObject({ completed: 4, interrupted: 0, abandoned: 0 });
       expect(w.stderr()).toBe("");

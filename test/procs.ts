@@ -4,6 +4,9 @@
  * after it.
  */
 import { afterEach } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Redis } from "ioredis";
 import { Queue } from "../src/queue.ts";
 import { Worker, type WorkerOptions } from "../src/worker.ts";
@@ -101,6 +104,17 @@ export function setup(queueName = "default"): { prefix: string; url: string; que
   const redis = client();
   closers.push(() => queue.close(), () => redis.disconnect());
   return { prefix, url, queue, redis };
+}
+
+/**
+ * A file path that does not exist yet, for the fixtures' "run until this file exists" tasks
+ * (`untilFile`); `open()` creates it, which ends those jobs. Removed after the test.
+ */
+export function gateFile(): { path: string; open(): void } {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-gate-"));
+  closers.push(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, "open");
+  return { path, open: () => writeFileSync(path, "") };
 }
 
 /** Starts the fixture worker under `runtime`; killed after the test if still running. */

@@ -10,16 +10,28 @@ import { Worker } from "../src/worker.ts";
 import { waitFor } from "./harness.ts";
 import { inProcess, nextEvent, setup, sleep } from "./procs.ts";
 
-/** Runs until its signal aborts (then throws its reason); records when and why. */
-function abortable(log: { attempt: number; reason?: string; after: number }[], ms = 30_000) {
+interface Aborted {
+  job: string;
+  attempt: number;
+  reason?: string;
+}
+
+/**
+ * Runs until its signal aborts (then throws its reason) or `ms` elapse; records each abort in
+ * `log`, and each start and abort, in order, in `trace` ("start <id> <attempt>", "abort <id> <attempt> <reason>").
+ */
+function abortable(log: Aborted[], ms = 30_000, trace: string[] = []) {
   return async (_: unknown, ctx: JobContext) => {
     const t0 = performance.now();
+    trace.push(`start ${ctx.job.id} ${ctx.job.attempt}`);
     ctx.signal.throwIfAborted();
     await new Promise<void>((res, rej) => {
       const t = setTimeout(res, ms);
       ctx.signal.addEventListener("abort", () => {
         clearTimeout(t);
-        log.push({ attempt: ctx.job.attempt, reason: ctx.abortReason, after: performance.now() - t0 });
+        log.push({ job: ctx.job.id, attempt: ctx.job.attempt, reason: ctx.abortReason });
+        trace.push(`abort ${ctx.job.id} ${ctx.job.attempt} ${ctx.abortReason}`);
+        console.log(`[timeout] ${ctx.job.name} ${ctx.job.id} attempt ${ctx.job.attempt}: ${ctx.abortReason} after ${(performance.now() - t0).toFixed(0)} ms`);
         rej(ctx.signal.reason);
       }, { once: true });
     });
@@ -33,8 +45,10 @@ describe("timeouts", () => {
   test("a timeout aborts with reason timeout and counts a failed attempt: retried, then failed", async () => {
     const { prefix, queue } = setup();
     const job = await queue.enqueue("slow", null, { attempts: 2, backoff: "50ms" });
-    const log: { attempt: number; reason?: string; after: number }[] = [];
-    const w = inProcess(prefix, { timeout: "200ms", promoteInterval: 50, tasks: { slow: abortable(log) } });
+    const log: Aborted[] = [];
+    const trace: string[] = [];
+    // the handler runs 30 s unless aborted: only the worker's 200 ms default timeout ends it here
+    const w = inProcess(prefix, { timeout: "200ms", promoteInterval: 50, tasks: { slow: abortable(log, 30_000, trace) } });
     const retrying = nextEvent<{ abortReason: string; job: { attempt: number } }>(w, "retrying");
     const failed = nextEvent<{ abortReason: string; job: { attempt: number } }>(w, "failed");
     const run = w.run();
@@ -46,42 +60,52 @@ describe("timeouts", () => {
     await run;
     expect([s.retried, s.failed, s.completed, s.interrupted]).toEqual([1, 1, 0, 0]);
     expect(log.map((l) => [l.attempt, l.reason])).toEqual([[1, "timeout"], [2, "timeout"]]);
-    for (const l of log) {
-      expect(l.after).toBeGreaterThanOrEqual(190);
-      expect(l.after).toBeLessThan(2000);
-    }
+    // the second attempt started only after the first one's timeout ended it
+    expect(trace).toEqual([`start ${job.id} 1`, `abort ${job.id} 1 timeout`, `start ${job.id} 2`, `abort ${job.id} 2 timeout`]);
     const info = await queue.getJob(job.id);
     expect([info!.state, info!.attempt, info!.maxAttempts, info!.error?.abortReason, info!.error?.name]).toEqual(["failed", 2, 2, "timeout", "JobAborted"]);
     expect(await queue.counts()).toMatchObject({ failed: 1, waiting: 0, delayed: 0, active: 0 });
   });
 
   test("a task's timeout overrides the worker default; a job's own timeout overrides both", async () => {
+    // Each timeout is either short (200 ms) or an hour, so whichever applies shows in what happens
+    // within the test: an abort with reason timeout, or none.
     const { prefix, queue } = setup();
-    const log: Record<string, { attempt: number; reason?: string; after: number }[]> = { byTask: [], byWorker: [], byJob: [] };
+    const log: Aborted[] = [];
+    const trace: string[] = [];
     const w = inProcess(prefix, {
-      timeout: "1200ms",
-      concurrency: 3,
+      timeout: "1 hour",
+      concurrency: 4,
       tasks: {
-        byTask: { handler: abortable(log.byTask!), timeout: "150ms" },
-        byWorker: abortable(log.byWorker!),
-        byJob: { handler: abortable(log.byJob!), timeout: "10s" },
+        plain: abortable(log, 30_000, trace),
+        hasty: { handler: abortable(log, 30_000, trace), timeout: "200ms" },
       },
     });
-    await queue.enqueue("byTask", null, { attempts: 1 });
-    await queue.enqueue("byWorker", null, { attempts: 1 });
-    await queue.enqueue("byJob", null, { attempts: 1, timeout: "0.3 seconds" });
+    // started first: the job's hour beats its task's 200 ms
+    await queue.enqueue("hasty", null, { jobId: "job-long-task-short", attempts: 1, timeout: "1 hour" });
+    // the job's 200 ms beats the worker's hour
+    await queue.enqueue("plain", null, { jobId: "job-short-worker-long", attempts: 1, timeout: "0.2 seconds" });
     const run = w.run();
-    await waitFor(async () => (await queue.counts()).failed === 3, "three timed-out jobs", 10_000);
-    await w.stop();
+    await waitFor(() => trace.includes("start job-long-task-short 1"), "the first job to start");
+    // started after it: the task's 200 ms beats the worker's hour
+    await queue.enqueue("hasty", null, { jobId: "task-short-worker-long", attempts: 1 });
+    await waitFor(async () => (await queue.counts()).failed === 2, "two timed-out jobs", 10_000);
+    expect(log.map((l) => [l.job, l.reason]).sort()).toEqual([["job-short-worker-long", "timeout"], ["task-short-worker-long", "timeout"]]);
+    // a task timeout of 200 ms ended a job that started after job-long-task-short, which runs on:
+    // had its task's timeout applied, it would have ended first
+    const started = trace.indexOf("start task-short-worker-long 1");
+    expect(trace.indexOf("start job-long-task-short 1")).toBeLessThan(started);
+    expect(trace.indexOf("abort task-short-worker-long 1 timeout")).toBeGreaterThan(started);
+    expect(trace.some((t) => t.startsWith("abort job-long-task-short"))).toBe(false);
+    expect((await queue.getJob("job-long-task-short"))!.state).toBe("active");
+    // it ends only when the worker stops hard
+    const s = await w.stop({ hard: true });
     await run;
-    const after = (k: string) => log[k]![0]!.after;
-    expect(log.byTask![0]!.reason).toBe("timeout");
-    expect(after("byTask")).toBeGreaterThanOrEqual(140);
-    expect(after("byTask")).toBeLessThan(1000);
-    expect(after("byJob")).toBeGreaterThanOrEqual(290);
-    expect(after("byJob")).toBeLessThan(1100);
-    expect(after("byWorker")).toBeGreaterThanOrEqual(1190);
-    expect(after("byWorker")).toBeLessThan(5000);
+    expect(log.find((l) => l.job === "job-long-task-short")).toMatchObject({ reason: "shutdown" });
+    expect([s.failed, s.interrupted]).toEqual([2, 1]);
+    for (const id of ["job-short-worker-long", "task-short-worker-long"]) {
+      expect((await queue.getJob(id))!.error).toMatchObject({ name: "JobAborted", abortReason: "timeout" });
+    }
   });
 
   test("a handler that finishes despite its timeout leaves the job completed", async () => {
@@ -148,13 +172,15 @@ describe("end conditions", () => {
     const { prefix, queue } = setup();
     const job = await queue.enqueue("report", null, { attempts: 2, backoff: 0 });
     const other = await queue.enqueue("other");
-    const log: { attempt: number; reason?: string; after: number }[] = [];
-    const otherLog: { attempt: number; reason?: string; after: number }[] = [];
+    const log: Aborted[] = [];
+    const otherLog: Aborted[] = [];
+    const trace: string[] = [];
     const w = inProcess(prefix, {
       endConditionInterval: "100ms",
       concurrency: 2,
       tasks: {
-        report: { handler: abortable(log), endCondition: () => true },
+        // 30 s long unless aborted: only the end condition ends it here
+        report: { handler: abortable(log, 30_000, trace), endCondition: () => true },
         other: abortable(otherLog, 800),
       },
     });
@@ -164,7 +190,8 @@ describe("end conditions", () => {
     const s = await w.stop();
     await run;
     expect(log.map((l) => [l.attempt, l.reason])).toEqual([[1, "end-condition"], [2, "end-condition"]]);
-    for (const l of log) expect(l.after).toBeLessThan(1000);
+    // each attempt ended by the condition, the retry started only after the first one ended
+    expect(trace).toEqual([`start ${job.id} 1`, `abort ${job.id} 1 end-condition`, `start ${job.id} 2`, `abort ${job.id} 2 end-condition`]);
     expect(otherLog).toEqual([]); // jobs of tasks without the condition run on
     const info = await queue.getJob(job.id);
     expect([info!.state, info!.attempt, info!.error?.abortReason]).toEqual(["failed", 2, "end-condition"]);
@@ -180,7 +207,7 @@ describe("end conditions", () => {
     expect(outside(new Date())).toBe(false);
     const a = await queue.enqueue("nightly", null, { attempts: 1 });
     const b = await queue.enqueue("daytime", null, { attempts: 1 });
-    const log: { attempt: number; reason?: string; after: number }[] = [];
+    const log: Aborted[] = [];
     const w = inProcess(prefix, {
       endConditionInterval: 50,
       concurrency: 2,
