@@ -1,5 +1,6 @@
 import { ValidationError } from "./errors.ts";
 import { globalKeys } from "./keys.ts";
+import { Cluster } from "ioredis";
 import { connect, type RedisInput, toSend } from "./redis.ts";
 
 /** Options of `sendShutdown`: whom the request is for, and how hard. */
@@ -47,8 +48,19 @@ export async function sendShutdown(redis: RedisInput, options: SendShutdownOptio
   const channel = globalKeys(options.prefix ?? "sluice").control;
   const owned = typeof redis === "string" ? connect(redis) : undefined;
   try {
-    const send = toSend(owned ?? (redis as Exclude<RedisInput, string>));
-    return Number(await send("PUBLISH", [channel, JSON.stringify(message)]));
+    const client = owned ?? (redis as Exclude<RedisInput, string>);
+    const send = toSend(client);
+    const local = Number(await send("PUBLISH", [channel, JSON.stringify(message)]));
+    // on a Redis Cluster, PUBLISH reaches every node but counts only the subscribers of the node
+    // that took it: count them on every node instead
+    if (client instanceof Cluster) {
+      const counts = await Promise.all(client.nodes("all").map(async (node) => {
+        const reply = (await node.call("PUBSUB", "NUMSUB", channel).catch(() => [channel, 0])) as [string, number];
+        return Number(reply[1] ?? 0);
+      }));
+      return counts.reduce((a, b) => a + b, 0);
+    }
+    return local;
   } finally {
     if (owned) await owned.quit().catch(() => owned.disconnect());
   }
