@@ -46,7 +46,8 @@ export interface JobContext {
 
 /** @internal */
 export class Context implements JobContext {
-  readonly controller = new AbortController();
+  /** Made on first use: most jobs never look at their signal, and never abort. */
+  #controller: AbortController | undefined;
   readonly job: JobDescriptor;
   readonly workerId: string;
   readonly #progress: (value: unknown) => Promise<void>;
@@ -55,18 +56,21 @@ export class Context implements JobContext {
     this.workerId = workerId;
     this.#progress = progress;
   }
+  get controller(): AbortController {
+    return (this.#controller ??= new AbortController());
+  }
   get signal(): AbortSignal {
     return this.controller.signal;
   }
   get abortReason(): AbortReason | undefined {
-    const r = this.controller.signal.reason;
-    return this.controller.signal.aborted ? (r as JobAborted).reason : undefined;
+    const s = this.#controller?.signal;
+    return s?.aborted ? (s.reason as JobAborted).reason : undefined;
   }
   shouldAbort(): boolean {
-    return this.controller.signal.aborted;
+    return this.#controller?.signal.aborted ?? false;
   }
   throwIfAborted(): void {
-    this.controller.signal.throwIfAborted();
+    this.#controller?.signal.throwIfAborted();
   }
   progress(value: unknown): Promise<void> {
     return this.#progress(value);

@@ -13,7 +13,7 @@
  *
  * Job hash fields: p (name NUL data NUL opts NUL max NUL created, fixed for the job's life) state
  * attempt stalls sid owner token runAt started finished result error progress abort fin op.
- * `fin` is `<token>|<flag>` of the attempt whose outcome was applied last; `op` is `<call id> <state>`
+ * `fin` is `<token>|<flag>` of the last retry or interruption applied; `op` is `<call id> <state>`
  * of the last cancel or retry. Per-queue counters live in the hash `stats`; live consumers with
  * their last heartbeat in the zset `alive`; reserved job ids in `dedup:<id>`.
  */
@@ -55,14 +55,16 @@ end
 -- re-queued under a newer entry, or its hash is gone (an event 'missing' says so).
 -- Returns the row the worker reads, NUL-joined: id sid token attempt stalls name data opts max
 -- created; or false.
-local function activate(stream, group, consumer, base, sid, f, token, now, events, eventsMax)
+-- repeatable: the entry may have been delivered before (a blocking read's activation, re-sent);
+-- entries a '>' read returns never were, so that path reads two fields only.
+local function activate(stream, group, consumer, base, sid, f, token, now, events, eventsMax, repeatable)
   local id = f[2]
   local job = base .. 'job:' .. id
-  local st = redis.call('HMGET', job, 'state', 'sid', 'owner', 'token')
+  local st = repeatable and redis.call('HMGET', job, 'state', 'sid', 'owner', 'token') or redis.call('HMGET', job, 'state', 'sid')
   local attempt = tonumber(f[4]) + 1
   if st[1] == 'waiting' and st[2] == sid then
     redis.call('HSET', job, 'state', 'active', 'owner', consumer, 'token', token, 'started', now, 'attempt', attempt)
-  elseif not (st[1] == 'active' and st[2] == sid and st[3] == consumer and st[4] == token) then
+  elseif not (repeatable and st[1] == 'active' and st[2] == sid and st[3] == consumer and st[4] == token) then
     redis.call('XACK', stream, group, sid)
     redis.call('XDEL', stream, sid)
     if not st[1] then
@@ -117,12 +119,20 @@ if redis.call('EXISTS', stream) == 0 then
   redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
 end
 local out, waiting, delayed = {}, {}, {}
+-- one EXISTS for the whole batch: when none of its jobs exists (the common case) no job needs a
+-- look of its own, except a caller's id for its dedup reservation
+local jobs = {}
+for j = 6, #ARGV, 4 do jobs[#jobs + 1] = base .. 'job:' .. ARGV[j] end
+local anyExists = #jobs > 0 and redis.call('EXISTS', unpack(jobs)) > 0
+local created = {}
 local i = 6
 while ARGV[i] do
   local id, p, runAt = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local job = base .. 'job:' .. id
   local nonce = ARGV[i + 3]
-  local f = redis.call('HMGET', job, 'state', 'n')
+  -- an id given twice in one batch exists by its second time
+  local f = (anyExists or created[id]) and redis.call('HMGET', job, 'state', 'n') or {}
+  created[id] = true
   if f[1] then
     out[#out + 1] = ((nonce == '' or f[2] == nonce) and '+' or '=') .. f[1]
   elseif nonce ~= '' and dedupTtl > 0 and not redis.call('SET', base .. 'dedup:' .. id, '1', 'NX', 'PX', dedupTtl) then
@@ -160,7 +170,8 @@ return out
  * interruption applied as `aborted` instead (an abort was requested for the job), and '0' per
  * outcome fenced out (the job is no longer this attempt's); each row is a job started, its fields
  * joined by NUL: id sid token attempt stalls name data opts max created.
- * Repeat: an outcome this attempt applied already reports the flag it got then (kept in `fin`).
+ * Repeat: an outcome this attempt applied already reports the flag it got then: a finished job
+ * keeps the owner and token that finished it; a retry or interruption leaves `fin`.
  * The jobs the first run fetched are not fetched again: they stay pending under this consumer,
  * and the worker hands them back (RECONCILE) once every call it had in flight was answered.
  */
@@ -173,13 +184,17 @@ local n = tonumber(ARGV[12])
 local flags, acks, apply = {}, {}, {}
 for i = 0, n - 1 do
   local o = 13 + i * 5
-  local id, token = ARGV[o], ARGV[o + 1]
+  local id, token, kind = ARGV[o], ARGV[o + 1], ARGV[o + 2]
   local st = redis.call('HMGET', base .. 'job:' .. id, 'state', 'owner', 'token', 'sid', 'abort', 'fin')
   if st[1] == 'active' and st[2] == consumer and st[3] == token then
     acks[#acks + 1] = st[4]
     apply[#apply + 1] = {i, st[5]}
     flags[i + 1] = '1'
+  elseif st[2] == consumer and st[3] == token and (st[1] == 'completed' or st[1] == 'failed' or st[1] == 'aborted') then
+    -- this attempt ended the job already (the owner and token stay with a finished job)
+    flags[i + 1] = (st[1] == 'aborted' and kind ~= 'a') and '2' or '1'
   elseif st[6] and string.sub(st[6], 1, #token + 1) == token .. '|' then
+    -- a retry or an interruption this attempt applied already (they clear owner and token)
     flags[i + 1] = string.sub(st[6], #token + 2)
   else
     flags[i + 1] = '0'
@@ -205,14 +220,14 @@ for _, a in ipairs(apply) do
   flags[i + 1] = flag
   local fin = token .. '|' .. flag
   if kind == 'c' then
-    redis.call('HSET', job, 'state', 'completed', 'result', payload, 'finished', now, 'fin', fin)
+    redis.call('HSET', job, 'state', 'completed', 'result', payload, 'finished', now)
     done[#done + 1] = now
     done[#done + 1] = id
     doneIds[#doneIds + 1] = id
     nc = nc + 1
   elseif kind == 'f' or kind == 'a' then
     local state = kind == 'f' and 'failed' or 'aborted'
-    redis.call('HSET', job, 'state', state, 'error', payload, 'finished', now, 'fin', fin)
+    redis.call('HSET', job, 'state', state, 'error', payload, 'finished', now)
     redis.call('ZADD', kind == 'f' and KEYS[4] or KEYS[5], now, id)
     bad = true
     if kind == 'f' then nf = nf + 1 else na = na + 1 end
@@ -257,7 +272,7 @@ if fetchCount > 0 then
   if r then
     local entries = r[1][2]
     for i = 1, #entries do
-      local row = activate(stream, group, consumer, base, entries[i][1], entries[i][2], tokenBase .. i, now, events, eventsMax)
+      local row = activate(stream, group, consumer, base, entries[i][1], entries[i][2], tokenBase .. i, now, events, eventsMax, false)
       if row then out[#out + 1] = row end
     end
   end
@@ -286,7 +301,7 @@ while ARGV[i] do
   if not e[1] then
     redis.call('XACK', stream, group, sid)
   elseif #out < n then
-    local row = activate(stream, group, consumer, base, sid, e[1][2], tokenBase .. i, now, KEYS[2], eventsMax)
+    local row = activate(stream, group, consumer, base, sid, e[1][2], tokenBase .. i, now, KEYS[2], eventsMax, true)
     if row then out[#out + 1] = row end
   else
     -- no free slot for it: back to the tail of the stream, for any worker

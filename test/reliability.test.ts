@@ -94,6 +94,16 @@ describe("deduplication and retention", () => {
     expect(await thrown(() => new Queue("x", { dedupTtl: "soon" as never }))).toBeInstanceOf(ValidationError);
   });
 
+  test("an id given twice in one enqueueMany is written once; the second comes back as a duplicate", async () => {
+    const s = scope();
+    const q = s.queue();
+    const redis = s.redis();
+    const r = await q.enqueueMany([{ task: "t", data: 1, options: { jobId: "twice" } }, { task: "t" }, { task: "t", data: 2, options: { jobId: "twice" } }]);
+    expect(r.map((j) => j.duplicate)).toEqual([false, false, true]);
+    expect(await redis.xlen(q.keys.stream)).toBe(2);
+    expect((await q.getJob("twice"))!.data).toBe(1);
+  });
+
   test("cancelled jobs are trimmed by retention on the worker's timer, and their ids can be used again", async () => {
     const s = scope();
     const q = s.queue();

@@ -17,7 +17,7 @@ export async function subscribe(core: WorkerCore, cmd: IORedis, running: Running
   sub.on("message", (channel: string, message: string) => {
     if (channel === control) return onControl(core, message);
     const q = core.queues.find((x) => x.keys.abortChannel === channel);
-    const r = q && running.newest(q.name, message);
+    const r = q && running.newest(q, message);
     if (r) executor.abort(r, "user");
   });
   await sub.subscribe(control, ...core.queues.map((q) => q.keys.abortChannel));

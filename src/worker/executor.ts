@@ -66,7 +66,7 @@ export class Executor {
     const core = this.#core;
     const job = { id: f.id, name: f.name, queue: q.name, attempt: f.attempt, maxAttempts: f.maxAttempts, createdAt: f.createdAt, stalls: f.stalls };
     const ctx = new Context(job, core.id, (value) => {
-      const p = this.#progress(q, f.id, f.token, value);
+      const p = this.#progress(r, value);
       p.catch(() => {}); // a rejected progress nobody awaited is the handler's business, not the process's
       return p;
     });
@@ -80,7 +80,7 @@ export class Executor {
       }
     }
     const r: Running = { q, id: f.id, token: f.token, ctx, opts, settled: false, lost: false, task: this.#tasks.get(f.name) };
-    const previous = this.#running.add(r);
+    const previous = this.#running.add(r, f.stalls > 0);
     try {
       this.#begin(q, f, r, previous);
     } catch (e) {
@@ -207,13 +207,12 @@ export class Executor {
     return { r, kind: "retry", payload, retryAt, error };
   }
 
-  async #progress(q: QueueState, id: string, token: string, value: unknown): Promise<void> {
+  async #progress(r: Running, value: unknown): Promise<void> {
     const payload = safeJson(value);
-    if (payload === undefined) throw new TypeError(`progress of job ${id} must be JSON-serialisable`);
-    const r = this.#running.get(token);
-    if (!r || r.settled) return; // the attempt is over: its progress no longer matters
+    if (payload === undefined) throw new TypeError(`progress of job ${r.id} must be JSON-serialisable`);
+    if (r.settled || r.lost) return; // the attempt is over: its progress no longer matters
     // fenced in Redis too: a stale attempt never overwrites the new owner's progress, nor
     // re-creates a hash that retention deleted
-    await scripts.progress(this.#core.send, q.keys, { id, consumer: this.#core.id, token, payload });
+    await scripts.progress(this.#core.send, r.q.keys, { id: r.id, consumer: this.#core.id, token: r.token, payload });
   }
 }

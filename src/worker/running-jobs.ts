@@ -26,58 +26,51 @@ export interface Running {
   lost: boolean;
 }
 
-function jobKey(queue: string, id: string): string {
-  return queue + "\u0000" + id;
-}
-
 export class RunningJobs {
-  /** Running attempts by token. */
-  readonly #byToken = new Map<string, Running>();
-  /** The newest attempt of each job running here (abort messages name jobs, not attempts). */
-  readonly #byJob = new Map<string, Running>();
+  /** Running attempts, oldest first. */
+  readonly #running = new Set<Running>();
   /**
    * Attempts this worker holds: running, or settled with an outcome not yet written. Whatever else
    * its pending lists hold was delivered by a call whose reply was lost.
    */
-  readonly #held = new Map<string, { id: string; token: string }>();
+  readonly #held = new Set<Running>();
 
-  /** Adds a starting attempt. Returns the older attempt of the same job still running here, if any. */
-  add(r: Running): Running | undefined {
-    const key = jobKey(r.q.name, r.id);
-    const previous = this.#byJob.get(key);
-    this.#byToken.set(r.token, r);
-    this.#byJob.set(key, r);
-    this.#held.set(r.id + " " + r.token, { id: r.id, token: r.token });
-    return previous && !previous.settled ? previous : undefined;
+  /**
+   * Adds a starting attempt. With `recovered` (the job was taken from a worker that looked dead:
+   * its stall count is above 0), returns the older attempt of the same job still running here, if
+   * any: this worker may be the one that looked dead. A job never recovered cannot run here twice,
+   * so the common case looks nothing up.
+   */
+  add(r: Running, recovered: boolean): Running | undefined {
+    const previous = recovered ? this.newest(r.q, r.id) : undefined;
+    this.#running.add(r);
+    this.#held.add(r);
+    return previous;
   }
 
-  /** Removes a settled attempt; a newer attempt of the same job stays. */
+  /** Removes a settled attempt (only that one: a newer attempt of the same job stays). */
   remove(r: Running): void {
-    this.#byToken.delete(r.token);
-    const key = jobKey(r.q.name, r.id);
-    if (this.#byJob.get(key) === r) this.#byJob.delete(key);
+    this.#running.delete(r);
   }
 
   /** The attempt's outcome was written (or will never be): this worker no longer holds it. */
-  release(r: { id: string; token: string }): void {
-    this.#held.delete(r.id + " " + r.token);
+  release(r: Running): void {
+    this.#held.delete(r);
   }
 
-  get(token: string): Running | undefined {
-    return this.#byToken.get(token);
-  }
-
-  /** The newest attempt of a job running here. */
-  newest(queue: string, id: string): Running | undefined {
-    return this.#byJob.get(jobKey(queue, id));
+  /** The newest unsettled attempt of a job running here (a scan: abort messages are rare). */
+  newest(q: QueueState, id: string): Running | undefined {
+    let found: Running | undefined;
+    for (const r of this.#running) if (r.q === q && r.id === id && !r.settled) found = r;
+    return found;
   }
 
   values(): IterableIterator<Running> {
-    return this.#byToken.values();
+    return this.#running.values();
   }
 
   get size(): number {
-    return this.#byToken.size;
+    return this.#running.size;
   }
 
   /** The attempts held (see the field's comment). */
