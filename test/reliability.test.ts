@@ -136,6 +136,25 @@ describe("deduplication and retention", () => {
   });
 });
 
+describe("the events stream", () => {
+  test("is capped by the job ids it holds, not by entries: batch events of many ids keep it small", async () => {
+    const s = scope();
+    const q = s.queue("default", { eventsMaxLen: 500 });
+    const redis = s.redis();
+    const w = s.worker({ concurrency: 100, eventsMaxLen: 500, tasks: { t: () => null } });
+    w.run();
+    await q.enqueueMany(Array.from({ length: 5000 }, () => ({ task: "t" })));
+    await waitFor(async () => (await q.stats()).completed === 5000, "5000 jobs to complete", 30_000);
+    await w.stop();
+    let ids = 0;
+    for (const [, f] of await redis.xrange(q.keys.events, "-", "+")) ids += f[3]!.split(" ").length;
+    // 10,000 ids went through (5,000 waiting, 5,000 completed); about 500 stay, give or take the
+    // stream's approximate trimming (whole nodes of up to 100 entries)
+    expect(ids).toBeLessThan(500 * 3);
+    expect(ids).toBeGreaterThan(0);
+  });
+});
+
 describe("bad names and partial writes", () => {
   test("a worker's prefix and queue names go through the one name check (braces would spread a queue over cluster slots)", async () => {
     for (const [opts, field] of [[{ prefix: "x{}" }, "prefix"], [{ prefix: "" }, "prefix"], [{ queues: ["a b"] }, "queues.0"]] as [Partial<WorkerOptions>, string][]) {
