@@ -293,6 +293,9 @@ export const ACTIVATE = EMIT + `
 local stream, base, group, consumer = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local now, tokenBase, n, eventsMax = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local out = {}
+-- a claim of a delivered entry to its own consumer changes nothing but comes first: at maxmemory
+-- a script's first write may only be one that does not grow memory, and the HSETs follow
+if ARGV[8] then redis.call('XCLAIM', stream, group, consumer, 0, ARGV[8], 'JUSTID') end
 local i = 8
 while ARGV[i] do
   local sid, id = ARGV[i], ARGV[i + 1]
@@ -327,7 +330,6 @@ return out
 export const CHECK = EMIT + `
 local stream, base, group, consumer = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local claim = ARGV[4] == '1'
-if claim then redis.call('ZADD', base .. 'alive', tonumber(ARGV[5]), consumer) end
 local out = {}
 local i = 6
 while ARGV[i] do
@@ -344,6 +346,8 @@ while ARGV[i] do
   out[#out + 1] = r
   i = i + 2
 end
+-- after the claims: at maxmemory a script's first write may only be one that does not grow memory
+if claim then redis.call('ZADD', base .. 'alive', tonumber(ARGV[5]), consumer) end
 return out
 `;
 
@@ -393,13 +397,13 @@ for _, p in ipairs(pend) do
         nstalled = nstalled + 1
         if st[4] and st[4] ~= '' then
           -- its abort was requested: it ends aborted instead of running again elsewhere
-          redis.call('HSET', job, 'state', 'aborted', 'finished', now, 'error',
+          redis.call('HSET', job, 'state', 'aborted', 'finished', now, 'owner', '', 'token', '', 'error',
             cjson.encode({name = 'JobAborted', message = 'Job aborted: user (its worker stopped heartbeating)', abortReason = 'user'}))
           redis.call('ZADD', base .. 'aborted', now, id)
           stat(base, 'aborted', 1)
           emit(KEYS[3], eventsMax, 'aborted', id, now)
         elseif stalls > maxStalled then
-          redis.call('HSET', job, 'state', 'failed', 'stalls', stalls, 'finished', now,
+          redis.call('HSET', job, 'state', 'failed', 'stalls', stalls, 'finished', now, 'owner', '', 'token', '',
             'error', cjson.encode({name = 'StalledError', message = 'job stalled more than maxStalled (' .. maxStalled .. ') times'}))
           redis.call('ZADD', KEYS[2], now, id)
           failed[#failed + 1] = id
@@ -508,7 +512,7 @@ local stream, base = KEYS[1], ARGV[1]
 local now, eventsMax = tonumber(ARGV[4]), tonumber(ARGV[5])
 local deleted = {}
 for i = 6, #ARGV do deleted[ARGV[i]] = true end
-local pattern = string.gsub(base, '[%*%?%[%]\\]', '\\%0') .. 'job:*'
+local pattern = string.gsub(base, '[%*%?%[%]\\\\]', '\\\\%0') .. 'job:*'
 local r = redis.call('SCAN', ARGV[2], 'MATCH', pattern, 'COUNT', tonumber(ARGV[3]))
 local out = {}
 for _, key in ipairs(r[2]) do

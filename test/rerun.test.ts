@@ -197,6 +197,52 @@ describe("a script run twice (a re-sent command)", () => {
   });
 });
 
+describe("recovery edge cases", () => {
+  test("an attempt whose job recovery failed (stalled too often) is fenced out, not reported as applied", async () => {
+    const { redis, k, queue, send, finishKeys, finishArgv, close } = setup();
+    const job = await queue.enqueue("t", 1);
+    const [row] = ((await scripts.finish.run(send, finishKeys, finishArgv("slow", 1, "a:"))) as string[]).slice(1);
+    // the owner looks dead: recovery with maxStalled 0 fails the job
+    const r = (await scripts.recover.run(send, [k.stream, k.failed, k.events], [k.base, GROUP, "rescuer", Date.now(), 0, "0-0", 100, 0, 100])) as unknown[];
+    expect(r[2]).toEqual([job.id]);
+    // the slow attempt was alive after all, and now reports its outcome
+    const [flags] = (await scripts.finish.run(send, finishKeys, finishArgv("slow", 0, "b:", [[job.id, rowToken(row!)!, "c", '"late"', 0]]))) as string[];
+    expect(flags).toBe("0");
+    expect(await redis.hget(k.job(job.id), "state")).toBe("failed");
+    await close();
+  });
+
+  test("the sweep finds jobs of queues whose names hold glob characters, and only theirs", async () => {
+    const redis = client();
+    const send: Send = (c, a) => redis.call(c, ...a) as Promise<unknown>;
+    const prefix = uniquePrefix("rerun");
+    for (const name of ["a\\b", "x[y", "s*"]) {
+      const k = queueKeys(prefix, name);
+      const q = new Queue(name, { redis: redisUrl(), prefix });
+      const job = await q.enqueue("t", 1);
+      // a job of another queue whose key the glob would match if it were not escaped
+      const other = new Queue("sX", { redis: redisUrl(), prefix });
+      await other.enqueue("t", 1);
+      await other.close();
+      const [row] = ((await scripts.finish.run(send, [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events], [
+        k.base, GROUP, "dead", Date.now(), 1, "a:", 1000, 86_400_000, -1, -1, 1000, 0,
+      ])) as string[]).slice(1);
+      const sid = row!.split("\0")[1]!;
+      await redis.xdel(k.stream, sid);
+      let cursor = "0";
+      const found: string[] = [];
+      do {
+        const [next, ids] = (await new Script(SWEEP).run(send, [k.stream, k.events], [k.base, cursor, 10, Date.now(), 100, sid])) as [string, string[]];
+        found.push(...ids);
+        cursor = String(next);
+      } while (cursor !== "0");
+      expect([name, found]).toEqual([name, [job.id]]);
+      await q.close();
+    }
+    redis.disconnect();
+  });
+});
+
 describe("recovery respects live owners", () => {
   test("RECOVER leaves an idle entry whose owner heartbeats, and takes it once the owner is silent", async () => {
     const { redis, k, queue, send, finishKeys, finishArgv, close } = setup();
