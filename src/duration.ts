@@ -29,7 +29,8 @@ export const MAX_DURATION = 100 * 365 * 86_400_000;
 export function parseDuration(value: unknown, field = "duration"): number {
   let ms: number | undefined;
   if (typeof value === "number") {
-    if (Number.isFinite(value) && value >= 0) ms = value;
+    // whole milliseconds: Redis takes no fractions (PX, IDLE, BLOCK)
+    if (Number.isFinite(value) && value >= 0) ms = Math.round(value);
   } else if (typeof value === "string" && value.length <= 64) {
     const m = PATTERN.exec(value);
     if (m) {

@@ -100,21 +100,24 @@ end
 
 /**
  * enqueue one job or a batch. KEYS: stream delayed events.
- * ARGV: base group now eventsMax dedupTtl, then per job: id p runAt nonce, where p is the packed
+ * ARGV: base group now eventsMax dedupTtl callId, then per job: id p runAt nonce, where p is the packed
  * `name NUL data NUL opts NUL max NUL created` and nonce is '' for a generated id, or a value
  * unique to this call for a caller's jobId (stored in the job's field n).
  * Returns one string per job: '+waiting' or '+delayed' for a new job, '=' .. state when a job with
  * that id exists already (deduplicated: nothing written for it), '=removed' when it ran and
  * retention removed it but its id is still reserved (`dedup:<id>`, for dedupTtl ms from its
  * enqueue). One event per batch and state.
- * Repeat: a generated id (a UUID) that exists is this call's own job; a caller's id whose job holds
- * this call's nonce too. Either is reported '+' with its state now, not as a duplicate, and
- * written once.
+ * Repeat: a call that wrote jobs leaves `call:<callId>` for a minute; a repeat finds it and writes no job again,
+ * also one that ran and was trimmed meanwhile (reported '+removed'). Later, a generated id (a
+ * UUID) that exists is this call's own job, and a caller's id whose job holds this call's nonce
+ * too: either is reported '+' with its state now, not as a duplicate, and written once.
  * `attempt` and `stalls` are absent until they change: every reader takes a missing one as 0.
  */
 export const ENQUEUE = EMIT + `
 local stream, base, group = KEYS[1], ARGV[1], ARGV[2]
 local now, eventsMax, dedupTtl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local marker = base .. 'call:' .. ARGV[6]
+local repeated = redis.call('EXISTS', marker) == 1
 if redis.call('EXISTS', stream) == 0 then
   redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
 end
@@ -122,10 +125,10 @@ local out, waiting, delayed = {}, {}, {}
 -- one EXISTS for the whole batch: when none of its jobs exists (the common case) no job needs a
 -- look of its own, except a caller's id for its dedup reservation
 local jobs = {}
-for j = 6, #ARGV, 4 do jobs[#jobs + 1] = base .. 'job:' .. ARGV[j] end
-local anyExists = #jobs > 0 and redis.call('EXISTS', unpack(jobs)) > 0
+for j = 7, #ARGV, 4 do jobs[#jobs + 1] = base .. 'job:' .. ARGV[j] end
+local anyExists = repeated or (#jobs > 0 and redis.call('EXISTS', unpack(jobs)) > 0)
 local created = {}
-local i = 6
+local i = 7
 while ARGV[i] do
   local id, p, runAt = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local job = base .. 'job:' .. id
@@ -135,6 +138,9 @@ while ARGV[i] do
   created[id] = true
   if f[1] then
     out[#out + 1] = ((nonce == '' or f[2] == nonce) and '+' or '=') .. f[1]
+  elseif repeated then
+    -- the first run wrote it; it ran and retention removed it since: not written again
+    out[#out + 1] = (nonce == '' and '+' or '=') .. 'removed'
   elseif nonce ~= '' and dedupTtl > 0 and not redis.call('SET', base .. 'dedup:' .. id, '1', 'NX', 'PX', dedupTtl) then
     out[#out + 1] = '=removed'
   elseif runAt > now then
@@ -155,6 +161,8 @@ while ARGV[i] do
   end
   i = i + 4
 end
+-- a call that wrote jobs leaves its mark for a minute (a call that wrote none needs none)
+if #waiting + #delayed > 0 then redis.call('SET', marker, '1', 'PX', 60000) end
 if #waiting > 0 then emit(KEYS[3], eventsMax, 'waiting', table.concat(waiting, ' '), now, nil, #waiting) end
 if #delayed > 0 then emit(KEYS[3], eventsMax, 'delayed', table.concat(delayed, ' '), now, nil, #delayed) end
 return out

@@ -146,10 +146,13 @@ export class Queue {
 
   constructor(name: string, options: QueueOptions = {}) {
     this.name = checkQueueName(name);
+    if (options === null || typeof options !== "object" || Array.isArray(options)) {
+      throw new ValidationError("Invalid queue options", [{ field: "options", value: options, message: "must be an object" }]);
+    }
     this.prefix = checkName(options.prefix ?? "sluice", "prefix");
     this.#eventsMaxLen = options.eventsMaxLen ?? 10_000;
-    if (!Number.isInteger(this.#eventsMaxLen) || this.#eventsMaxLen < 0) {
-      throw new ValidationError("Invalid queue options", [{ field: "eventsMaxLen", value: options.eventsMaxLen, message: "must be an integer >= 0" }]);
+    if (!Number.isInteger(this.#eventsMaxLen) || this.#eventsMaxLen < 0 || this.#eventsMaxLen > 1e9) {
+      throw new ValidationError("Invalid queue options", [{ field: "eventsMaxLen", value: options.eventsMaxLen, message: "must be an integer from 0 to 1e9" }]);
     }
     try {
       this.#dedupTtl = options.dedupTtl === undefined ? DEFAULT_DEDUP_TTL : parseDuration(options.dedupTtl, "dedupTtl");
@@ -224,9 +227,10 @@ export class Queue {
   /** Runs the ENQUEUE script for a batch of prepared jobs. */
   async #write(batch: Prepared[]): Promise<EnqueuedJob[]> {
     const k = this.keys;
-    const argv: (string | number)[] = [k.base, GROUP, Date.now(), this.#eventsMaxLen, this.#dedupTtl];
-    // a caller's jobId carries this call's nonce, so a re-sent call knows its own job from a duplicate
-    const nonce = crypto.randomUUID().slice(0, 13);
+    // the call's id lets a re-sent call know itself; a caller's jobId carries it (with its index),
+    // so a re-sent call also knows its own job from a duplicate
+    const nonce = crypto.randomUUID();
+    const argv: (string | number)[] = [k.base, GROUP, Date.now(), this.#eventsMaxLen, this.#dedupTtl, nonce];
     batch.forEach((p, i) => argv.push(p.argv[0]!, p.argv[1]!, p.argv[2]!, p.argv[3] === 1 ? nonce + i : ""));
     const reply = (await scripts.enqueue.run(this.#send, [k.stream, k.delayed, k.events], argv)) as string[];
     return batch.map((p, i) => {

@@ -115,9 +115,10 @@ export interface Settings {
 
 const ONE_DAY = 86_400_000;
 
-function intOption(value: unknown, field: string, min: number): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
-    throw new ValidationError("Invalid worker options", [{ field, value, message: `must be an integer >= ${min}` }]);
+function intOption(value: unknown, field: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
+    throw new ValidationError("Invalid worker options", [{ field, value, message: `must be an integer ${range}` }]);
   }
   return value;
 }
@@ -221,7 +222,7 @@ export function resolveSettings(options: WorkerOptions): Settings {
     prefix: checkName(options.prefix ?? "sluice", "prefix"),
     queues,
     tasks,
-    concurrency: intOption(options.concurrency ?? 10, "concurrency", 1),
+    concurrency: intOption(options.concurrency ?? 10, "concurrency", 1, 5000),
     timeout: options.timeout === undefined ? undefined : durationOption(options.timeout, "timeout"),
     stalledTimeout,
     heartbeatInterval,
@@ -238,7 +239,7 @@ export function resolveSettings(options: WorkerOptions): Settings {
       failed: retention(options.retention?.failed, { count: -1, age: -1 }, "retention.failed"),
       cancelled: retention(options.retention?.cancelled, { count: 1000, age: ONE_DAY }, "retention.cancelled"),
     },
-    eventsMaxLen: intOption(options.eventsMaxLen ?? 10_000, "eventsMaxLen", 0),
+    eventsMaxLen: intOption(options.eventsMaxLen ?? 10_000, "eventsMaxLen", 0, 1e9),
     id: options.id ?? `${options.identity?.host ?? "worker"}-${crypto.randomUUID().slice(0, 8)}`,
   };
 }

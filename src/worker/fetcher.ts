@@ -127,7 +127,7 @@ export class Fetcher {
     const batch = Math.max(1, Math.ceil(core.settings.concurrency / 2));
     while (true) {
       if (core.shutdown.abandon.aborted) for (const o of this.#executor.abandonAll()) this.#completer.add(o);
-      if (core.shutdown.phase !== "running" && this.#running.size === 0 && this.#completer.pending() === 0 && this.#inflight === 0) break;
+      if (core.shutdown.phase !== "running" && this.#running.size === 0 && this.#completer.pending() === 0 && this.#inflight === 0 && !this.#needReconcile) break;
       if (this.giveUp) {
         // told to stop without waiting, and Redis did not take the last outcomes in time (it is
         // unreachable, and commands wait for a reconnect): those outcomes are lost, their jobs are

@@ -7,6 +7,7 @@
  */
 import { abortable, deadline } from "../async.ts";
 import { GROUP } from "../keys.ts";
+import type { Cluster, Redis } from "ioredis";
 import { connect, duplicate, type IORedis, type Send, toSend } from "../redis.ts";
 import { register, unregister } from "../registry.ts";
 import type { Phase } from "../shutdown.ts";
@@ -109,19 +110,31 @@ export class Lifecycle {
 
   /** Notices a connection coming back after a drop (see `#reconnected`). */
   #watch(c: IORedis): void {
-    let dropped = false;
-    const onClose = () => (dropped = true);
-    const onReady = () => {
-      if (!dropped) return;
-      dropped = false;
-      this.#reconnected();
+    const watchOne = (conn: { on(e: string, f: () => void): unknown; off(e: string, f: () => void): unknown }) => {
+      let dropped = false;
+      const onClose = () => (dropped = true);
+      const onReady = () => {
+        if (!dropped) return;
+        dropped = false;
+        this.#reconnected();
+      };
+      conn.on("close", onClose);
+      conn.on("ready", onReady);
+      this.#cleanups.push(() => {
+        conn.off("close", onClose);
+        conn.off("ready", onReady);
+      });
     };
-    c.on("close", onClose);
-    c.on("ready", onReady);
-    this.#cleanups.push(() => {
-      c.off("close", onClose);
-      c.off("ready", onReady);
-    });
+    watchOne(c);
+    // a cluster stays `ready` while one of its nodes' connections drops and its commands are
+    // re-sent: watch every node's connection too, those it has and those it gets
+    if ("nodes" in c && typeof (c as Cluster).nodes === "function") {
+      const cluster = c as Cluster;
+      for (const node of cluster.nodes("all")) watchOne(node);
+      const onNode = (node: Redis) => watchOne(node);
+      cluster.on("+node", onNode);
+      this.#cleanups.push(() => cluster.off("+node", onNode));
+    }
   }
 
   /**
