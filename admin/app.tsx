@@ -1,3 +1,4 @@
+/** @jsxImportSource hono/jsx */
 /**
  * sluice's admin app: a Hono app with a JSON API, `/metrics`, server-sent events and a small
  * server-rendered dashboard. It never binds a port: serve it with `serveAdmin` from the runtime

@@ -1,3 +1,4 @@
+/** @jsxImportSource hono/jsx */
 /**
  * The dashboard: server-rendered pages, and the HTML forms behind their buttons. Every form
  * posts back with the CSRF token and redirects (303) to a page that shows the outcome, so the

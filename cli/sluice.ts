@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * The `sluice` command line. The same file runs under each runtime:
  *   bun run cli/sluice.ts <command> ...

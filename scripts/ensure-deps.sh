@@ -18,3 +18,11 @@ if [ -z "${REDIS_URL:-}" ] && ! command -v redis-server >/dev/null 2>&1; then
     exit 1
   fi
 fi
+# with --browser (the test command): the dashboard's browser test drives Debian's chromium, installed
+# the same way when it is missing
+if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "chromium not found; installing it for the browser tests..." >&2
+  { $SUDO apt-get update -q >&2 && $SUDO apt-get install -y -q chromium >&2; } || echo "could not install chromium: the browser tests will fail" >&2
+fi

@@ -4,13 +4,17 @@
 # reads `tests: N passed, M failed`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/ensure-deps.sh || { echo "tests: 0 passed, 1 failed"; exit 1; }
+bash scripts/ensure-deps.sh --browser || { echo "tests: 0 passed, 1 failed"; exit 1; }
 BIN="$PWD/node_modules/.bin"
 export PATH="$BIN:$PATH"
 
 typecheck_failed=0
 echo "== type-check (tsc --strict)"
 if ! "$BIN/tsc" -p tsconfig.json; then typecheck_failed=1; fi
+# the compiled package (dist/) that the bin and the packaging tests use
+echo "== build (dist/)"
+rm -rf dist
+if ! "$BIN/tsc" -p tsconfig.build.json; then typecheck_failed=1; fi
 
 echo "== bun test"
 log=$(mktemp)

@@ -1,3 +1,4 @@
+/** @jsxImportSource hono/jsx */
 /** The sign-in page and the enqueue form. */
 import { Bare, Layout, type PageContext, queueUrl } from "./ui.tsx";
 

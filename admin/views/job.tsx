@@ -1,3 +1,4 @@
+/** @jsxImportSource hono/jsx */
 /** One job in full, with the actions its state allows. */
 import type { JobInfo } from "../../src/job.ts";
 import { ActionForm, duration, Layout, type PageContext, pretty, queueUrl, StateBadge, Time } from "./ui.tsx";

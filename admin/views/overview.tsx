@@ -1,3 +1,4 @@
+/** @jsxImportSource hono/jsx */
 /** The overview: totals, every queue with its counts, and the latest lifecycle events. */
 import type { JobCounts } from "../../src/job.ts";
 import type { JobEvent } from "../events.ts";

@@ -1,3 +1,4 @@
+/** @jsxImportSource hono/jsx */
 /** One queue: tabs per state, one page of jobs, and the queue's worker controls. */
 import type { JobCounts, JobState } from "../../src/job.ts";
 import type { JobPage, JobSummary } from "../../src/inspect.ts";

@@ -1,3 +1,4 @@
+/** @jsxImportSource hono/jsx */
 /** Shared pieces of the dashboard: the page layout, badges, times and action forms. */
 import { raw } from "hono/html";
 import type { Child } from "hono/jsx";

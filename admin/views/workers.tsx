@@ -1,3 +1,4 @@
+/** @jsxImportSource hono/jsx */
 /** Live workers with their phase, jobs and shutdown buttons. */
 import type { WorkerInfo } from "../../src/inspect.ts";
 import { short } from "./overview.tsx";

@@ -3,10 +3,11 @@
  * runs on. SIGINT/SIGTERM once drains, twice aborts running jobs (reason `shutdown`; they are
  * re-queued), three times re-queues the jobs that ignore their abort and stops without them.
  */
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { adapter } from "../../adapters/auto.ts";
+import { adapter, runtimeName } from "../../adapters/auto.ts";
 import { EXIT, exitCode } from "../../src/runtime.ts";
 import type { JobEventDetail, LogEntry, Tasks, WorkerOptions } from "../../src/worker.ts";
 import { UsageError } from "../args.ts";
@@ -38,18 +39,56 @@ export async function loadTasks(spec: string, cwd: string): Promise<Tasks> {
   }
   let mod: Record<string, unknown>;
   try {
-    mod = await import(url);
+    const typescript = /\.[cm]?tsx?$/i.test(new URL(url).pathname);
+    mod = typescript && runtimeName() === "node" && !nodeStripsTypes() ? await importWithTsx(url, cwd, spec) : await import(url);
   } catch (e) {
+    if (e instanceof CliError || e instanceof UsageError) throw e;
     throw new CliError(`cannot load the tasks module ${spec}: ${(e as Error)?.message ?? e}`);
   }
   const isObject = (x: unknown) => typeof x === "object" && x !== null && !Array.isArray(x);
-  const tasks = isObject(mod.default) ? mod.default : mod.tasks;
+  // a named `tasks`, or the default export; a CommonJS module's `exports.tasks` arrives as default.tasks
+  const fromDefault = isObject(mod.default) && isObject((mod.default as Record<string, unknown>).tasks) && !isFunctionMap(mod.default)
+    ? (mod.default as Record<string, unknown>).tasks
+    : mod.default;
+  const tasks = isObject(mod.tasks) ? mod.tasks : fromDefault;
   if (!isObject(tasks) || Object.keys(tasks as object).length === 0) {
     throw new UsageError(
       `--tasks ${spec}: the module must export its tasks (an object of task name to handler or { handler, timeout?, endCondition? }) as default or as 'tasks'`,
     );
   }
   return tasks as Tasks;
+}
+
+/** An object whose values are all handlers: a tasks object itself, not a module holding one. */
+function isFunctionMap(o: unknown): boolean {
+  return Object.values(o as object).every((v) => typeof v === "function");
+}
+
+/** Whether this Node runs TypeScript by itself (type stripping, on by default from Node 23.6). */
+function nodeStripsTypes(): boolean {
+  return Boolean((process as { features?: { typescript?: unknown } }).features?.typescript);
+}
+
+/**
+ * Imports a TypeScript tasks module under a Node that cannot run TypeScript: through tsx, taken
+ * from the app (the working directory), scoped to this one import so it works in packages with or
+ * without `"type": "module"`. Without tsx in the app, a clear message says what to do.
+ */
+async function importWithTsx(url: string, cwd: string, spec: string): Promise<Record<string, unknown>> {
+  let api: string;
+  try {
+    // the ESM entry of tsx's API, found through its package.json (require.resolve gives the CJS one)
+    const pkgPath = createRequire(join(cwd, "package.json")).resolve("tsx/package.json");
+    const pkg = JSON.parse(readFileSync(pkgPath, "utf8")) as { exports: Record<string, { import: { default: string } }> };
+    api = join(dirname(pkgPath), pkg.exports["./esm/api"]!.import.default);
+  } catch {
+    throw new UsageError(
+      `--tasks ${spec}: this Node (${process.version}) cannot run TypeScript by itself. Install tsx in your app ` +
+        `(npm install --save-dev tsx), compile the tasks module to .js, or run the worker under Bun or Deno.`,
+    );
+  }
+  const { tsImport } = (await import(pathToFileURL(api).href)) as { tsImport(specifier: string, parent: string): Promise<Record<string, unknown>> };
+  return await tsImport(url, pathToFileURL(join(cwd, "index.js")).href);
 }
 
 /** A worker logger writing text lines or JSON lines. */
