@@ -6,7 +6,7 @@
 import { ValidationError } from "./errors.ts";
 import type { JobState, StoredError } from "./job.ts";
 import { globalKeys, GROUP, type QueueKeys } from "./keys.ts";
-import { Script, type Send } from "./redis.ts";
+import { Script, type Send } from "./send.ts";
 
 /** One job in a list: what a table row shows, without data or result. */
 export interface JobSummary {

@@ -1,4 +1,3 @@
-import { deadline } from "./async.ts";
 import { type Duration, parseDuration } from "./duration.ts";
 import { EnqueueManyError, ValidationError } from "./errors.ts";
 import {
@@ -26,7 +25,7 @@ import {
   type StoredOptions,
   validate,
 } from "./options.ts";
-import { connect, type IORedis, isIORedis, type RedisInput, Script, type Send, toSend } from "./redis.ts";
+import { isIORedis, type LazyConnection, lazyConnection, type RedisInput, Script, type Send, toSend } from "./send.ts";
 
 /** Options of `new Queue()`. */
 export interface QueueOptions {
@@ -139,8 +138,7 @@ export class Queue {
   readonly prefix: string;
   readonly keys: QueueKeys;
   readonly #send: Send;
-  readonly #client: IORedis | undefined;
-  readonly #owned: IORedis | undefined;
+  readonly #owned: LazyConnection | undefined;
   readonly #eventsMaxLen: number;
   readonly #dedupTtl: number;
 
@@ -161,13 +159,14 @@ export class Queue {
     }
     this.keys = queueKeys(this.prefix, name);
     const redis = options.redis ?? "redis://127.0.0.1:6379";
-    if (typeof redis === "string") {
-      this.#owned = this.#client = connect(redis);
-    } else if (isIORedis(redis)) {
-      this.#client = redis;
-    }
     try {
-      this.#send = toSend(this.#client ?? (redis as Exclude<RedisInput, string>));
+      if (typeof redis === "string") {
+        // ioredis is loaded on the first command: code given a command sender never loads it
+        this.#owned = lazyConnection(redis);
+        this.#send = this.#owned.send;
+      } else {
+        this.#send = toSend(isIORedis(redis) ? redis : (redis as Exclude<RedisInput, string>));
+      }
     } catch {
       throw new ValidationError("Invalid queue options", [{ field: "redis", value: redis, message: "must be a redis:// URL, an ioredis client, or an object with send()/call()" }]);
     }
@@ -420,12 +419,9 @@ export class Queue {
 
   /** Closes the connection if this queue opened it (a client passed in is left open). */
   async close(): Promise<void> {
-    const c = this.#owned;
-    if (!c || c.status === "end") return;
-    // QUIT waits for a reply: on a connection that lost Redis it would wait for a reconnect forever
-    if (c.status !== "ready") return c.disconnect();
-    await deadline(c.quit(), 3000).catch(() => c.disconnect());
+    await this.#owned?.close();
   }
+
 }
 
 /**

@@ -7,7 +7,7 @@
  */
 import { globalKeys } from "./keys.ts";
 import type { WorkerInfo } from "./inspect.ts";
-import type { Send } from "./redis.ts";
+import type { Send } from "./send.ts";
 
 /** Writes a worker's entry; it expires after `ttl` ms without another write. */
 export async function register(send: Send, prefix: string, info: WorkerInfo, ttl: number): Promise<void> {

@@ -193,10 +193,65 @@ test("a TypeScript tasks module under the Node CLI: through the app's tsx, or a 
   }
 });
 
+test("the edge: sluice/core's Queue with a fetch command sender and the fetch-only producer bundle for the browser platform without ioredis or Node built-ins, and the core bundle enqueues over HTTP", async () => {
+  const dir = apps.module;
+  const { build } = await import("esbuild");
+  writeFileSync(join(dir, "edge-core.js"), `import { Queue } from "sluice/core";
+export async function enqueue(restUrl, prefix) {
+  const send = async (command, args) => {
+    const res = await fetch(restUrl, { method: "POST", body: JSON.stringify([command, ...args]) });
+    const body = await res.json();
+    if (body.error) throw new Error(body.error);
+    return body.result;
+  };
+  const queue = new Queue("edge", { redis: send, prefix });
+  return await queue.enqueue("double", { n: 21 });
+}
+`);
+  writeFileSync(join(dir, "edge-http.js"), `import { HttpProducer } from "sluice/http";
+export const make = (baseUrl) => new HttpProducer({ baseUrl, token: "t" });
+`);
+  const sizes: Record<string, number> = {};
+  for (const name of ["edge-core", "edge-http"]) {
+    const out = await build({ entryPoints: [join(dir, `${name}.js`)], bundle: true, format: "esm", platform: "browser", minify: true, write: false, absWorkingDir: dir, logLevel: "silent" });
+    const code = out.outputFiles[0]!.text;
+    writeFileSync(join(dir, `${name}.bundle.mjs`), code);
+    sizes[name] = code.length;
+    // nothing of ioredis (its options) and no Node built-in: the browser platform would have refused those
+    expect([name, /autoResendUnfulfilledCommands|from"node:|require\("node:/.test(code)]).toEqual([name, false]);
+  }
+  console.log(`[package] edge bundles (minified): core Queue ${(sizes["edge-core"]! / 1024).toFixed(1)} KiB, sluice/http ${(sizes["edge-http"]! / 1024).toFixed(1)} KiB`);
+  // the core bundle, run as it is, enqueues through an HTTP front speaking the Upstash REST protocol
+  const redis = new (await import("ioredis")).Redis(redisUrl());
+  const front = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    async fetch(req) {
+      const [command, ...args] = (await req.json()) as string[];
+      try {
+        return Response.json({ result: await redis.call(command!, ...args) });
+      } catch (e) {
+        return Response.json({ error: (e as Error).message });
+      }
+    },
+  });
+  const prefix = uniquePrefix("edge");
+  try {
+    const { enqueue } = await import(join(dir, "edge-core.bundle.mjs"));
+    const job = await enqueue(`http://127.0.0.1:${front.port}`, prefix);
+    const q = new Queue("edge", { redis: redisUrl(), prefix });
+    expect((await q.getJob(job.id))?.state).toBe("waiting");
+    await q.close();
+  } finally {
+    front.stop(true);
+    redis.disconnect();
+  }
+});
+
 test("the tarball lists every entry in exports with types and default", () => {
   const dir = apps.module;
   const pkg = JSON.parse(execFileSync("cat", [join(dir, "node_modules", "sluice", "package.json")], { encoding: "utf8" }));
-  for (const entry of [".", "./bun", "./deno", "./node", "./admin", "./http"]) {
+  for (const entry of [".", "./core", "./bun", "./deno", "./node", "./admin", "./http"]) {
     expect(pkg.exports[entry]).toMatchObject({ types: expect.stringMatching(/\.d\.ts$/), default: expect.stringMatching(/\.js$/) });
   }
   expect(readdirSync(join(dir, "node_modules", "sluice"))).not.toContain("test");
