@@ -3,11 +3,14 @@
  * pub/sub, the polling fallback for a lost message, cancel of waiting, delayed and finished jobs,
  * and the synchronous `shouldAbort()` / `JobAborted` pattern.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { JobContext } from "../src/context.ts";
 import { JobAborted } from "../src/errors.ts";
 import { RUNTIMES, waitFor } from "./harness.ts";
 import { inProcess, jobHash, nextEvent, setup, sleep, spawnWorker } from "./procs.ts";
+
+// worker processes start slowly on a loaded machine: a test waits on causes, bounded by its own waits
+setDefaultTimeout(60_000);
 
 /** Runs until its signal aborts, then throws the signal's reason. */
 const untilAborted = async (_: unknown, ctx: JobContext) => {

@@ -2,7 +2,7 @@
  * The admin app's JSON API, auth and CSRF checks, against real Redis and real workers (in this
  * process, and worker processes under Bun, Deno and Node for remote shutdown).
  */
-import { afterEach, describe, expect, setSystemTime, test } from "bun:test";
+import { afterEach, describe, expect, setDefaultTimeout, setSystemTime, test } from "bun:test";
 import { type AdminApp, createAdminApp } from "../admin/app.tsx";
 import type { AdminOptions } from "../admin/context.ts";
 import { serveAdmin } from "../adapters/bun.ts";
@@ -11,6 +11,9 @@ import { deferred } from "./helpers.ts";
 import { client, redisUrl, uniquePrefix, waitFor } from "./harness.ts";
 import { jobHash, spawnWorker } from "./procs.ts";
 import { Worker, type WorkerOptions } from "../src/worker.ts";
+
+// worker processes start slowly on a loaded machine: a test waits on causes, bounded by its own waits
+setDefaultTimeout(60_000);
 
 const TOKEN = "t0ken-for-tests-0123456789";
 const BEARER = { authorization: `Bearer ${TOKEN}` };

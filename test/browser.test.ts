@@ -5,7 +5,7 @@
  * live updates, without a reload). Then the same dashboard with JavaScript off.
  * .ci/run installs chromium when it is missing.
  */
-import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,6 +17,9 @@ import { Queue } from "../src/queue.ts";
 import { Worker } from "../src/worker.ts";
 import { redisUrl, uniquePrefix, waitFor } from "./harness.ts";
 import { deferred } from "./helpers.ts";
+
+// worker processes start slowly on a loaded machine: a test waits on causes, bounded by its own waits
+setDefaultTimeout(60_000);
 
 const TOKEN = "browser-token-0123456789";
 const SHOTS = process.env.SLUICE_SCREENSHOTS ?? mkdtempSync(join(tmpdir(), "sluice-shots-"));

@@ -3,10 +3,13 @@
  * takes its credentials from the environment, refuses a public bind without them, and stops on
  * SIGTERM.
  */
-import { afterEach, expect, test } from "bun:test";
+import { afterEach, expect, setDefaultTimeout, test } from "bun:test";
 import { HttpProducer } from "../http/producer.ts";
 import { Queue } from "../src/queue.ts";
 import { redisUrl, RUNTIMES, type Spawned, spawnTs, uniquePrefix } from "./harness.ts";
+
+// worker processes start slowly on a loaded machine: a test waits on causes, bounded by its own waits
+setDefaultTimeout(60_000);
 
 const TOKEN = "cli-admin-token-0123456789";
 const procs: Spawned[] = [];

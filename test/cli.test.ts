@@ -2,7 +2,7 @@
  * The `sluice` command line: argument parsing, the short commands against a real Redis, and the
  * worker command as a real process under Bun, Deno and Node, stopped with real signals.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,6 +13,9 @@ import { main } from "../cli/main.ts";
 import { Queue } from "../mod.ts";
 import { redisUrl, ROOT, type Runtime, runtimeCommand, RUNTIMES, type Spawned, spawnTs, uniquePrefix, waitFor } from "./harness.ts";
 import { gateFile } from "./procs.ts";
+
+// worker processes start slowly on a loaded machine: a test waits on causes, bounded by its own waits
+setDefaultTimeout(60_000);
 
 const CLI = "cli/sluice.ts";
 const TASKS = "test/fixtures/cli-tasks.ts";

@@ -1,8 +1,11 @@
-import { expect, test } from "bun:test";
+import { expect, setDefaultTimeout, test } from "bun:test";
 import { RedisClient } from "bun";
 import { Redis } from "ioredis";
 import { Queue, Worker } from "../mod.ts";
 import { redisUrl, waitFor } from "./harness.ts";
+
+// worker processes start slowly on a loaded machine: a test waits on causes, bounded by its own waits
+setDefaultTimeout(60_000);
 
 test("Queue works on Bun's RedisClient, and a worker runs what it enqueued", async () => {
   const bunClient = new RedisClient(redisUrl());

@@ -1,9 +1,12 @@
-import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import type { Cluster, Redis } from "ioredis";
 import { Queue, sendShutdown, Worker } from "../mod.ts";
 import { type ClusterWorkerConfig, namesOnDistinctShards, queueTag, startCluster, type TestCluster } from "./cluster-harness.ts";
 import { type Runtime, spawnTs, uniquePrefix, waitFor } from "./harness.ts";
 import { type Ev, WorkerProc } from "./procs.ts";
+
+// worker processes start slowly on a loaded machine: a test waits on causes, bounded by its own waits
+setDefaultTimeout(60_000);
 
 // One three-master Redis Cluster on free ports for the whole file, removed after it. Tests keep
 // apart by key prefix.

@@ -3,7 +3,7 @@
  * this process, under Deno with network permission only, and against examples/admin.ts served by
  * each runtime adapter (Bun.serve, Deno.serve, @hono/node-server).
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -14,6 +14,9 @@ import { Queue } from "../src/queue.ts";
 import { Worker } from "../src/worker.ts";
 import { deferred } from "./helpers.ts";
 import { BIN, redisUrl, ROOT, RUNTIMES, spawnTs, uniquePrefix, waitFor } from "./harness.ts";
+
+// worker processes start slowly on a loaded machine: a test waits on causes, bounded by its own waits
+setDefaultTimeout(60_000);
 
 const TOKEN = "edge-token-abcdef0123456789";
 const closers: (() => Promise<unknown>)[] = [];

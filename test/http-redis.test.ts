@@ -1,7 +1,10 @@
-import { expect, test } from "bun:test";
+import { expect, setDefaultTimeout, test } from "bun:test";
 import { Redis } from "ioredis";
 import { Queue, Worker } from "../mod.ts";
 import { redisUrl, waitFor } from "./harness.ts";
+
+// worker processes start slowly on a loaded machine: a test waits on causes, bounded by its own waits
+setDefaultTimeout(60_000);
 
 /**
  * An HTTP front with the Upstash REST protocol (POST a JSON array `[command, ...args]`, get

@@ -2,11 +2,14 @@
  * Queue.listJobs (cursor pages per state) and Queue.deleteJob (from wherever the job is), and the
  * worker registry as listWorkers reads it, against real Redis and real workers.
  */
-import { expect, test } from "bun:test";
+import { expect, setDefaultTimeout, test } from "bun:test";
 import { listWorkers } from "../src/inspect.ts";
 import { toSend } from "../src/redis.ts";
 import { deferred, sleep, useScope } from "./helpers.ts";
 import { waitFor } from "./harness.ts";
+
+// worker processes start slowly on a loaded machine: a test waits on causes, bounded by its own waits
+setDefaultTimeout(60_000);
 
 const scope = useScope();
 

@@ -3,7 +3,7 @@
  * real signals, then the same protocol driven in-process (stop(), run({ signal }), maxJobs, …).
  * Every outcome is read back from Redis or from what the worker process printed.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { sendShutdown } from "../mod.ts";
 import type { JobContext } from "../src/context.ts";
 import { JobAborted } from "../src/errors.ts";
@@ -11,6 +11,9 @@ import type { RunSummary } from "../src/worker.ts";
 import { RUNTIMES, waitFor } from "./harness.ts";
 import { deferred } from "./helpers.ts";
 import { type Ev, gateFile, inProcess, jobHash, nextEvent, setup, sleep, spawnWorker, type WorkerProc } from "./procs.ts";
+
+// worker processes start slowly on a loaded machine: a test waits on causes, bounded by its own waits
+setDefaultTimeout(60_000);
 
 const ids = (es: Ev[]) => es.map((e) => e.job as string).sort();
 

@@ -2,11 +2,14 @@
  * The fault-injecting proxy (test/proxy.ts) and the crash-surviving server (startRedisWithAof):
  * each fault is shown by its cause and the order of what follows, never by how long anything took.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { connect, type Socket } from "node:net";
 import { Redis, type RedisOptions } from "ioredis";
 import { client, redisUrl, startRedisWithAof, uniquePrefix, waitFor } from "./harness.ts";
 import { CommandParser, startProxy, type FaultProxy } from "./proxy.ts";
+
+// worker processes start slowly on a loaded machine: a test waits on causes, bounded by its own waits
+setDefaultTimeout(60_000);
 
 const opened: { proxies: FaultProxy[]; clients: Redis[]; sockets: Socket[] } = { proxies: [], clients: [], sockets: [] };
 

@@ -1,6 +1,9 @@
-import { expect, test } from "bun:test";
+import { expect, setDefaultTimeout, test } from "bun:test";
 import { delay, Queue, Worker } from "../mod.ts";
 import { startRedis, waitFor } from "./harness.ts";
+
+// worker processes start slowly on a loaded machine: a test waits on causes, bounded by its own waits
+setDefaultTimeout(60_000);
 
 test("a worker whose Redis went away still stops: the third request gives up on the outcomes it cannot write", async () => {
   const server = await startRedis();

@@ -3,12 +3,15 @@
  * per-job timeouts override the worker default, durations parse from strings, and an end condition
  * aborts running jobs of its task with reason `end-condition`.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { between, ValidationError } from "../mod.ts";
 import type { JobContext } from "../src/context.ts";
 import { Worker } from "../src/worker.ts";
 import { waitFor } from "./harness.ts";
 import { inProcess, nextEvent, setup, sleep } from "./procs.ts";
+
+// worker processes start slowly on a loaded machine: a test waits on causes, bounded by its own waits
+setDefaultTimeout(60_000);
 
 interface Aborted {
   job: string;
