@@ -17,6 +17,7 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { cors } from "hono/cors";
 import { getCookie, setCookie } from "hono/cookie";
 import { ValidationError } from "../src/errors.ts";
 import { apiRoutes, HttpError } from "./api.ts";
@@ -100,6 +101,16 @@ export function createAdminApp(options: AdminOptions): AdminApp {
       c.header("Cache-Control", "no-store");
     }
   });
+
+  // CORS for the configured origins' pages: the JSON API, with its preflights answered before auth
+  if (ctx.corsOrigins.length > 0) {
+    app.use("/api/*", cors({
+      origin: ctx.corsOrigins,
+      allowMethods: ["GET", "POST", "DELETE"],
+      allowHeaders: ["Authorization", "Content-Type"],
+      maxAge: 600,
+    }));
+  }
 
   // without auth, answer only requests addressed to loopback (a DNS-rebinding page names its own host)
   if (!ctx.auth.required) {

@@ -37,6 +37,11 @@ export interface AdminOptions {
   sessionMs?: number;
   /** Event streams (SSE) open at once, at most; each holds one Redis connection. @default 100 */
   maxEventStreams?: number;
+  /**
+   * Origins whose pages may call the JSON API from a browser (CORS), e.g. a page that enqueues with
+   * `HttpProducer` and a bearer token: `["https://app.example.com"]`. @default none (same origin only)
+   */
+  corsOrigins?: string[];
 }
 
 
@@ -46,6 +51,7 @@ export class AdminContext {
   readonly auth: Authenticator;
   readonly send: Send;
   readonly maxEventStreams: number;
+  readonly corsOrigins: string[];
   readonly #fixed: string[] | undefined;
   readonly #client: IORedis | undefined;
   readonly #owned: IORedis | undefined;
@@ -69,6 +75,11 @@ export class AdminContext {
       this.#fixed = [...new Set(options.queues.map((q, i) => checkQueueName(q, `queues.${i}`)))];
     }
     this.maxEventStreams = options.maxEventStreams ?? 100;
+    const origins = options.corsOrigins ?? [];
+    if (!Array.isArray(origins) || origins.some((o) => typeof o !== "string" || !/^https?:\/\/[^/\s]+$/.test(o))) {
+      throw new TypeError(`Invalid admin option 'corsOrigins': must be an array of origins like "https://app.example.com" (scheme and host, no path): current value is ${JSON.stringify(options.corsOrigins)}`);
+    }
+    this.corsOrigins = origins;
     const redis = options.redis ?? "redis://127.0.0.1:6379";
     if (typeof redis === "string") {
       this.#url = redis;

@@ -27,7 +27,9 @@ export class CliError extends Error {
 
 /** Flags every command takes. */
 export const COMMON_FLAGS = {
-  "redis-url": { type: "string", placeholder: "URL", description: `Redis to use (default: $REDIS_URL, else ${DEFAULT_REDIS_URL})` },
+  "redis-url": { type: "string", placeholder: "URL", description: `Redis to use (default: $REDIS_URL, else ${DEFAULT_REDIS_URL}); rediss:// for TLS` },
+  "redis-password": { type: "string", placeholder: "PASSWORD", description: "Redis password (default: $REDIS_PASSWORD, else the URL's)" },
+  "redis-db": { type: "int", min: 0, placeholder: "N", description: "Redis database number (default: the URL's, else 0)" },
   prefix: { type: "string", placeholder: "PREFIX", description: 'Key prefix of the queues (default "sluice")' },
   json: { type: "boolean", description: "Machine-readable output: one JSON document (JSON lines for worker logs)" },
   help: { type: "boolean", short: "h", description: "Show this help" },

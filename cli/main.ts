@@ -96,11 +96,20 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       throw new UsageError(`unexpected argument ${JSON.stringify(positionals[p.names.length])}`);
     }
     const envUrl = io.env("REDIS_URL");
-    const redisUrl = flags["redis-url"] !== undefined
+    let redisUrl = flags["redis-url"] !== undefined
       ? checkRedisUrl(flags["redis-url"] as string, "--redis-url")
       : envUrl
       ? checkRedisUrl(envUrl, "REDIS_URL")
       : DEFAULT_REDIS_URL;
+    // --redis-password (or REDIS_PASSWORD) and --redis-db go into the URL every command connects with
+    const password = (flags["redis-password"] as string | undefined) ?? io.env("REDIS_PASSWORD");
+    const db = flags["redis-db"] as number | undefined;
+    if (password !== undefined || db !== undefined) {
+      const u = new URL(redisUrl);
+      if (password !== undefined) u.password = encodeURIComponent(password);
+      if (db !== undefined) u.pathname = `/${db}`;
+      redisUrl = u.toString();
+    }
     return await cmd.run({ flags, positionals, io, json: !!flags.json, redisUrl, prefix: flags.prefix as string | undefined });
   } catch (e) {
     if (UsageError.is(e)) return fail(io, json, cmd, "usage", e.message, EXIT.usage);

@@ -10,8 +10,9 @@ import { join } from "node:path";
 import { parseArgs, UsageError } from "../cli/args.ts";
 import type { Io } from "../cli/io.ts";
 import { main } from "../cli/main.ts";
+import { Redis } from "ioredis";
 import { Queue } from "../mod.ts";
-import { redisUrl, ROOT, type Runtime, runtimeCommand, RUNTIMES, type Spawned, spawnTs, uniquePrefix, waitFor } from "./harness.ts";
+import { freePort, redisUrl, ROOT, type Runtime, runtimeCommand, RUNTIMES, type Spawned, spawnTs, uniquePrefix, waitFor } from "./harness.ts";
 import { gateFile } from "./procs.ts";
 
 // worker processes start slowly on a loaded machine: a test waits on causes, bounded by its own waits
@@ -317,6 +318,37 @@ describe("sluice output and launcher", () => {
     expect(await exited).toBe(0);
     expect(out.length).toBeGreaterThan(blob.length);
     expect(JSON.parse(out).data.blob).toBe(blob);
+  }, 60_000);
+
+  test("--redis-db picks the database and --redis-password is sent as the password", async () => {
+    const prefix = uniquePrefix("cli");
+    const r = await cli(["enqueue", "q", "echo", "7", "--json", "--prefix", prefix, "--redis-db", "3"]);
+    expect(r.code).toBe(0);
+    const { id } = JSON.parse(r.stdout);
+    const db3 = new Redis(redisUrl() + "/3");
+    try {
+      expect(await db3.exists(`${prefix}:{q}:job:${id}`)).toBe(1);
+      expect(await queue("q", prefix).getJob(id)).toBeNull(); // not in database 0
+      await db3.flushdb();
+    } finally {
+      db3.disconnect();
+    }
+    // a Redis with a password: the command connects with the flag's (or REDIS_PASSWORD's)
+    const port = await freePort();
+    const server = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--requirepass", "s3cret pw"], { stdio: "ignore" });
+    try {
+      const url = `redis://127.0.0.1:${port}`;
+      const probe = new Redis(url, { password: "s3cret pw", lazyConnect: true, retryStrategy: () => 50 });
+      probe.on("error", () => {});
+      await waitFor(async () => (await probe.ping().catch(() => "")) === "PONG", "the password-protected Redis to start");
+      probe.disconnect();
+      const ok = await cli(["enqueue", "q", "echo", "1", "--json", "--prefix", prefix, "--redis-password", "s3cret pw"], "bun", { REDIS_URL: url });
+      expect([ok.code, ok.stderr]).toEqual([0, ""]);
+      const fromEnv = await cli(["stats", "--json", "--prefix", prefix], "bun", { REDIS_URL: url, REDIS_PASSWORD: "s3cret pw" });
+      expect(JSON.parse(fromEnv.stdout)).toMatchObject({ q: { waiting: 1 } });
+    } finally {
+      server.kill("SIGKILL");
+    }
   }, 60_000);
 
   test("package.json's bin launcher runs the CLI under Node from any directory", async () => {

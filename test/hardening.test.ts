@@ -145,6 +145,29 @@ describe("the admin app", () => {
     }
   });
 
+  test("the API answers CORS preflights for configured origins only, so a page there can enqueue with a bearer token", async () => {
+    const s = scope();
+    const app = createAdminApp({ redis: s.url, prefix: s.prefix, queues: ["q"], auth: { token: TOKEN }, corsOrigins: ["https://app.example.com"] });
+    try {
+      const preflight = (origin: string) => app.request("/api/queues/q/jobs", {
+        method: "OPTIONS",
+        headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "authorization, content-type" },
+      });
+      const ok = await preflight("https://app.example.com");
+      expect(ok.status).toBeLessThan(300);
+      expect(ok.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
+      expect(ok.headers.get("access-control-allow-headers")?.toLowerCase()).toContain("authorization");
+      const other = await preflight("https://evil.example");
+      expect(other.headers.get("access-control-allow-origin")).toBeNull();
+      const post = await app.request("/api/queues/q/jobs", { method: "POST", headers: { ...BEARER, origin: "https://app.example.com" }, body: JSON.stringify({ task: "t" }) });
+      expect(post.status).toBe(201);
+      expect(post.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
+      expect(() => createAdminApp({ redis: s.url, auth: { token: TOKEN }, corsOrigins: ["app.example.com/path"] })).toThrow("corsOrigins");
+    } finally {
+      await app.close();
+    }
+  });
+
   test("loopback hosts are parsed strictly", () => {
     for (const h of ["localhost", "localhost:8080", "127.0.0.1:1", "[::1]", "[::1]:80"]) expect([h, hostIsLoopback(h)]).toEqual([h, true]);
     for (const h of ["[::1].evil.com", "[::1]x", "localhost.evil.com", "127.0.0.1.evil.com", "evil.com#localhost", "", "a b"]) expect([h, hostIsLoopback(h)]).toEqual([h, false]);
