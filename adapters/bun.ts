@@ -12,6 +12,19 @@ import { hostname } from "node:os";
 import { type RuntimeHooks, type WorkerFunctions, workerFunctions } from "../src/runtime.ts";
 import { type AdminServer, checkServeOptions, type ServableApp, type ServeAdminOptions, serverUrl } from "../admin/serve.ts";
 
+/** The few members of Bun's global this adapter uses (no dependency on Bun's type package). */
+interface BunRuntime {
+  version: string;
+  serve(options: {
+    port: number;
+    hostname: string;
+    fetch(req: Request): Response | Promise<Response>;
+    error(e: unknown): Response;
+    idleTimeout: number;
+  }): { port?: number; stop(closeActive?: boolean): Promise<void> | void };
+}
+const Bun = (globalThis as unknown as { Bun: BunRuntime }).Bun;
+
 export const hooks: RuntimeHooks = {
   runtime: "bun",
   host: hostname(),
@@ -32,9 +45,14 @@ export function exit(code: number): never {
 }
 
 /** `createWorker(options)` and `runWorker(options, run?)`: see `WorkerFunctions`. */
-export const { createWorker, runWorker }: WorkerFunctions = workerFunctions(hooks, `bun ${Bun.version}`, (code) => {
+const functions: WorkerFunctions = workerFunctions(hooks, `bun ${Bun.version}`, (code) => {
   process.exitCode = code;
 });
+
+/** A Worker that knows its host, pid and runtime: see `WorkerFunctions`. */
+export const createWorker: WorkerFunctions["createWorker"] = functions.createWorker;
+/** Runs a worker until it stops, signals handled, exit code set: see `WorkerFunctions`. */
+export const runWorker: WorkerFunctions["runWorker"] = functions.runWorker;
 
 /**
  * Serves the admin app (`createAdminApp` from `sluice/admin`) with `Bun.serve`. Binds 127.0.0.1
@@ -53,7 +71,7 @@ export async function serveAdmin(app: ServableApp, options: ServeAdminOptions = 
     hostname,
     // a request without a usable Host header (HTTP/1.0, `Host: a b`) gets no URL from Bun: a 400,
     // as Node and Deno answer, instead of an error in the app
-    fetch: (req) => {
+    fetch: (req: Request) => {
       try {
         new URL(req.url);
       } catch {

@@ -32,9 +32,14 @@ export function exit(code: number): never {
 }
 
 /** `createWorker(options)` and `runWorker(options, run?)`: see `WorkerFunctions`. */
-export const { createWorker, runWorker }: WorkerFunctions = workerFunctions(hooks, "node", (code) => {
+const functions: WorkerFunctions = workerFunctions(hooks, "node", (code) => {
   process.exitCode = code;
 });
+
+/** A Worker that knows its host, pid and runtime: see `WorkerFunctions`. */
+export const createWorker: WorkerFunctions["createWorker"] = functions.createWorker;
+/** Runs a worker until it stops, signals handled, exit code set: see `WorkerFunctions`. */
+export const runWorker: WorkerFunctions["runWorker"] = functions.runWorker;
 
 /**
  * Serves the admin app (`createAdminApp` from `sluice/admin`) through `@hono/node-server`. Binds

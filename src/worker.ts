@@ -40,7 +40,7 @@ export type { Handler, LogEntry, RetentionPolicy, TaskDefinition, Tasks, WorkerO
  */
 export class Worker extends EventTarget {
   readonly id: string;
-  readonly shutdown = new ShutdownController();
+  readonly shutdown: ShutdownController = new ShutdownController();
   readonly concurrency: number;
   readonly options: Readonly<WorkerOptions>;
   readonly #core: WorkerCore;

@@ -153,7 +153,7 @@ export class Lifecycle {
   /** The run() signals feed the shutdown controller; their listeners are removed at stop. */
   #listenForStop(options: RunOptions): void {
     const sd = this.#core.shutdown;
-    const onPhase = (e: Event) => this.#onPhase((e as CustomEvent).detail);
+    const onPhase = (e: unknown) => this.#onPhase((e as CustomEvent).detail);
     sd.addEventListener("phase", onPhase);
     this.#cleanups.push(() => sd.removeEventListener("phase", onPhase));
     sd.abandon.addEventListener("abort", () => {
