@@ -35,23 +35,8 @@ export interface RedisServer {
  * persistence; resolves once it answers PING.
  */
 export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), "sluice-redis-"));
-  const proc = spawnServer(port, dir, extraArgs);
-  const url = `redis://127.0.0.1:${port}`;
-  await untilPing(url, proc).catch(async (e) => {
-    await killServer(proc);
-    rmSync(dir, { recursive: true, force: true });
-    throw e;
-  });
-  return {
-    url,
-    port,
-    async stop() {
-      await killServer(proc);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  const { url, port, stop } = await launchServer("sluice-redis-", extraArgs);
+  return { url, port, stop };
 }
 
 /** The Redis every test uses: set by test/setup.ts. */
@@ -186,9 +171,13 @@ export interface PersistentRedisServer extends RedisServer {
  * acknowledged write is on disk and a SIGKILL loses nothing; `restart()` crashes and restarts it.
  */
 export async function startRedisWithAof(extraArgs: string[] = []): Promise<PersistentRedisServer> {
+  return await launchServer("sluice-redis-aof-", ["--appendonly", "yes", "--appendfsync", "always", ...extraArgs]);
+}
+
+/** Starts the server in a fresh directory on a free port; `restart()` SIGKILLs it and starts it again there. */
+async function launchServer(dirPrefix: string, args: string[]): Promise<PersistentRedisServer> {
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), "sluice-redis-aof-"));
-  const args = ["--appendonly", "yes", "--appendfsync", "always", ...extraArgs];
+  const dir = mkdtempSync(join(tmpdir(), dirPrefix));
   let proc = spawnServer(port, dir, args);
   const url = `redis://127.0.0.1:${port}`;
   await untilPing(url, proc).catch(async (e) => {

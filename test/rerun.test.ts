@@ -7,7 +7,7 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { Queue } from "../src/queue.ts";
 import { GROUP, queueKeys } from "../src/keys.ts";
-import { ACTIVATE, CANCEL, CHECK, ENQUEUE, FINISH_AND_FETCH, PROGRESS, RECONCILE, RECOVER, RETRY, SWEEP } from "../src/lua.ts";
+import { ACTIVATE, CANCEL, CHECK, ENQUEUE, FINISH_AND_FETCH, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, RETRY, SWEEP, TRIM } from "../src/lua.ts";
 import { packJob } from "../src/job.ts";
 import { Script, type Send } from "../src/redis.ts";
 import { client, redisUrl, uniquePrefix } from "./harness.ts";
@@ -24,6 +24,9 @@ const scripts = {
   progress: new Script(PROGRESS),
   cancel: new Script(CANCEL),
   retry: new Script(RETRY),
+  promote: new Script(PROMOTE),
+  trim: new Script(TRIM),
+  release: new Script(RELEASE_CONSUMER),
 };
 
 function setup() {
@@ -42,6 +45,18 @@ function setup() {
     await queue.close();
   };
   return { redis, send, k, queue, twice, finishKeys, finishArgv, close };
+}
+
+/** Runs SWEEP over every SCAN step; returns the ids it re-queued. */
+async function sweepAll(send: Send, k: ReturnType<typeof queueKeys>, deleted: string[]): Promise<string[]> {
+  let cursor = "0";
+  const found: string[] = [];
+  do {
+    const [next, ids] = (await new Script(SWEEP).run(send, [k.stream, k.events], [k.base, cursor, 10, Date.now(), 100, ...deleted])) as [string, string[]];
+    found.push(...ids);
+    cursor = String(next);
+  } while (cursor !== "0");
+  return found;
 }
 
 const rowId = (row: string) => row.split("\0")[0];
@@ -206,6 +221,41 @@ describe("a script run twice (a re-sent command)", () => {
   });
 });
 
+describe("the maintenance scripts run twice", () => {
+  test("RECONCILE, CHECK, PROGRESS, PROMOTE, TRIM and RELEASE_CONSUMER: the repeat answers the same or finds nothing left, and changes nothing more", async () => {
+    const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
+    const jobs = await queue.enqueueMany([{ task: "t", data: 1 }, { task: "t", data: 2 }]);
+    const rows = ((await scripts.finish.run(send, finishKeys, finishArgv("w1", 2, "a:"))) as string[]).slice(1);
+    expect(rows).toHaveLength(2);
+    const [held, stranded] = rows as [string, string];
+    // RECONCILE: hands back the job it does not hold, once
+    const [r1, r2] = (await twice(scripts.reconcile, [k.stream, k.events], [k.base, GROUP, "w1", Date.now(), 100, `${rowId(held)} ${rowToken(held)}`])) as [string[], string[]];
+    expect([r1, r2]).toEqual([[rowId(stranded)], []]);
+    expect(await redis.xlen(k.stream)).toBe(2);
+    expect(await redis.hget(k.job(rowId(stranded)!), "attempt")).toBe("0");
+    // CHECK: the same answer both times
+    const checkArgv = [k.base, GROUP, "w1", 1, Date.now(), rowId(held)!, rowToken(held)!];
+    expect(await twice(scripts.check, [k.stream], checkArgv)).toEqual([[0], [0]]);
+    // PROGRESS: the same write twice
+    expect(await twice(scripts.progress, [k.job(rowId(held)!)], ["w1", rowToken(held)!, "50"])).toEqual([1, 1]);
+    expect(await redis.hget(k.job(rowId(held)!), "progress")).toBe("50");
+    // PROMOTE: a due delayed job moves once
+    const later = await queue.enqueue("t", 3, { runAt: Date.now() + 60_000 });
+    const [p1, p2] = (await twice(scripts.promote, [k.stream, k.delayed, k.events], [k.base, Date.now() + 120_000, 100, 100])) as [[number, string], [number, string]];
+    expect([p1[0], p2[0]]).toEqual([1, 0]);
+    expect(await redis.hget(k.job(later.id), "state")).toBe("waiting");
+    expect(await redis.xlen(k.stream)).toBe(3);
+    // TRIM: keeps the newest N, whatever the number of runs
+    for (let i = 0; i < 3; i++) await redis.zadd(k.completed, String(i), `done-${i}`);
+    await twice(scripts.trim, [k.completed, k.failed, k.aborted, k.cancelled], [k.base, Date.now(), 1, -1, -1, -1, -1, -1]);
+    expect(await redis.zrange(k.completed, "0", "-1")).toEqual(["done-2"]);
+    // RELEASE_CONSUMER: the held job is still pending under w1, so w1 is kept; the repeat says the same
+    expect(await twice(scripts.release, [k.stream], [k.base, GROUP, "w1"])).toEqual([1, 1]);
+    expect(jobs).toHaveLength(2);
+    await close();
+  });
+});
+
 describe("recovery edge cases", () => {
   test("an attempt whose job recovery failed (stalled too often) is fenced out, not reported as applied", async () => {
     const { redis, k, queue, send, finishKeys, finishArgv, close } = setup();
@@ -238,14 +288,7 @@ describe("recovery edge cases", () => {
       ])) as string[]).slice(1);
       const sid = row!.split("\0")[1]!;
       await redis.xdel(k.stream, sid);
-      let cursor = "0";
-      const found: string[] = [];
-      do {
-        const [next, ids] = (await new Script(SWEEP).run(send, [k.stream, k.events], [k.base, cursor, 10, Date.now(), 100, sid])) as [string, string[]];
-        found.push(...ids);
-        cursor = String(next);
-      } while (cursor !== "0");
-      expect([name, found]).toEqual([name, [job.id]]);
+      expect([name, await sweepAll(send, k, [sid])]).toEqual([name, [job.id]]);
       await q.close();
     }
     redis.disconnect();
@@ -297,14 +340,9 @@ describe("recovery respects live owners", () => {
     // the job of the deleted entry is still `active` under a dead owner: the sweep finds it
     const orphan = rowId(rows[0]!)!;
     expect(await redis.hget(k.job(orphan), "state")).toBe("active");
-    let cursor = "0";
-    const found: string[] = [];
-    do {
-      const [next, ids] = (await new Script(SWEEP).run(send, [k.stream, k.events], [k.base, cursor, 10, Date.now(), 100, sid])) as [string, string[]];
-      found.push(...ids);
-      cursor = String(next);
-    } while (cursor !== "0");
-    expect(found).toEqual([orphan]);
+    expect(await sweepAll(send, k, [sid])).toEqual([orphan]);
+    // run again: the job has a new entry now, nothing more is found
+    expect(await sweepAll(send, k, [sid])).toEqual([]);
     expect(await redis.hget(k.job(orphan), "state")).toBe("waiting");
     expect(await queue.counts()).toMatchObject({ waiting: 2, active: 0 });
     await close();
