@@ -193,59 +193,113 @@ test("a TypeScript tasks module under the Node CLI: through the app's tsx, or a 
   }
 });
 
-test("the edge: sluice/core's Queue with a fetch command sender and the fetch-only producer bundle for the browser platform without ioredis or Node built-ins, and the core bundle enqueues over HTTP", async () => {
+test("the edge, in real workerd without nodejs_compat: a Worker bundling sluice/http enqueues through the admin app, a Worker bundling sluice/core enqueues over an Upstash-style REST front, and a worker process of the app completes both", async () => {
   const dir = apps.module;
   const { build } = await import("esbuild");
+  const { Miniflare } = await import("miniflare");
   writeFileSync(join(dir, "edge-core.js"), `import { Queue } from "sluice/core";
-export async function enqueue(restUrl, prefix) {
-  const send = async (command, args) => {
-    const res = await fetch(restUrl, { method: "POST", body: JSON.stringify([command, ...args]) });
-    const body = await res.json();
-    if (body.error) throw new Error(body.error);
-    return body.result;
-  };
-  const queue = new Queue("edge", { redis: send, prefix });
-  return await queue.enqueue("double", { n: 21 });
-}
+export default {
+  async fetch(request, env) {
+    // the README's Upstash pattern: one command per POST, {"result"} or {"error"} back
+    const send = async (command, args) => {
+      const res = await fetch(env.REST_URL, { method: "POST", headers: { authorization: "Bearer " + env.REST_TOKEN }, body: JSON.stringify([command, ...args]) });
+      const body = await res.json();
+      if (body.error) throw new Error(body.error);
+      return body.result;
+    };
+    const queue = new Queue("edge", { redis: send, prefix: env.PREFIX });
+    return Response.json(await queue.enqueue("double", { n: 21 }));
+  },
+};
 `);
   writeFileSync(join(dir, "edge-http.js"), `import { HttpProducer } from "sluice/http";
-export const make = (baseUrl) => new HttpProducer({ baseUrl, token: "t" });
+export default {
+  async fetch(request, env) {
+    const sluice = new HttpProducer({ baseUrl: env.ADMIN_URL, token: env.ADMIN_TOKEN });
+    return Response.json(await sluice.enqueue("edge", "double", { n: 4 }));
+  },
+};
 `);
-  const sizes: Record<string, number> = {};
+  const bundles: Record<string, string> = {};
   for (const name of ["edge-core", "edge-http"]) {
-    const out = await build({ entryPoints: [join(dir, `${name}.js`)], bundle: true, format: "esm", platform: "browser", minify: true, write: false, absWorkingDir: dir, logLevel: "silent" });
+    // what wrangler does: esbuild with the worker conditions, no Node polyfills
+    const out = await build({ entryPoints: [join(dir, `${name}.js`)], bundle: true, format: "esm", platform: "browser", conditions: ["workerd", "worker", "browser"], minify: true, write: false, absWorkingDir: dir, logLevel: "silent" });
     const code = out.outputFiles[0]!.text;
-    writeFileSync(join(dir, `${name}.bundle.mjs`), code);
-    sizes[name] = code.length;
+    bundles[name] = code;
     // nothing of ioredis (its options) and no Node built-in: the browser platform would have refused those
     expect([name, /autoResendUnfulfilledCommands|from"node:|require\("node:/.test(code)]).toEqual([name, false]);
   }
-  console.log(`[package] edge bundles (minified): core Queue ${(sizes["edge-core"]! / 1024).toFixed(1)} KiB, sluice/http ${(sizes["edge-http"]! / 1024).toFixed(1)} KiB`);
-  // the core bundle, run as it is, enqueues through an HTTP front speaking the Upstash REST protocol
+  console.log(`[package] workerd bundles (minified): core Queue ${(bundles["edge-core"]!.length / 1024).toFixed(1)} KiB, sluice/http ${(bundles["edge-http"]!.length / 1024).toFixed(1)} KiB`);
+
+  const prefix = uniquePrefix("edge");
+  const REST_TOKEN = "rest-token-0123456789";
+  const ADMIN_TOKEN = "admin-token-0123456789";
+  // an HTTP front speaking the Upstash REST protocol over the test Redis
   const redis = new (await import("ioredis")).Redis(redisUrl());
   const front = Bun.serve({
     port: 0,
     hostname: "127.0.0.1",
     async fetch(req) {
+      if (req.headers.get("authorization") !== `Bearer ${REST_TOKEN}`) return Response.json({ error: "Unauthorized" }, { status: 401 });
       const [command, ...args] = (await req.json()) as string[];
       try {
         return Response.json({ result: await redis.call(command!, ...args) });
       } catch (e) {
-        return Response.json({ error: (e as Error).message });
+        return Response.json({ error: (e as Error).message }, { status: 400 });
       }
     },
   });
-  const prefix = uniquePrefix("edge");
+  const { createAdminApp } = await import("../admin/app.tsx");
+  const admin = createAdminApp({ redis: redisUrl(), prefix, queues: ["edge"], auth: { token: ADMIN_TOKEN } });
+  const adminServer = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: admin.fetch });
+  const workers: InstanceType<typeof Miniflare>[] = [];
+  const q = new Queue("edge", { redis: redisUrl(), prefix });
   try {
-    const { enqueue } = await import(join(dir, "edge-core.bundle.mjs"));
-    const job = await enqueue(`http://127.0.0.1:${front.port}`, prefix);
-    const q = new Queue("edge", { redis: redisUrl(), prefix });
-    expect((await q.getJob(job.id))?.state).toBe("waiting");
-    await q.close();
+    const enqueued: { id: string; state: string }[] = [];
+    for (const name of ["edge-core", "edge-http"]) {
+      // no compatibilityFlags: no nodejs_compat
+      const mf = new Miniflare({
+        // the bundle as one module, as wrangler hands it over (a Worker given a URL would import
+        // ioredis at run time; this one is given a command sender and never does)
+        modules: [{ type: "ESModule", path: `${name}.mjs`, contents: bundles[name]! }],
+        compatibilityDate: "2025-06-01",
+        bindings: { REST_URL: `http://127.0.0.1:${front.port}`, REST_TOKEN, PREFIX: prefix, ADMIN_URL: `http://127.0.0.1:${adminServer.port}`, ADMIN_TOKEN },
+      });
+      workers.push(mf);
+      const res = await mf.dispatchFetch("http://edge.example/enqueue");
+      const text = await res.text();
+      expect([name, res.status, text]).toEqual([name, 200, expect.stringContaining('"state":"waiting"')]);
+      enqueued.push(JSON.parse(text));
+    }
+    // a worker process of the app (the installed CLI, plain Node) completes both jobs
+    writeFileSync(join(dir, "edge-tasks.mjs"), `export const tasks = { double: (d) => d.n * 2 };\n`);
+    const worker = await run("npx", ["--no-install", "sluice", "worker", "--tasks", "./edge-tasks.mjs", "--queues", "edge", "--prefix", prefix, "--no-wait"], dir, { REDIS_URL: redisUrl() });
+    expect([worker.code, worker.err]).toEqual([0, ""]);
+    const results = await Promise.all(enqueued.map(async (j) => {
+      const job = await q.getJob(j.id);
+      return [job?.state, job?.result];
+    }));
+    expect(results).toEqual([["completed", 42], ["completed", 8]]);
   } finally {
+    for (const mf of workers) await mf.dispose();
+    await q.close();
+    await admin.close();
+    adminServer.stop(true);
     front.stop(true);
     redis.disconnect();
   }
+});
+
+test("publint and @arethetypeswrong/cli pass on the tarball (attw's esm-only profile: the package is ESM, which require() loads on Node >= 20.19)", async () => {
+  const lint = await run(join(BIN, "publint"), [tarball, "--strict"], work);
+  expect([lint.code, lint.out + lint.err]).toEqual([0, expect.stringContaining("All good!")]);
+  const types = await run(join(BIN, "attw"), [tarball, "--profile", "esm-only", "--format", "json"], work);
+  expect(types.code).toBe(0);
+  // the only findings are those of the resolutions the profile leaves out: node10 (no `exports`)
+  // and node16-cjs (attw does not model require() of ESM)
+  const report = JSON.parse(types.out) as { problems: Record<string, { resolutionKind?: string }[]> };
+  const kept = Object.values(report.problems).flat().filter((p) => !["node10", "node16-cjs"].includes(p.resolutionKind ?? ""));
+  expect(kept).toEqual([]);
 });
 
 test("the tarball lists every entry in exports with types and default", () => {
