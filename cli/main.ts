@@ -4,6 +4,8 @@
  * The entry point (cli/sluice.ts) exits with the code; tests call `main` with their own `Io`.
  */
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import type { RedisOptions } from "ioredis";
 import { ValidationError } from "../src/errors.ts";
 import { EXIT } from "../src/runtime.ts";
 import { formatFlags, parseArgs, UsageError } from "./args.ts";
@@ -13,7 +15,7 @@ import { enqueue } from "./commands/enqueue.ts";
 import { job } from "./commands/job.ts";
 import { stats } from "./commands/stats.ts";
 import { worker } from "./commands/worker.ts";
-import { checkRedisUrl, CliError, type Command, DEFAULT_REDIS_URL } from "./common.ts";
+import { checkRedisUrl, CliError, type Command, DEFAULT_REDIS_URL, redact } from "./common.ts";
 import type { Io } from "./io.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -110,7 +112,22 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       if (db !== undefined) u.pathname = `/${db}`;
       redisUrl = u.toString();
     }
-    return await cmd.run({ flags, positionals, io, json: !!flags.json, redisUrl, prefix: flags.prefix as string | undefined });
+    // --redis-tls-ca (or REDIS_TLS_CA): a CA for rediss:// that the URL cannot carry
+    const redisOptions: RedisOptions = {};
+    const caFile = (flags["redis-tls-ca"] as string | undefined) ?? (io.env("REDIS_TLS_CA") || undefined);
+    if (caFile !== undefined) {
+      const from = flags["redis-tls-ca"] !== undefined ? "--redis-tls-ca" : "REDIS_TLS_CA";
+      if (new URL(redisUrl).protocol !== "rediss:") throw new UsageError(`${from} needs a rediss:// URL: got ${JSON.stringify(redact(redisUrl))}`);
+      let ca: string;
+      try {
+        ca = readFileSync(resolve(io.cwd(), caFile), "utf8");
+      } catch (e) {
+        throw new UsageError(`${from} ${JSON.stringify(caFile)} cannot be read: ${(e as Error).message}`);
+      }
+      if (!ca.includes("-----BEGIN CERTIFICATE-----")) throw new UsageError(`${from} ${JSON.stringify(caFile)} holds no PEM certificate`);
+      redisOptions.tls = { ca };
+    }
+    return await cmd.run({ flags, positionals, io, json: !!flags.json, redisUrl, redisOptions, prefix: flags.prefix as string | undefined });
   } catch (e) {
     if (UsageError.is(e)) return fail(io, json, cmd, "usage", e.message, EXIT.usage);
     if (ValidationError.is(e)) return fail(io, json, cmd, "usage", e.message, EXIT.usage, { issues: e.issues });

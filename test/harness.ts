@@ -2,12 +2,12 @@
  * Test harness: a throwaway `redis-server` on a free port (or the server at REDIS_URL), helpers to
  * wait for conditions, and to spawn worker processes under Bun, Deno and Node.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
 
 export const ROOT = resolve(import.meta.dir, "..");
 export const BIN = join(ROOT, "node_modules", ".bin");
@@ -215,7 +215,7 @@ function spawnServer(port: number, dir: string, extraArgs: string[]): ChildProce
 }
 
 /** Resolves once the server at `url` answers PING (not while it is still loading its data). */
-async function untilPing(url: string, proc: ChildProcess): Promise<void> {
+async function untilPing(url: string, proc: ChildProcess, options: RedisOptions = {}): Promise<void> {
   const until = Date.now() + 10_000;
   while (true) {
     const spawnError = spawnErrors.get(proc);
@@ -223,7 +223,7 @@ async function untilPing(url: string, proc: ChildProcess): Promise<void> {
     if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`${serverBinary()} exited (${proc.exitCode ?? proc.signalCode}) before answering on ${url}`);
     // one connection per attempt, without retries or an offline queue, so a refused connection
     // fails the attempt instead of waiting for a server that may never come
-    const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => null, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+    const probe = new Redis(url, { ...options, lazyConnect: true, retryStrategy: () => null, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
     probe.on("error", () => {});
     try {
       await probe.connect();
@@ -244,4 +244,49 @@ async function killServer(proc: ChildProcess): Promise<void> {
   const exited = new Promise((r) => proc.once("exit", r));
   proc.kill("SIGKILL");
   await exited;
+}
+
+/** A server that speaks TLS only: see startTlsRedis. */
+export interface TlsRedisServer extends RedisServer {
+  /** PEM of the private CA that signed the server's certificate. */
+  ca: string;
+  /** The CA's file. */
+  caFile: string;
+}
+
+/**
+ * Starts a server on a free port that accepts TLS only (`--port 0 --tls-port P`), with a
+ * certificate for 127.0.0.1 and localhost signed by a fresh private CA (made by `openssl`).
+ * `url` is its rediss:// URL.
+ */
+export async function startTlsRedis(): Promise<TlsRedisServer> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "sluice-redis-tls-"));
+  const sh = (args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
+  sh(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=sluice test CA"]);
+  sh(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
+  writeFileSync(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+  sh(["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf"]);
+  const ca = readFileSync(join(dir, "ca.crt"), "utf8");
+  const proc = spawn(serverBinary(), [
+    "--port", "0", "--tls-port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir,
+    "--tls-cert-file", "server.crt", "--tls-key-file", "server.key", "--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no",
+  ], { cwd: dir, stdio: "ignore" });
+  proc.on("error", (e) => spawnErrors.set(proc, e));
+  const url = `rediss://127.0.0.1:${port}`;
+  await untilPing(url, proc, { tls: { ca } }).catch(async (e) => {
+    await killServer(proc);
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  });
+  return {
+    url,
+    port,
+    ca,
+    caFile: join(dir, "ca.crt"),
+    async stop() {
+      await killServer(proc);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

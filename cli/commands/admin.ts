@@ -7,7 +7,7 @@ import { type AdminAuth, createAdminApp, isLoopback } from "../../admin/app.tsx"
 import { adapter } from "../../adapters/auto.ts";
 import { EXIT } from "../../src/runtime.ts";
 import { UsageError } from "../args.ts";
-import { checkQueue, CliError, COMMON_FLAGS, type Command, openRedis, redact } from "../common.ts";
+import { checkQueue, CliError, COMMON_FLAGS, type Command, openRedis, redact, redisFor } from "../common.ts";
 
 const flags = {
   port: { type: "int", min: 0, description: "TCP port (default 8080; 0 picks a free one)" },
@@ -49,15 +49,17 @@ export const admin: Command<typeof flags> = {
     if (f.port !== undefined && f.port > 65535) throw new UsageError(`--port must be at most 65535: got ${f.port}`);
     for (const q of f.queues ?? []) checkQueue(q, ctx.prefix);
     // fail fast on an unreachable Redis; once serving, requests ride out reconnects
-    await (await openRedis(ctx.redisUrl)).quit();
+    await (await openRedis(ctx)).quit();
 
-    const app = createAdminApp({ redis: ctx.redisUrl, queues: f.queues, prefix: ctx.prefix, auth });
+    const connection = redisFor(ctx);
+    const app = createAdminApp({ redis: connection.redis, queues: f.queues, prefix: ctx.prefix, auth });
     const { serveAdmin, hooks } = await adapter();
     let server;
     try {
       server = await serveAdmin(app, { port: f.port ?? 8080, hostname });
     } catch (e) {
       await app.close();
+      await connection.close();
       throw new CliError(`cannot serve on ${hostname}:${f.port ?? 8080}: ${(e as Error).message}`);
     }
     const authText = auth === "none-on-loopback" ? "no auth, loopback only" : [token ? "bearer token" : "", username ? "basic auth" : ""].filter(Boolean).join(" and ");
@@ -72,6 +74,7 @@ export const admin: Command<typeof flags> = {
     });
     await app.close();
     await server.close();
+    await connection.close();
     if (ctx.json) ctx.io.out(JSON.stringify({ event: "stopped" }));
     else ctx.io.out("sluice admin stopped");
     return EXIT.ok;

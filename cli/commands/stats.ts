@@ -47,7 +47,7 @@ export const stats: Command<typeof flags> = {
   positionals: { names: ["queue"], min: 0, variadic: true },
   async run(ctx) {
     for (const name of ctx.positionals) checkQueue(name, ctx.prefix);
-    const redis = await openRedis(ctx.redisUrl);
+    const redis = await openRedis(ctx);
     try {
       const names = ctx.positionals.length > 0 ? [...new Set(ctx.positionals)] : await discoverQueues(redis, ctx.prefix ?? "sluice");
       const rows: [string, JobCounts][] = [];

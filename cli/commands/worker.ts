@@ -11,7 +11,7 @@ import { adapter, runtimeName } from "../../adapters/auto.ts";
 import { EXIT, exitCode } from "../../src/runtime.ts";
 import type { JobEventDetail, LogEntry, Tasks, WorkerOptions } from "../../src/worker.ts";
 import { UsageError } from "../args.ts";
-import { CliError, COMMON_FLAGS, type Command, openRedis, redact, time } from "../common.ts";
+import { CliError, COMMON_FLAGS, type Command, openRedis, redact, redisFor, time } from "../common.ts";
 import type { Io } from "../io.ts";
 
 const flags = {
@@ -128,6 +128,8 @@ export const worker: Command<typeof flags> = {
     const log = lineLogger(ctx.io, format);
     const tasks = await loadTasks(f.tasks, ctx.io.cwd());
     const options: WorkerOptions = { tasks, redis: ctx.redisUrl, logger: log };
+    const connection = redisFor(ctx);
+    options.redis = connection.redis;
     if (ctx.prefix !== undefined) options.prefix = ctx.prefix;
     if (f.queues !== undefined) options.queues = f.queues;
     if (f.concurrency !== undefined) options.concurrency = f.concurrency;
@@ -138,9 +140,15 @@ export const worker: Command<typeof flags> = {
     if (f["stalled-timeout"] !== undefined) options.stalledTimeout = f["stalled-timeout"];
 
     const { createWorker, runWorker } = await adapter();
-    const w = createWorker(options); // a ValidationError here is a usage error
-    // fail fast on an unreachable Redis; once running, the worker rides out reconnects itself
-    await (await openRedis(ctx.redisUrl)).quit();
+    let w;
+    try {
+      w = createWorker(options); // a ValidationError here is a usage error
+      // fail fast on an unreachable Redis; once running, the worker rides out reconnects itself
+      await (await openRedis(ctx)).quit();
+    } catch (e) {
+      await connection.close();
+      throw e;
+    }
 
     const jobFields = (d: JobEventDetail) => ({ job: d.job.id, queue: d.job.queue, task: d.job.name, attempt: d.job.attempt });
     const reason = (d: JobEventDetail) => (d.abortReason ? ` (abort reason: ${d.abortReason})` : "");
@@ -170,6 +178,8 @@ export const worker: Command<typeof flags> = {
       summary = await runWorker(w, { exitOnAbandon: false });
     } catch (e) {
       throw new CliError(`worker failed (${redact(ctx.redisUrl)}): ${errorText(e)}`, EXIT.error);
+    } finally {
+      await connection.close();
     }
     return exitCode(summary);
   },
