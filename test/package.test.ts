@@ -128,6 +128,17 @@ export const all = [q, w, bunRun, denoRun, nodeRun, createAdminApp, HttpProducer
         const dir = apps[type];
         const help = await run("npx", ["--no-install", "sluice", "--help"], dir);
         expect([help.code, help.out]).toEqual([0, expect.stringContaining("Commands:")]);
+        // the same bin through Bun and Deno, from a directory below the app
+        const sub = join(dir, "src");
+        execFileSync("mkdir", ["-p", sub]);
+        for (const [what, cmd, args] of [
+          ["bun run sluice", join(BIN, "bun"), ["run", "sluice", "--help"]],
+          ["bunx sluice", join(BIN, "bunx"), ["sluice", "--help"]],
+          ["deno run -A npm:sluice", join(BIN, "deno"), ["run", "-A", "npm:sluice", "--help"]],
+        ] as const) {
+          const r = await run(cmd, [...args], sub);
+          expect([what, r.code, r.out, r.err.includes("Download")]).toEqual([what, 0, expect.stringContaining("Commands:"), false]);
+        }
         const prefix = uniquePrefix("pkg");
         // the installed bin itself (npx would stand between the test's signal and the server)
         const admin = spawn(join(dir, "node_modules", ".bin", "sluice"), ["admin", "--port", "0", "--prefix", prefix, "--json"], {
