@@ -20,6 +20,10 @@ export {
   type Handler,
   type Tasks,
   type TaskDefinition,
+  type PooledTaskDefinition,
+  type PoolOptions,
+  type PoolStats,
+  type PoolSpawner,
   type RetentionPolicy,
   type LogEntry,
   type JobEventDetail,
@@ -27,7 +31,7 @@ export {
 export type { JobContext, JobDescriptor } from "./src/context.ts";
 export { ShutdownController, type Phase, type ShutdownRequest, type PhaseChange } from "./src/shutdown.ts";
 export { sendShutdown, type SendShutdownOptions } from "./src/control.ts";
-export { EnqueueManyError, JobAborted, UnknownTaskError, UnrecoverableError, ValidationError, type AbortReason, type ValidationIssue } from "./src/errors.ts";
+export { EnqueueManyError, JobAborted, PoolChildError, UnknownTaskError, UnrecoverableError, ValidationError, type AbortReason, type ValidationIssue } from "./src/errors.ts";
 export { checkName, isValidName } from "./src/names.ts";
 export type { JobInfo, JobState, JobCounts, EnqueuedJob, CancelResult, StoredError } from "./src/job.ts";
 export { listWorkers, type JobSummary, type JobPage, type ListJobsOptions, type DeleteResult, type WorkerInfo } from "./src/inspect.ts";

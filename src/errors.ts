@@ -116,6 +116,18 @@ export class EnqueueManyError extends Error {
  * Whether `e` is an Error named `name`. Never throws: a thrown Proxy whose traps throw, or an
  * object whose `name` getter throws, is simply not one.
  */
+/**
+ * The thread or process that ran a job (`execution: "thread" | "process"`) exited before the job
+ * settled: an uncaught error, out of memory, `process.exit` in the job. The attempt fails with it
+ * and goes through the retry policy; the worker replaces the child and carries on.
+ */
+export class PoolChildError extends Error {
+  override name = "PoolChildError";
+  static is(e: unknown): e is PoolChildError {
+    return isNamed(e, "PoolChildError");
+  }
+}
+
 function isNamed(e: unknown, name: string): boolean {
   try {
     return e instanceof Error && e.name === name;

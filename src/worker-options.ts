@@ -6,6 +6,8 @@ import { checkName } from "./names.ts";
 import { isWellFormed } from "./options.ts";
 import { MAX_TIMER } from "./timers.ts";
 import { type IORedis, isIORedis } from "./redis.ts";
+import type { PooledTask, PoolOptions, PoolSettings } from "./pool/pool.ts";
+import type { Execution, PoolSpawner } from "./pool/protocol.ts";
 
 /** A job handler: `async (data, ctx) => result`. The result is stored as JSON. */
 // deno-lint-ignore no-explicit-any
@@ -20,9 +22,43 @@ export interface TaskDefinition<D = unknown, R = unknown> {
   endCondition?: EndCondition;
 }
 
-/** Tasks by name: a handler, or a handler with settings. */
+/**
+ * A task that runs off the main thread, in the worker's pool: a thread or a child process imports
+ * `module` and runs its export `export` as the handler, with the same `ctx`. Data and results
+ * cross as structured clones (and results are stored as JSON). An abort that the handler ignores
+ * for `pool.abortGrace` ends the thread or process, so even `while (true) {}` stops.
+ *
+ * @example
+ * ```ts
+ * const tasks = {
+ *   resize: { module: new URL("./resize.ts", import.meta.url), export: "resize", execution: "thread", timeout: "30s" },
+ * };
+ * ```
+ */
+export interface PooledTaskDefinition {
+  /** The module: a URL (`new URL("./heavy.ts", import.meta.url)`), a `file:` URL string or an absolute path. */
+  module: URL | string;
+  /** The export that is the handler. @default "default" */
+  export?: string;
+  /** A thread (cheap, shares the process) or a child process (isolated memory). */
+  execution: Execution;
+  /** Abort each attempt (reason `timeout`) after this long; a job's own `timeout` wins. */
+  timeout?: Duration;
+  /** While it holds, running jobs of this task abort with reason `end-condition`. */
+  endCondition?: EndCondition;
+}
+
+/** Tasks by name: a handler, a handler with settings, or a task run in a thread or process. */
 // deno-lint-ignore no-explicit-any
-export type Tasks = Record<string, Handler<any, any> | TaskDefinition<any, any>>;
+export type Tasks = Record<string, Handler<any, any> | TaskDefinition<any, any> | PooledTaskDefinition>;
+
+/** A task as the worker keeps it: an inline handler, or the module a pool child runs. */
+export interface ResolvedTask {
+  handler?: Handler;
+  pooled?: PooledTask;
+  timeout?: Duration;
+  endCondition?: EndCondition;
+}
 
 /** How long finished jobs are kept. `count`: the newest N; `age`: no older than this. */
 export interface RetentionPolicy {
@@ -88,14 +124,20 @@ export interface WorkerOptions {
   identity?: { host?: string; pid?: number; runtime?: string };
   /** Receives lifecycle logs. @default none */
   logger?: (entry: LogEntry) => void;
+  /** The threads and processes of tasks with `execution`. */
+  pool?: PoolOptions;
+  /** Starts the pool's threads and processes; the runtime adapters' `createWorker` fills it (else it is picked by runtime at first use). */
+  spawner?: PoolSpawner;
 }
 
 /** A worker's options, checked and resolved: durations in milliseconds, defaults filled in. */
 export interface Settings {
   prefix: string;
   queues: string[];
-  tasks: Map<string, TaskDefinition>;
+  tasks: Map<string, ResolvedTask>;
   concurrency: number;
+  /** Set when a task runs in a thread or process. */
+  pool: PoolSettings | undefined;
   timeout: number | undefined;
   stalledTimeout: number;
   heartbeatInterval: number;
@@ -159,18 +201,8 @@ export function resolveSettings(options: WorkerOptions): Settings {
   if (typeof options.tasks !== "object" || options.tasks === null) {
     throw new ValidationError("Invalid worker options", [{ field: "tasks", value: options.tasks, message: "must be an object of task name to handler" }]);
   }
-  const tasks = new Map<string, TaskDefinition>();
-  for (const [name, t] of Object.entries(options.tasks)) {
-    const def = typeof t === "function" ? { handler: t } : t;
-    if (typeof def?.handler !== "function") {
-      throw new ValidationError("Invalid worker options", [{ field: `tasks.${name}`, value: t, message: "must be a function or { handler, timeout?, endCondition? }" }]);
-    }
-    if (def.timeout !== undefined) durationOption(def.timeout, `tasks.${name}.timeout`);
-    if (def.endCondition !== undefined && typeof def.endCondition !== "function") {
-      throw new ValidationError("Invalid worker options", [{ field: `tasks.${name}.endCondition`, value: def.endCondition, message: "must be a function (now: Date) => boolean" }]);
-    }
-    tasks.set(name, def);
-  }
+  const tasks = new Map<string, ResolvedTask>();
+  for (const [name, t] of Object.entries(options.tasks)) tasks.set(name, resolveTask(name, t));
   const stalledTimeout = durationOption(options.stalledTimeout ?? 30_000, "stalledTimeout");
   if (stalledTimeout < 30) {
     throw new ValidationError("Invalid worker options", [{ field: "stalledTimeout", value: options.stalledTimeout, message: "must be at least 30 ms (three heartbeats of 10 ms)" }]);
@@ -218,11 +250,16 @@ export function resolveSettings(options: WorkerOptions): Settings {
     }
     return ms;
   };
+  const concurrency = intOption(options.concurrency ?? 10, "concurrency", 1, 5000);
+  if (options.spawner !== undefined && typeof (options.spawner as { spawn?: unknown })?.spawn !== "function") {
+    throw new ValidationError("Invalid worker options", [{ field: "spawner", value: options.spawner, message: "must be { spawn(kind, options) } (the runtime adapters supply one)" }]);
+  }
   return {
     prefix: checkName(options.prefix ?? "sluice", "prefix"),
     queues,
     tasks,
-    concurrency: intOption(options.concurrency ?? 10, "concurrency", 1, 5000),
+    concurrency,
+    pool: [...tasks.values()].some((t) => t.pooled) || options.pool !== undefined ? poolSettings(options.pool, concurrency) : undefined,
     timeout: options.timeout === undefined ? undefined : durationOption(options.timeout, "timeout"),
     stalledTimeout,
     heartbeatInterval,
@@ -241,5 +278,63 @@ export function resolveSettings(options: WorkerOptions): Settings {
     },
     eventsMaxLen: intOption(options.eventsMaxLen ?? 10_000, "eventsMaxLen", 0, 1e9),
     id: options.id ?? `${options.identity?.host ?? "worker"}-${crypto.randomUUID().slice(0, 8)}`,
+  };
+}
+
+/** Checks one task of `tasks` and resolves it. */
+function resolveTask(name: string, t: unknown): ResolvedTask {
+  const field = `tasks.${name}`;
+  const bad = (f: string, value: unknown, message: string) => new ValidationError("Invalid worker options", [{ field: f, value, message }]);
+  if (typeof t === "function") return { handler: t as Handler };
+  if (typeof t !== "object" || t === null) throw bad(field, t, "must be a function, { handler, timeout?, endCondition? } or { module, export?, execution, timeout?, endCondition? }");
+  const def = t as Partial<TaskDefinition & PooledTaskDefinition>;
+  if (def.timeout !== undefined) durationOption(def.timeout, `${field}.timeout`);
+  if (def.endCondition !== undefined && typeof def.endCondition !== "function") {
+    throw bad(`${field}.endCondition`, def.endCondition, "must be a function (now: Date) => boolean");
+  }
+  const common = { ...(def.timeout !== undefined ? { timeout: def.timeout } : {}), ...(def.endCondition !== undefined ? { endCondition: def.endCondition } : {}) };
+  if (def.module === undefined && def.execution === undefined) {
+    if (typeof def.handler !== "function") throw bad(field, t, "must be a function, { handler, timeout?, endCondition? } or { module, export?, execution, timeout?, endCondition? }");
+    return { handler: def.handler as Handler, ...common };
+  }
+  if (def.handler !== undefined) throw bad(`${field}.handler`, def.handler, "must be left out of a task with `module` and `execution`: the thread or process imports the handler from the module");
+  if (def.execution !== "thread" && def.execution !== "process") throw bad(`${field}.execution`, def.execution, 'must be "thread" or "process"');
+  const exp = def.export ?? "default";
+  if (typeof exp !== "string" || exp === "") throw bad(`${field}.export`, def.export, "must be the name of the module's export that is the handler");
+  return { pooled: { module: moduleUrl(def.module, `${field}.module`), export: exp, execution: def.execution }, ...common };
+}
+
+/**
+ * A task module as a URL a thread or process can import: a URL, a URL string with a scheme, or an
+ * absolute path. A relative path is refused: relative to what would depend on where the worker runs.
+ */
+function moduleUrl(m: unknown, field: string): string {
+  const refuse = () => new ValidationError("Invalid worker options", [{ field, value: m, message: 'must be a URL (new URL("./tasks.ts", import.meta.url)), a file: URL or an absolute path' }]);
+  if (m instanceof URL) return m.href;
+  if (typeof m !== "string" || m === "") throw refuse();
+  if (m.startsWith("/")) return new URL("file://" + m.split("/").map(encodeURIComponent).join("/")).href;
+  if (/^[A-Za-z]:[\\/]/.test(m)) return new URL("file:///" + m.replaceAll("\\", "/")).href; // a Windows path
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(m)) {
+    try {
+      return new URL(m).href;
+    } catch {
+      throw refuse();
+    }
+  }
+  throw refuse();
+}
+
+/** Checks `pool` and resolves it; `size` defaults to the worker's concurrency. */
+function poolSettings(p: PoolOptions | undefined, concurrency: number): PoolSettings {
+  if (p !== undefined && (typeof p !== "object" || p === null || Array.isArray(p))) {
+    throw new ValidationError("Invalid worker options", [{ field: "pool", value: p, message: "must be { size?, maxJobsPerChild?, abortGrace?, memoryLimitMb? }" }]);
+  }
+  const abortGrace = durationOption(p?.abortGrace ?? 5000, "pool.abortGrace");
+  if (abortGrace > MAX_TIMER) throw new ValidationError("Invalid worker options", [{ field: "pool.abortGrace", value: p?.abortGrace, message: `must be at most ${MAX_TIMER} ms` }]);
+  return {
+    size: p?.size === undefined ? concurrency : intOption(p.size, "pool.size", 1, 5000),
+    maxJobsPerChild: p?.maxJobsPerChild === undefined ? Infinity : intOption(p.maxJobsPerChild, "pool.maxJobsPerChild", 1),
+    abortGrace,
+    memoryLimitMb: p?.memoryLimitMb === undefined ? undefined : intOption(p.memoryLimitMb, "pool.memoryLimitMb", 16, 1 << 20),
   };
 }

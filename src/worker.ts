@@ -10,11 +10,14 @@ import { Heartbeat } from "./worker/heartbeat.ts";
 import { Lifecycle } from "./worker/lifecycle.ts";
 import { Maintenance } from "./worker/maintenance.ts";
 import { RunningJobs } from "./worker/running-jobs.ts";
+import { Pool, type PoolStats } from "./pool/pool.ts";
 
 export type { JobEventDetail, RunOptions, RunSummary } from "./worker/core.ts";
 export { streamEntries } from "./worker/fetcher.ts";
 export type { StoredError };
-export type { Handler, LogEntry, RetentionPolicy, TaskDefinition, Tasks, WorkerOptions } from "./worker-options.ts";
+export type { Handler, LogEntry, PooledTaskDefinition, RetentionPolicy, TaskDefinition, Tasks, WorkerOptions } from "./worker-options.ts";
+export type { PoolOptions, PoolStats } from "./pool/pool.ts";
+export type { ChildExit, ChildHandle, Execution, FromChild, PoolSpawner, SpawnOptions, ToChild } from "./pool/protocol.ts";
 
 /**
  * Runs the jobs of one or more queues. Fetches in batches up to `concurrency`, heartbeats its jobs
@@ -46,6 +49,7 @@ export class Worker extends EventTarget {
   readonly #core: WorkerCore;
   readonly #running = new RunningJobs();
   readonly #lifecycle: Lifecycle;
+  readonly #pool: Pool | undefined;
   readonly #listening = new Set<string>();
   #runPromise: Promise<RunSummary> | undefined;
 
@@ -75,7 +79,16 @@ export class Worker extends EventTarget {
     const running = this.#running;
     const maintenance = new Maintenance(core);
     const completer = new Completer(core, running);
-    const executor: Executor = new Executor(core, running, settings.tasks, {
+    // the threads and processes of tasks with `execution`; the spawner comes from the runtime
+    // adapter (createWorker), else it is picked by runtime when the first child starts
+    const spawner = options.spawner;
+    const pool = settings.pool && new Pool(
+      settings.pool,
+      spawner ? () => Promise.resolve(spawner) : () => import("../adapters/spawn.ts").then((m) => m.defaultSpawner()),
+      core.log,
+    );
+    this.#pool = pool;
+    const executor: Executor = new Executor(core, running, settings.tasks, pool, {
       settled: (o) => {
         if (o) completer.add(o);
         fetcher.settled();
@@ -90,7 +103,7 @@ export class Worker extends EventTarget {
       onError: (e) => this.#lifecycle.redisError(e),
     });
     const heartbeat = new Heartbeat(core, running, executor);
-    this.#lifecycle = new Lifecycle(core, { running, executor, completer, fetcher, heartbeat, maintenance }, options, () => this.activeJobs);
+    this.#lifecycle = new Lifecycle(core, { running, executor, completer, fetcher, heartbeat, maintenance, pool }, options, () => this.activeJobs);
   }
 
   /** The current phase: running, draining, aborting or stopped. */
@@ -101,6 +114,11 @@ export class Worker extends EventTarget {
   /** Ids of the jobs running now, by queue. */
   get activeJobs(): { queue: string; id: string }[] {
     return [...this.#running.values()].map((r) => ({ queue: r.q.name, id: r.id }));
+  }
+
+  /** The pool's threads and processes (undefined when no task runs in one). */
+  get poolStats(): PoolStats | undefined {
+    return this.#pool?.stats();
   }
 
   override addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void {

@@ -11,7 +11,8 @@ import { type AbortReason, JobAborted, UnknownTaskError, UnrecoverableError } fr
 import { safeJson, storeError } from "../job.ts";
 import { backoffDelay, DEFAULT_BACKOFF, type StoredOptions } from "../options.ts";
 import { setLongTimeout } from "../timers.ts";
-import type { TaskDefinition } from "../worker-options.ts";
+import type { ResolvedTask } from "../worker-options.ts";
+import type { Pool, PoolResult } from "../pool/pool.ts";
 import type { QueueState, WorkerCore } from "./core.ts";
 import type { Running, RunningJobs } from "./running-jobs.ts";
 import * as scripts from "./scripts.ts";
@@ -39,7 +40,9 @@ function isThenable(x: unknown): x is PromiseLike<unknown> {
 export class Executor {
   readonly #core: WorkerCore;
   readonly #running: RunningJobs;
-  readonly #tasks: Map<string, TaskDefinition>;
+  readonly #tasks: Map<string, ResolvedTask>;
+  /** Runs the tasks with `execution` (there is one when a task has it). */
+  readonly #pool: Pool | undefined;
   /** Called with each attempt's outcome once it settled, or undefined for an attempt that was lost. */
   readonly #settled: (o: Outcome | undefined) => void;
   /** A retry becomes due at this time: promote then. */
@@ -47,11 +50,12 @@ export class Executor {
   /** Jobs started, for `maxJobs`. */
   started = 0;
 
-  constructor(core: WorkerCore, running: RunningJobs, tasks: Map<string, TaskDefinition>, hooks: {
+  constructor(core: WorkerCore, running: RunningJobs, tasks: Map<string, ResolvedTask>, pool: Pool | undefined, hooks: {
     settled(o: Outcome | undefined): void;
     retryAt(at: number): void;
   }) {
     this.#core = core;
+    this.#pool = pool;
     this.#running = running;
     this.#tasks = tasks;
     this.#settled = hooks.settled;
@@ -119,7 +123,12 @@ export class Executor {
     try {
       const timeout = opts.timeout ?? (r.task.timeout !== undefined ? parseDuration(r.task.timeout) : core.settings.timeout);
       if (timeout !== undefined) r.timer = setLongTimeout(() => this.abort(r, "timeout"), timeout);
-      p = r.task.handler(JSON.parse(f.data), ctx);
+      if (r.task.pooled) {
+        // in a thread or process: the pool settles it (after the ladder, if it is aborted)
+        this.#pool!.run(r.token, ctx, r.task.pooled, f.data).then((res: PoolResult) => this.#settle(r, res.ok, res.ok ? res.value : res.error));
+        return;
+      }
+      p = r.task.handler!(JSON.parse(f.data), ctx);
       if (isThenable(p)) {
         // any thenable, not only a native promise; a hostile `then` rejects instead of throwing
         Promise.resolve(p).then((v) => this.#settle(r, true, v), (e) => this.#settle(r, false, e));
@@ -153,7 +162,11 @@ export class Executor {
    */
   abandonAll(): Outcome[] {
     const out: Outcome[] = [];
+    // a job in a thread or process is not left behind: its child is ended now, and it settles
+    // as its abort says (interrupted for a stop)
+    this.#pool?.hurry();
     for (const r of [...this.#running.values()]) {
+      if (r.task?.pooled) continue;
       r.settled = true;
       r.timer?.clear();
       this.#running.remove(r);

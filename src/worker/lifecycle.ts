@@ -21,6 +21,7 @@ import type { Fetcher } from "./fetcher.ts";
 import type { Heartbeat } from "./heartbeat.ts";
 import type { Maintenance } from "./maintenance.ts";
 import type { RunningJobs } from "./running-jobs.ts";
+import type { Pool } from "../pool/pool.ts";
 import * as scripts from "./scripts.ts";
 
 /** How long each clean-up step of a stopping worker may wait for Redis. */
@@ -34,6 +35,8 @@ export interface Parts {
   fetcher: Fetcher;
   heartbeat: Heartbeat;
   maintenance: Maintenance;
+  /** The threads and processes of pooled tasks, if any. */
+  pool: Pool | undefined;
 }
 
 export class Lifecycle {
@@ -341,6 +344,8 @@ export class Lifecycle {
   async #finalize(): Promise<void> {
     for (const t of this.#timers) clearInterval(t);
     this.#parts.maintenance.stop();
+    // every thread and process ends (and has exited) before run() resolves: nothing is left running
+    await this.#parts.pool?.close();
     const bounded = (p: Promise<unknown> | undefined) => deadline(Promise.resolve(p), CLEANUP_MS).catch(() => {});
     if (!this.#parts.fetcher.giveUp) {
       await bounded(this.#parts.fetcher.sideFlush);

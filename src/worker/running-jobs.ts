@@ -7,7 +7,7 @@
 import type { Context } from "../context.ts";
 import type { StoredOptions } from "../options.ts";
 import type { LongTimeout } from "../timers.ts";
-import type { TaskDefinition } from "../worker-options.ts";
+import type { ResolvedTask } from "../worker-options.ts";
 import type { QueueState } from "./core.ts";
 
 /** One attempt of one job, running here. */
@@ -18,7 +18,7 @@ export interface Running {
   token: string;
   ctx: Context;
   opts: StoredOptions;
-  task?: TaskDefinition;
+  task?: ResolvedTask;
   timer?: LongTimeout;
   /** Its handler returned or threw (or it was abandoned). */
   settled: boolean;
