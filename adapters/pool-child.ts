@@ -6,11 +6,11 @@
  * @module
  */
 import { type ChildChannel, serveChild } from "../src/pool/child.ts";
-import type { FromChild, ToChild } from "../src/pool/protocol.ts";
+import { crossError, type FromChild, type ToChild } from "../src/pool/protocol.ts";
 
 interface ProcessLike {
   argv: string[];
-  send?(message: unknown): boolean;
+  send?(message: unknown, handle?: undefined, options?: undefined, callback?: () => void): boolean;
   on(event: string, handler: (message: never) => void): void;
   exit(code?: number): never;
   memoryUsage(): { rss: number };
@@ -39,13 +39,32 @@ if (proc && proc.argv.includes("--sluice-pool-child") && typeof proc.send === "f
   };
   // the worker went away (killed without ending this process): end too
   proc.on("disconnect", () => proc.exit(0));
+  // an error no handler catches ends this process, as it would a thread; the worker learns which
+  const fatal = (e: unknown) => {
+    console.error(e);
+    const exit = () => proc.exit(1);
+    try {
+      send({ t: "fatal", error: crossError(e) } satisfies FromChild, undefined, undefined, exit);
+    } catch {
+      exit();
+    }
+    setTimeout(exit, 1000); // the message did not go out
+  };
+  proc.on("uncaughtException", fatal as (m: never) => void);
+  proc.on("unhandledRejection", fatal as (m: never) => void);
 } else if (g.Bun && g.self) {
   const self = g.self;
+  const bun = g.Bun as { gc(force: boolean): void };
+  const heap = await heapReader();
   channel = {
     kind: "thread",
     post: (m: FromChild) => self.postMessage(m),
     onMessage: (h) => void (self.onmessage = (e) => h(e.data)),
-    memory: await heapReader(),
+    // Bun's heap size lags until a collection (about a millisecond here)
+    memory: () => {
+      bun.gc(true);
+      return heap();
+    },
   };
 } else {
   const { parentPort } = await import("node:worker_threads");

@@ -2,7 +2,8 @@
  * The pool spawner of Node and Deno: threads through `node:worker_threads` (on Deno a module Web
  * Worker underneath, which unlike a plain Web Worker reports its exit, also after `Deno.exit` in
  * a job), processes through `child_process.fork` with structured-clone IPC. Node enforces
- * `memoryLimitMb` as the child's heap limit.
+ * `memoryLimitMb` as a process's heap limit (`--max-old-space-size`); a thread's heap is checked
+ * after each job.
  * @module
  */
 import { fork } from "node:child_process";
@@ -38,14 +39,14 @@ export const spawner: PoolSpawner = {
 };
 
 function thread(options: SpawnOptions): ChildHandle {
-  const limit = options.memoryLimitMb;
+  // no `resourceLimits` heap cap: a thread that reaches it with one large allocation takes the
+  // whole process down (Node 20); the pool checks the thread's heap after each job instead
   const entry = tsx
     ? `import(${JSON.stringify(tsx.api)}).then((m) => m.tsImport(${JSON.stringify(CHILD_ENTRY.href)}, ${JSON.stringify(import.meta.url)}))`
     : CHILD_ENTRY;
   const w = new ThreadWorker(entry, {
     ...(tsx ? { eval: true, execArgv: process.execArgv.filter((a, i, all) => !a.includes("tsx") && !(a === "--import" && all[i + 1]?.includes("tsx"))) } : {}),
     workerData: { sluicePool: true },
-    ...(limit !== undefined && !isDeno ? { resourceLimits: { maxOldGenerationSizeMb: limit } } : {}),
   });
   let error: string | undefined;
   let exited = false;

@@ -296,6 +296,10 @@ export interface WorkerInfo {
   heartbeatAt: number;
   /** Jobs it runs now. */
   active: { queue: string; id: string }[];
+  /** The largest event-loop lag measured since its previous heartbeat, in ms. */
+  loopLagMs?: number;
+  /** Its pool of threads and processes, when a task runs in one. */
+  pool?: { threads: number; processes: number; busy: number; waiting: number; started: number };
 }
 
 /**

@@ -121,6 +121,28 @@ function jsonData(data: unknown, field: string): string {
 }
 
 
+/** Counters of a queue since it began (not bounded by retention); each is 0 until it first counts. */
+export interface QueueStats {
+  completed: number;
+  failed: number;
+  /** Failed attempts scheduled for a retry. */
+  retried: number;
+  aborted: number;
+  /** Attempts stopped by a worker's shutdown and re-queued, not counted. */
+  interrupted: number;
+  /** Jobs recovered from workers that stopped heartbeating. */
+  stalled: number;
+  /** Attempts found reclaimed by another worker (nothing written for them). */
+  lost: number;
+  /** Jobs handed back unstarted (delivered by a reply that was lost, or at a worker's stop). */
+  requeued: number;
+  /** Stream entries whose job hash was gone. */
+  missing: number;
+  /** Running jobs whose stream entry was deleted under them (their outcome is still written). */
+  orphaned: number;
+  [counter: string]: number;
+}
+
 /**
  * The producer side of one queue: enqueue, inspect, retry and cancel jobs. Needs only something
  * that can send a Redis command, so it also runs in edge and serverless handlers.
@@ -338,9 +360,9 @@ export class Queue {
    * const { completed, failed } = await queue.stats();
    * ```
    */
-  async stats(): Promise<Record<string, number>> {
+  async stats(): Promise<QueueStats> {
     const h = toObject(await this.#send("HGETALL", [this.keys.base + "stats"]));
-    const out: Record<string, number> = {};
+    const out: QueueStats = { completed: 0, failed: 0, retried: 0, aborted: 0, interrupted: 0, stalled: 0, lost: 0, requeued: 0, missing: 0, orphaned: 0 };
     for (const [k, v] of Object.entries(h)) out[k] = Number(v);
     return out;
   }

@@ -10,6 +10,7 @@ import { Heartbeat } from "./worker/heartbeat.ts";
 import { Lifecycle } from "./worker/lifecycle.ts";
 import { Maintenance } from "./worker/maintenance.ts";
 import { RunningJobs } from "./worker/running-jobs.ts";
+import { Watchdog } from "./worker/watchdog.ts";
 import { Pool, type PoolStats } from "./pool/pool.ts";
 
 export type { JobEventDetail, RunOptions, RunSummary } from "./worker/core.ts";
@@ -103,7 +104,9 @@ export class Worker extends EventTarget {
       onError: (e) => this.#lifecycle.redisError(e),
     });
     const heartbeat = new Heartbeat(core, running, executor);
-    this.#lifecycle = new Lifecycle(core, { running, executor, completer, fetcher, heartbeat, maintenance, pool }, options, () => this.activeJobs);
+    const watchdog = new Watchdog(core, running);
+    executor.watchdog = watchdog;
+    this.#lifecycle = new Lifecycle(core, { running, executor, completer, fetcher, heartbeat, maintenance, pool, watchdog }, options, () => this.activeJobs);
   }
 
   /** The current phase: running, draining, aborting or stopped. */

@@ -24,6 +24,10 @@ const flags = {
   timeout: { type: "duration", description: "Default attempt timeout of tasks without their own" },
   "stalled-timeout": { type: "duration", description: "Recover jobs of workers silent for this long (default 30s)" },
   "log-format": { type: "string", placeholder: "text|json", choices: ["text", "json"], description: "Lifecycle log lines as text or JSON lines (default text; json with --json)" },
+  "pool-size": { type: "int", min: 1, description: "Threads and processes of tasks with `execution` alive at once (default: --concurrency)" },
+  "pool-max-jobs-per-child": { type: "int", min: 1, description: "Replace a pool thread or process after this many jobs (default: never)" },
+  "pool-memory-limit-mb": { type: "int", min: 16, description: "Replace a pool thread or process above this many MB (default: no limit)" },
+  "abort-grace": { type: "duration", description: "How long an aborted job in a thread or process may take to settle before it is ended (default 5s)" },
   ...COMMON_FLAGS,
 } as const;
 
@@ -53,7 +57,7 @@ export async function loadTasks(spec: string, cwd: string): Promise<Tasks> {
   const tasks = isObject(mod.tasks) ? mod.tasks : fromDefault;
   if (!isObject(tasks) || Object.keys(tasks as object).length === 0) {
     throw new UsageError(
-      `--tasks ${spec}: the module must export its tasks (an object of task name to handler or { handler, timeout?, endCondition? }) as default or as 'tasks'`,
+      `--tasks ${spec}: the module must export its tasks (an object of task name to handler, { handler, timeout?, endCondition? } or { module, export?, execution, timeout? }) as default or as 'tasks'`,
     );
   }
   return tasks as Tasks;
@@ -138,6 +142,13 @@ export const worker: Command<typeof flags> = {
     if (f["max-jobs"] !== undefined) options.maxJobs = f["max-jobs"];
     if (f.timeout !== undefined) options.timeout = f.timeout;
     if (f["stalled-timeout"] !== undefined) options.stalledTimeout = f["stalled-timeout"];
+    const pool = {
+      ...(f["pool-size"] !== undefined ? { size: f["pool-size"] } : {}),
+      ...(f["pool-max-jobs-per-child"] !== undefined ? { maxJobsPerChild: f["pool-max-jobs-per-child"] } : {}),
+      ...(f["pool-memory-limit-mb"] !== undefined ? { memoryLimitMb: f["pool-memory-limit-mb"] } : {}),
+      ...(f["abort-grace"] !== undefined ? { abortGrace: f["abort-grace"] } : {}),
+    };
+    if (Object.keys(pool).length > 0) options.pool = pool;
 
     const { createWorker, runWorker } = await adapter();
     let w;

@@ -13,7 +13,7 @@ import { type CrossedError, crossError, type FromChild, type ToChild } from "./p
 export interface ChildChannel {
   post(message: FromChild): void;
   onMessage(handler: (message: ToChild) => void): void;
-  /** Bytes in use now (heap for a thread, RSS for a process), if the runtime tells. */
+  /** Bytes in use now (heap for a thread, RSS for a process), if the runtime tells; asked after a job when a memory limit is set. */
   memory(): number | undefined;
   /** "thread" or "process", for error messages. */
   kind: string;
@@ -29,11 +29,13 @@ export function serveChild(channel: ChildChannel): void {
   const acks = new Map<number, { resolve(): void; reject(e: Error): void }>();
   let seq = 0;
 
-  const done = (token: string, ok: boolean, value: unknown, error?: CrossedError) => {
+  const done = (token: string, ok: boolean, value: unknown, error?: CrossedError, measure = false) => {
     running.delete(token);
-    const memory = safeMemory(channel);
+    const memory = measure ? safeMemory(channel) : undefined;
     const message: FromChild = ok ? { t: "done", token, ok: true, value, memory } : { t: "done", token, ok: false, error: error!, memory };
     try {
+      // a process's IPC may fail only later, asynchronously (Deno's): find out here
+      if (ok && channel.kind === "process") structuredClone(value);
       channel.post(message);
     } catch (e) {
       // the result is not a structured clone (a function, a symbol, a class with private state…)
@@ -54,6 +56,7 @@ export function serveChild(channel: ChildChannel): void {
       return new Promise<void>((resolve, reject) => {
         acks.set(n, { resolve, reject });
         try {
+          if (channel.kind === "process") structuredClone(value); // see done()
           channel.post({ t: "progress", token: m.token, seq: n, value });
         } catch (e) {
           acks.delete(n);
@@ -75,13 +78,13 @@ export function serveChild(channel: ChildChannel): void {
         throw new TypeError(`the module of task ${m.job.name} (${m.module}) has no export "${m.export}" that is a function: found ${typeof handler}`);
       }
     } catch (e) {
-      return done(m.token, false, undefined, crossError(e));
+      return done(m.token, false, undefined, crossError(e), m.measure);
     }
     try {
       const value = await (handler as (data: unknown, ctx: Context) => unknown)(JSON.parse(m.data), ctx);
-      done(m.token, true, value);
+      done(m.token, true, value, undefined, m.measure);
     } catch (e) {
-      done(m.token, false, undefined, crossError(e));
+      done(m.token, false, undefined, crossError(e), m.measure);
     }
   };
 

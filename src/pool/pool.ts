@@ -55,6 +55,8 @@ interface Child {
   ending: boolean;
   /** Resolves once it has exited. */
   exited: Promise<void>;
+  /** The uncaught error it reported before it exited. */
+  fatal?: string;
   markExited(exit: ChildExit): void;
 }
 
@@ -229,7 +231,7 @@ export class Pool {
   #post(child: Child, run: PoolRun): void {
     // an abort that came while the child started: the ladder starts now
     try {
-      child.handle.post({ t: "run", token: run.token, module: run.task.module, export: run.task.export, data: run.data, job: run.ctx.job, workerId: run.ctx.workerId });
+      child.handle.post({ t: "run", token: run.token, module: run.task.module, export: run.task.export, data: run.data, job: run.ctx.job, workerId: run.ctx.workerId, measure: this.#settings.memoryLimitMb !== undefined });
     } catch (e) {
       child.run = undefined;
       run.resolve({ ok: false, error: new PoolChildError(`could not send job ${run.ctx.job.id} to its ${child.kind}: ${(e as Error)?.message ?? e}`) });
@@ -240,6 +242,10 @@ export class Pool {
   }
 
   #message(child: Child, m: FromChild): void {
+    if (m.t === "fatal") {
+      child.fatal = `${m.error.name}: ${m.error.message}`;
+      return;
+    }
     const run = child.run;
     // a child being ended, or a message about another attempt: dropped (fenced)
     if (child.ending || !run || run.token !== m.token) return;
@@ -331,7 +337,7 @@ export class Pool {
     child.markExited(exit);
     if (run && !expected) {
       child.run = undefined;
-      const how = exit.error ?? (exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`);
+      const how = exit.error ?? child.fatal ?? (exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`);
       this.#log("error", "pool-child-crash", `${child.handle.label} exited while it ran job ${run.ctx.job.id}: ${how}`, { child: child.handle.label, job: run.ctx.job.id });
       run.resolve({ ok: false, error: new PoolChildError(`the ${child.kind} running job ${run.ctx.job.id} exited before the job settled: ${how}`) });
     }

@@ -32,6 +32,8 @@ export type ToChild =
     data: string;
     job: JobDescriptor;
     workerId: string;
+    /** Report the memory in use after the job (a memory limit is set). */
+    measure: boolean;
   }
   | { t: "abort"; token: string; reason: AbortReason }
   | { t: "progress-ack"; seq: number; error?: string };
@@ -40,7 +42,9 @@ export type ToChild =
 export type FromChild =
   | { t: "progress"; token: string; seq: number; value: unknown }
   | { t: "done"; token: string; ok: true; value: unknown; memory?: number }
-  | { t: "done"; token: string; ok: false; error: CrossedError; memory?: number };
+  | { t: "done"; token: string; ok: false; error: CrossedError; memory?: number }
+  /** An error no handler caught ends the child (a process says so before it exits). */
+  | { t: "fatal"; error: CrossedError };
 
 /** How a child ended: an exit code or a signal, and the uncaught error that ended it, if one did. */
 export interface ChildExit {

@@ -49,6 +49,8 @@ export class Executor {
   readonly #retryAt: (at: number) => void;
   /** Jobs started, for `maxJobs`. */
   started = 0;
+  /** Told of each inline handler that starts, to name it if the event loop blocks. */
+  watchdog: { inline(task: string): void } | undefined;
 
   constructor(core: WorkerCore, running: RunningJobs, tasks: Map<string, ResolvedTask>, pool: Pool | undefined, hooks: {
     settled(o: Outcome | undefined): void;
@@ -128,6 +130,7 @@ export class Executor {
         this.#pool!.run(r.token, ctx, r.task.pooled, f.data).then((res: PoolResult) => this.#settle(r, res.ok, res.ok ? res.value : res.error));
         return;
       }
+      this.watchdog?.inline(f.name);
       p = r.task.handler!(JSON.parse(f.data), ctx);
       if (isThenable(p)) {
         // any thenable, not only a native promise; a hostile `then` rejects instead of throwing

@@ -22,6 +22,7 @@ import type { Heartbeat } from "./heartbeat.ts";
 import type { Maintenance } from "./maintenance.ts";
 import type { RunningJobs } from "./running-jobs.ts";
 import type { Pool } from "../pool/pool.ts";
+import type { Watchdog } from "./watchdog.ts";
 import * as scripts from "./scripts.ts";
 
 /** How long each clean-up step of a stopping worker may wait for Redis. */
@@ -37,6 +38,7 @@ export interface Parts {
   maintenance: Maintenance;
   /** The threads and processes of pooled tasks, if any. */
   pool: Pool | undefined;
+  watchdog: Watchdog;
 }
 
 export class Lifecycle {
@@ -299,6 +301,8 @@ export class Lifecycle {
       this.#timers.push(t);
     };
     const s = this.#core.settings;
+    this.#parts.watchdog.start();
+    this.#cleanups.push(() => this.#parts.watchdog.stop());
     every(s.heartbeatInterval, () => this.#parts.heartbeat.check(true));
     every(s.heartbeatInterval, () => this.#register());
     every(s.heartbeatInterval, async () => {
@@ -337,6 +341,8 @@ export class Lifecycle {
       startedAt: this.#startedAt,
       heartbeatAt: now,
       active: this.#activeJobs(),
+      loopLagMs: this.#parts.watchdog.takeLag(),
+      ...(this.#parts.pool ? { pool: this.#parts.pool.stats() } : {}),
     }, Math.max(this.#core.settings.stalledTimeout, this.#core.settings.heartbeatInterval * 3));
   }
 
