@@ -124,7 +124,12 @@ export class Worker extends EventTarget {
     return this.#pool?.stats();
   }
 
-  override addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void {
+  // the listener types spelled out: the DOM lib's names are missing from a Node or Bun app's types
+  override addEventListener(
+    type: string,
+    listener: ((event: Event) => void) | { handleEvent(event: Event): void } | null,
+    options?: boolean | { capture?: boolean; once?: boolean; passive?: boolean; signal?: AbortSignal },
+  ): void {
     this.#listening.add(type);
     super.addEventListener(type, listener, options);
   }

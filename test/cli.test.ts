@@ -444,6 +444,21 @@ describe("sluice worker options", () => {
     expect(states).toEqual(["completed", "completed", "completed", "completed", "completed"]);
   }, 120_000);
 
+  for (const runtime of RUNTIMES) {
+    test(`${runtime}: --pool-size, --pool-max-jobs-per-child and --abort-grace configure the pool of a task that runs in a thread`, async () => {
+      const prefix = uniquePrefix("cliw");
+      const q = queue("work", prefix);
+      const jobs = await Promise.all([1, 2, 3].map(() => q.enqueue("inThread", null)));
+      const w = spawnTs(runtime, CLI, ["worker", "--tasks", TASKS, "--queues", "work", "--prefix", prefix, "--no-wait", "--pool-size", "1", "--pool-max-jobs-per-child", "1", "--abort-grace", "1s"], { REDIS_URL: redisUrl() });
+      running.push(w);
+      expect(await exitCodeOf(w)).toBe(0);
+      const results = await Promise.all(jobs.map(async (j) => (await q.getJob(j.id))?.result as { child: string } | undefined));
+      // one job per thread: three threads, one after the other
+      expect(new Set(results.map((r) => r?.child)).size).toBe(3);
+      expect(w.stdout().match(/pool-child-end: ending thread/g)?.length).toBeGreaterThanOrEqual(2);
+    }, 120_000);
+  }
+
   test("cancel --abort from another process aborts a running job (reason user); --timeout aborts with reason timeout", async () => {
     const prefix = uniquePrefix("cliw");
     const q = queue("work", prefix);

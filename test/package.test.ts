@@ -98,7 +98,7 @@ describe("the packed tarball", () => {
         expect([cjs.code, cjs.out.trim()]).toEqual([0, "result 42 completed"]);
       });
 
-      test("a strict TypeScript consumer importing every entry type-checks under nodenext and bundler, without skipLibCheck", async () => {
+      test("a strict TypeScript consumer importing every entry type-checks under nodenext and bundler, with and without the DOM lib, without skipLibCheck", async () => {
         const dir = apps[type];
         writeFileSync(join(dir, "consumer.ts"), `import { Queue, Worker, type JobContext } from "sluice";
 import { runWorker as bunRun } from "sluice/bun";
@@ -110,17 +110,18 @@ const q: Queue = new Queue("q");
 const w = new Worker({ tasks: { t: async (_d: unknown, ctx: JobContext) => ctx.job.id } });
 export const all = [q, w, bunRun, denoRun, nodeRun, createAdminApp, HttpProducer];
 `);
-        for (const resolution of ["nodenext", "bundler"]) {
+        // the last: a Node app whose types have no DOM lib
+        for (const [resolution, lib] of [["nodenext", ["ES2023", "DOM"]], ["bundler", ["ES2023", "DOM"]], ["nodenext", ["ES2023"]]] as const) {
           writeFileSync(join(dir, "tsconfig.json"), JSON.stringify({
             compilerOptions: {
-              strict: true, noEmit: true, target: "ES2022", lib: ["ES2023", "DOM"], types: ["node"],
+              strict: true, noEmit: true, target: "ES2022", lib, types: ["node"],
               module: resolution === "nodenext" ? "nodenext" : "esnext", moduleResolution: resolution,
               exactOptionalPropertyTypes: true, noUncheckedIndexedAccess: true,
             },
             files: ["consumer.ts"],
           }));
           const r = await run(join(BIN, "tsc"), ["-p", "tsconfig.json"], dir);
-          expect([resolution, r.code, r.out + r.err]).toEqual([resolution, 0, ""]);
+          expect([resolution, lib, r.code, r.out + r.err]).toEqual([resolution, lib, 0, ""]);
         }
       });
 

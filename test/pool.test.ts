@@ -6,7 +6,7 @@
  */
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { RUNTIMES, waitFor } from "./harness.ts";
-import type { LogEntry } from "../src/worker.ts";
+import { type LogEntry, Worker } from "../src/worker.ts";
 import { type Ev, inProcess, jobHash, setup, spawnWorker, type WorkerProc } from "./procs.ts";
 
 setDefaultTimeout(90_000);
@@ -195,4 +195,29 @@ test("the watchdog: an inline handler that blocks the event loop for over a thir
   const warning = entries.find((e) => e.event === "event-loop-blocked");
   expect(warning).toMatchObject({ level: "warn", tasks: ["crunch"] });
   expect(String(warning!.message)).toContain('execution: "thread"');
+});
+
+describe("pooled task options", () => {
+  const base = { redis: "redis://127.0.0.1:1", tasks: {} };
+  const cases: [string, Record<string, unknown>, string][] = [
+    ["a relative module path", { tasks: { t: { module: "./tasks.ts", execution: "thread" } } }, "'tasks.t.module' must be a URL"],
+    ["an unknown execution", { tasks: { t: { module: "/abs/tasks.ts", execution: "fiber" } } }, `'tasks.t.execution' must be "thread" or "process": current value is "fiber"`],
+    ["a handler beside a module", { tasks: { t: { module: "/abs/tasks.ts", execution: "thread", handler: () => 1 } } }, "'tasks.t.handler' must be left out"],
+    ["an empty export", { tasks: { t: { module: "/abs/tasks.ts", execution: "process", export: "" } } }, "'tasks.t.export' must be the name"],
+    ["pool.size 0", { pool: { size: 0 } }, "'pool.size' must be an integer from 1 to 5000: current value is 0"],
+    ["a bad abortGrace", { pool: { abortGrace: "soon" } }, "'pool.abortGrace' must be a duration"],
+    ["pool.maxJobsPerChild 0", { pool: { maxJobsPerChild: 0 } }, "'pool.maxJobsPerChild' must be an integer >= 1: current value is 0"],
+  ];
+  for (const [what, options, message] of cases) {
+    test(`${what} is a ValidationError naming the field and the value`, () => {
+      expect(() => new Worker({ ...base, ...options } as never)).toThrow(message);
+    });
+  }
+
+  test("a module as a URL, a file: URL string or an absolute path is accepted, its export defaulting to \"default\"", () => {
+    for (const module of [new URL("file:///srv/app/tasks.ts"), "file:///srv/app/tasks.ts", "/srv/app/tasks.ts"]) {
+      const w = new Worker({ ...base, tasks: { t: { module, execution: "thread" } } });
+      expect(w.poolStats).toEqual({ threads: 0, processes: 0, busy: 0, waiting: 0, started: 0 });
+    }
+  });
 });
