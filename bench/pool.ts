@@ -10,8 +10,9 @@
  * 2. Abort → slot free: `queue.cancel(id, { abort: true })` from the producer, until the worker's
  *    `aborted` event for the job (its slot is free: for a thread or process job the child has
  *    exited by then). A cooperative job (it honours its signal) and a busy-looping one (ended by
- *    the ladder after `--grace` ms), p50 and p99 over `--samples` jobs. BullMQ has no abort of a
- *    running sandboxed job to compare with.
+ *    the ladder after `--grace` ms), p50 and p99 over `--samples` jobs. BullMQ's nearest: its
+ *    `worker.cancelJob(id)` in the worker's own process, for a cooperative sandboxed job (it
+ *    cannot end one that ignores the signal).
  *
  * A throwaway redis-server is started when REDIS_URL is unset (with REDIS_URL, `--flush`).
  */
@@ -115,6 +116,36 @@ async function abortLatency(mode: Mode, task: "coop" | "busy"): Promise<number[]
   return out;
 }
 
+/**
+ * BullMQ's nearest equivalent: `worker.cancelJob(id)`, called in the worker's own process, aborts
+ * the signal a sandboxed processor gets; ms until the worker's `failed` event. (It has no way to
+ * end a processor that ignores the signal.)
+ */
+async function bullAbortLatency(threads: boolean, file: string): Promise<number[]> {
+  await redis.flush();
+  const connection = { host: redis.host, port: redis.port, maxRetriesPerRequest: null };
+  const queue = new BullQueue("abort", { connection });
+  const worker = new BullWorker("abort", file, { connection, concurrency: 1, useWorkerThreads: threads });
+  const started = new Map<string, () => void>();
+  const failed = new Map<string, (t: number) => void>();
+  worker.on("active", (job) => started.get(job.id!)?.());
+  worker.on("failed", (job) => failed.get(job!.id!)?.(performance.now()));
+  worker.on("error", (e) => console.warn(`  BullMQ: ${e.message}`));
+  const out: number[] = [];
+  for (let i = 0; i < SAMPLES; i++) {
+    const job = await queue.add("coop", null, { attempts: 1 });
+    await new Promise<void>((r) => started.set(job.id!, r));
+    await new Promise((r) => setTimeout(r, 50));
+    const gone = new Promise<number>((r) => failed.set(job.id!, r));
+    const t0 = performance.now();
+    worker.cancelJob(job.id!);
+    out.push((await gone) - t0);
+  }
+  await worker.close();
+  await queue.close();
+  return out;
+}
+
 const dir = mkdtempSync(join(tmpdir(), "sluice-bench-pool-"));
 try {
   const bullFile = join(dir, "noop.cjs");
@@ -143,6 +174,15 @@ try {
     const row = { p50: quantile(xs, 0.5), p99: quantile(xs, 0.99) };
     latency[`${mode} ${task === "coop" ? "cooperative" : "busy loop"}`] = row;
     console.log(`  ${`${mode}, ${task === "coop" ? "cooperative" : "busy loop"}`.padEnd(30)} ${row.p50.toFixed(1).padStart(7)}  ${row.p99.toFixed(1).padStart(7)}`);
+  }
+  const bullCoop = join(dir, "coop.cjs");
+  writeFileSync(bullCoop, "module.exports = (job, token, signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(new Error('cancelled')), { once: true }));\n");
+  for (const threads of [false, true]) {
+    const xs = await bullAbortLatency(threads, bullCoop);
+    const row = { p50: quantile(xs, 0.5), p99: quantile(xs, 0.99) };
+    const label = `BullMQ ${threads ? "thread" : "process"}, cooperative (cancelJob)`;
+    latency[label] = row;
+    console.log(`  ${label.padEnd(30)} ${row.p50.toFixed(1).padStart(7)}  ${row.p99.toFixed(1).padStart(7)}`);
   }
   results.latency = latency;
   console.log();
