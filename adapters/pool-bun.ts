@@ -4,6 +4,7 @@
  * IPC. Bun has no per-thread heap limit: `memoryLimitMb` is checked after each job.
  * @module
  */
+import { fileURLToPath } from "node:url";
 import type { ChildHandle, Execution, FromChild, PoolSpawner, SpawnOptions } from "../src/pool/protocol.ts";
 
 /** The members of Bun's global and Web Worker this file uses. */
@@ -70,7 +71,7 @@ function thread(options: SpawnOptions): ChildHandle {
 }
 
 function childProcess(options: SpawnOptions): ChildHandle {
-  const p = g.Bun.spawn([g.process.execPath, decodeURIComponent(CHILD_ENTRY.pathname), "--sluice-pool-child"], {
+  const p = g.Bun.spawn([g.process.execPath, fileURLToPath(CHILD_ENTRY), "--sluice-pool-child"], {
     ipc: (m) => options.onMessage(m as FromChild),
     serialization: "advanced",
     stdio: ["inherit", "inherit", "inherit"],

@@ -30,7 +30,26 @@ const tsx: { api: string; loader: string } | undefined = (() => {
     return undefined;
   }
 })();
-const hasTsxFlag = process.execArgv.some((a) => a.includes("tsx"));
+/** Whether a command-line value names tsx (its package, or a file inside it). */
+const isTsx = (v: string | undefined) => v !== undefined && (/^tsx(\/|$)/.test(v) || /[\\/]node_modules[\\/]tsx[\\/]/.test(v));
+const LOADER_FLAGS = new Set(["--import", "--require", "-r", "--loader", "--experimental-loader"]);
+const hasTsxFlag = process.execArgv.some((a) => isTsx(a) || isTsx(a.split("=")[1]));
+
+/** The parent's flags without the ones that load tsx (flag and value dropped as a pair). */
+function withoutTsx(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (LOADER_FLAGS.has(a) && isTsx(argv[i + 1])) {
+      i++;
+      continue;
+    }
+    const [flag, value] = a.split("=", 2);
+    if (LOADER_FLAGS.has(flag!) && isTsx(value)) continue;
+    out.push(a);
+  }
+  return out;
+}
 
 export const spawner: PoolSpawner = {
   spawn(kind: Execution, options: SpawnOptions): ChildHandle {
@@ -45,7 +64,8 @@ function thread(options: SpawnOptions): ChildHandle {
     ? `import(${JSON.stringify(tsx.api)}).then((m) => m.tsImport(${JSON.stringify(CHILD_ENTRY.href)}, ${JSON.stringify(import.meta.url)}))`
     : CHILD_ENTRY;
   const w = new ThreadWorker(entry, {
-    ...(tsx ? { eval: true, execArgv: process.execArgv.filter((a, i, all) => !a.includes("tsx") && !(a === "--import" && all[i + 1]?.includes("tsx"))) } : {}),
+    // the thread loads tsx itself (above): the parent's tsx flags would fail there
+    ...(tsx ? { eval: true, execArgv: withoutTsx(process.execArgv) } : {}),
     workerData: { sluicePool: true },
   });
   let error: string | undefined;
@@ -81,13 +101,17 @@ function childProcess(options: SpawnOptions): ChildHandle {
   let exited = false;
   let error: string | undefined;
   const gone = new Promise<void>((resolve) => {
-    p.once("exit", (code, signal) => {
+    const ended = (code: number | null, signal: NodeJS.Signals | null) => {
+      if (exited) return;
       exited = true;
       options.onExit({ code, signal, ...(error !== undefined ? { error } : {}) });
       resolve();
-    });
+    };
+    p.once("exit", ended);
+    // a process that never started (ENOENT, EAGAIN, EMFILE) emits "error" and "close", no "exit"
+    p.once("close", ended);
   });
-  p.on("error", (e) => (error = e.message)); // a failed spawn or send; "exit" follows a failed spawn
+  p.on("error", (e) => (error = e.message));
   p.on("message", (m) => options.onMessage(m as never));
   return {
     label: `process ${p.pid ?? "?"}`,

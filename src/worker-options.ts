@@ -312,9 +312,15 @@ function moduleUrl(m: unknown, field: string): string {
   const refuse = () => new ValidationError("Invalid worker options", [{ field, value: m, message: 'must be a URL (new URL("./tasks.ts", import.meta.url)), a file: URL or an absolute path' }]);
   if (m instanceof URL) return m.href;
   if (typeof m !== "string" || m === "") throw refuse();
-  if (m.startsWith("/")) return new URL("file://" + m.split("/").map(encodeURIComponent).join("/")).href;
-  if (/^[A-Za-z]:[\\/]/.test(m)) return new URL("file:///" + m.replaceAll("\\", "/")).href; // a Windows path
-  if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(m)) {
+  const encode = (segments: string[]) => segments.map(encodeURIComponent).join("/");
+  if (m.startsWith("/")) return new URL("file://" + encode(m.split("/"))).href;
+  // a Windows path: C:\dir\file.ts (a drive-relative C:file.ts is refused below)
+  if (/^[A-Za-z]:[\\/]/.test(m)) {
+    const [drive, ...rest] = m.split(/[\\/]/);
+    return new URL("file:///" + drive + "/" + encode(rest)).href;
+  }
+  // a URL with a scheme of two letters or more (one letter is a drive)
+  if (/^[A-Za-z][A-Za-z0-9+.-]+:/.test(m)) {
     try {
       return new URL(m).href;
     } catch {

@@ -7,6 +7,7 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { RUNTIMES, waitFor } from "./harness.ts";
 import { type LogEntry, Worker } from "../src/worker.ts";
+import { resolveSettings } from "../src/worker-options.ts";
 import { type Ev, inProcess, jobHash, setup, spawnWorker, type WorkerProc } from "./procs.ts";
 
 setDefaultTimeout(90_000);
@@ -34,20 +35,12 @@ function alive(pid: number): boolean {
 for (const runtime of RUNTIMES) {
   for (const execution of EXECUTIONS) {
     describe(`${runtime}, execution "${execution}"`, () => {
-      test("a while (true) job with a 2 s timeout: its child is ended abortGrace after the abort, the attempt fails with reason timeout, the retry runs in a new child, and other jobs completed meanwhile", async () => {
+      test("a while (true) job with a 1 s timeout: its child is ended abortGrace after the abort, the attempt fails with reason timeout, and the retry runs in a new child", async () => {
         const { prefix, queue } = setup();
         const w = spawnWorker(runtime, prefix, { execution, concurrency: 6, worker: { pool: { size: 3, abortGrace: 300 } } });
         await w.ready();
-        const busy = await queue.enqueue("busy", { okFrom: 2 }, { timeout: "2s", attempts: 2, backoff: { type: "fixed", delay: 0 } });
+        const busy = await queue.enqueue("busy", { okFrom: 2 }, { timeout: "1s", attempts: 2, backoff: { type: "fixed", delay: 0 } });
         const [first] = await w.waitEvents("start", 1, (e) => e.job === busy.id);
-        // while the child loops, inline jobs and jobs in the other children run to the end
-        const others = [
-          ...(await Promise.all([1, 2, 3].map((i) => queue.enqueue("echo", i)))),
-          ...(await Promise.all([1, 2].map((i) => queue.enqueue("pooledEcho", i)))),
-        ];
-        for (const o of others) await waitFor(async () => (await queue.getJob(o.id))?.state === "completed", `job ${o.id} to complete`, 30_000);
-        const during = await queue.getJob(busy.id);
-        expect([during?.state, during?.attempt]).toEqual(["active", 1]);
 
         const done = await waitFor(async () => {
           const j = await queue.getJob(busy.id);
@@ -72,7 +65,7 @@ for (const runtime of RUNTIMES) {
         const options = { execution, worker: { stalledTimeout: 1000, pool: { abortGrace: 300 } } } as const;
         const a = spawnWorker(runtime, prefix, options);
         await a.ready();
-        const job = await queue.enqueue("spin", { ms: 3200 });
+        const job = await queue.enqueue("spin", { ms: 3500 });
         await a.waitEvents("start", 1, (e) => e.job === job.id);
         // a second worker watches for stalled jobs the whole time the first one's child spins
         const b = spawnWorker(runtime, prefix, options);
@@ -87,12 +80,25 @@ for (const runtime of RUNTIMES) {
         expect([await a.exited(), await b.exited()]).toEqual([0, 0]);
       });
 
-      test("cancel(id, { abort: true }) from another process stops a busy-looping job: its child is ended and the job is aborted", async () => {
+      test("cancel(id, { abort: true }) from another process: a cooperative job stops and keeps its child; a busy-looping one, while other jobs complete around it, has its child ended; both end aborted", async () => {
         const { prefix, queue } = setup();
-        const w = spawnWorker(runtime, prefix, { execution, worker: { pool: { abortGrace: 300 } } });
+        const w = spawnWorker(runtime, prefix, { execution, concurrency: 6, worker: { pool: { size: 2, abortGrace: 300 } } });
         await w.ready();
+        const coop = await queue.enqueue("coop", null);
+        await w.waitEvents("start", 1, (e) => e.job === coop.id);
+        expect((await queue.cancel(coop.id, { abort: true })).outcome).toBe("abort-requested");
+        await waitFor(async () => (await queue.getJob(coop.id))?.state === "aborted", "the cooperative job to be aborted", 30_000);
+        expect(logs(w, "pool-child-end")).toEqual([]);
+
         const job = await queue.enqueue("busy", null);
         await w.waitEvents("start", 1, (e) => e.job === job.id);
+        // while its child loops, inline jobs and jobs in the other child run to the end
+        const others = [
+          ...(await Promise.all([1, 2, 3].map((i) => queue.enqueue("echo", i)))),
+          ...(await Promise.all([1, 2].map((i) => queue.enqueue("pooledEcho", i)))),
+        ];
+        for (const o of others) await waitFor(async () => (await queue.getJob(o.id))?.state === "completed", `job ${o.id} to complete`, 30_000);
+        expect((await queue.getJob(job.id))?.state).toBe("active");
         expect((await queue.cancel(job.id, { abort: true })).outcome).toBe("abort-requested");
         await waitFor(async () => (await queue.getJob(job.id))?.state === "aborted", "the busy job to be aborted", 30_000);
         expect(logs(w, "pool-child-end").some((e) => String(e.message).includes(`job ${job.id} ignored its abort (user)`))).toBe(true);
@@ -163,6 +169,7 @@ for (const runtime of RUNTIMES) {
           return j?.state === "completed" ? j : undefined;
         }, "the job after the hog to complete", 30_000);
         expect((after.result as { child: string }).child).not.toBe(start!.child);
+        expect(w.events("start").filter((e) => e.child === start!.child).map((e) => e.job)).toEqual([hog.id]);
         const h = await queue.getJob(hog.id);
         // replaced after its job (completed), or ended by the runtime's heap limit (failed)
         expect(h?.state === "completed" ? logs(w, "pool-child-end").some((e) => String(e.message).includes("memoryLimitMb")) : h?.error?.name).toBe(h?.state === "completed" ? true : "PoolChildError");
@@ -192,7 +199,7 @@ test("the watchdog: an inline handler that blocks the event loop for over a thir
   });
   await queue.enqueue("crunch", null);
   await w.run();
-  const warning = entries.find((e) => e.event === "event-loop-blocked");
+  const warning = entries.find((e) => e.event === "event-loop-blocked" && (e.tasks as string[]).includes("crunch"));
   expect(warning).toMatchObject({ level: "warn", tasks: ["crunch"] });
   expect(String(warning!.message)).toContain('execution: "thread"');
 });
@@ -214,10 +221,20 @@ describe("pooled task options", () => {
     });
   }
 
-  test("a module as a URL, a file: URL string or an absolute path is accepted, its export defaulting to \"default\"", () => {
-    for (const module of [new URL("file:///srv/app/tasks.ts"), "file:///srv/app/tasks.ts", "/srv/app/tasks.ts"]) {
-      const w = new Worker({ ...base, tasks: { t: { module, execution: "thread" } } });
-      expect(w.poolStats).toEqual({ threads: 0, processes: 0, busy: 0, waiting: 0, started: 0 });
+  test("a module as a URL, a file: URL string or an absolute path (POSIX or Windows, characters encoded) resolves to its file URL; its export defaults to \"default\"", () => {
+    const cases: [URL | string, string][] = [
+      [new URL("file:///srv/app/tasks.ts"), "file:///srv/app/tasks.ts"],
+      ["file:///srv/app/tasks.ts", "file:///srv/app/tasks.ts"],
+      ["/srv/app/tasks.ts", "file:///srv/app/tasks.ts"],
+      ["/srv/a#1/what?/my%20tasks.ts", "file:///srv/a%231/what%3F/my%2520tasks.ts"],
+      ["C:\\app\\a#1\\t.ts", "file:///C:/app/a%231/t.ts"],
+    ];
+    for (const [module, href] of cases) {
+      const settings = resolveSettings({ ...base, tasks: { t: { module, execution: "thread" } } });
+      expect([module, settings.tasks.get("t")?.pooled]).toEqual([module, { module: href, export: "default", execution: "thread" }]);
     }
+    expect(new Worker({ ...base, tasks: { t: { module: "/srv/app/tasks.ts", execution: "thread" } } }).poolStats).toEqual({ threads: 0, processes: 0, busy: 0, waiting: 0, started: 0 });
+    // a drive-relative Windows path is no URL
+    expect(() => resolveSettings({ ...base, tasks: { t: { module: "C:tasks.ts", execution: "thread" } } })).toThrow("'tasks.t.module' must be a URL");
   });
 });

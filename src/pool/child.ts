@@ -26,11 +26,17 @@ export interface ChildChannel {
 export function serveChild(channel: ChildChannel): void {
   const modules = new Map<string, Promise<Record<string, unknown>>>();
   const running = new Map<string, Context>();
-  const acks = new Map<number, { resolve(): void; reject(e: Error): void }>();
+  const acks = new Map<number, { token: string; resolve(): void; reject(e: Error): void }>();
   let seq = 0;
 
   const done = (token: string, ok: boolean, value: unknown, error?: CrossedError, measure = false) => {
     running.delete(token);
+    // progress the worker will no longer answer (the attempt is over) does not wait forever
+    for (const [n, a] of acks) {
+      if (a.token !== token) continue;
+      acks.delete(n);
+      a.reject(new Error("the attempt ended before its progress was stored"));
+    }
     const memory = measure ? safeMemory(channel) : undefined;
     const message: FromChild = ok ? { t: "done", token, ok: true, value, memory } : { t: "done", token, ok: false, error: error!, memory };
     try {
@@ -53,8 +59,8 @@ export function serveChild(channel: ChildChannel): void {
   const run = async (m: Extract<ToChild, { t: "run" }>) => {
     const ctx = new Context(m.job, m.workerId, (value) => {
       const n = ++seq;
-      return new Promise<void>((resolve, reject) => {
-        acks.set(n, { resolve, reject });
+      const p = new Promise<void>((resolve, reject) => {
+        acks.set(n, { token: m.token, resolve, reject });
         try {
           if (channel.kind === "process") structuredClone(value); // see done()
           channel.post({ t: "progress", token: m.token, seq: n, value });
@@ -63,6 +69,8 @@ export function serveChild(channel: ChildChannel): void {
           reject(new TypeError(`progress of job ${m.job.id} cannot cross to the worker (a structured clone): ${(e as Error)?.message ?? e}`));
         }
       });
+      p.catch(() => {}); // a rejected progress nobody awaited is the handler's business, not the child's
+      return p;
     });
     running.set(m.token, ctx);
     let handler: unknown;

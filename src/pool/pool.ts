@@ -121,6 +121,7 @@ export class Pool {
         },
         onAbort: () => this.#abort(run),
       };
+      if (this.#closed) return run.resolve({ ok: false, error: new JobAborted("shutdown", "the worker's pool is closed") });
       if (ctx.signal.aborted) return this.#abort(run);
       ctx.signal.addEventListener("abort", run.onAbort, { once: true });
       this.#waiting.push(run);
@@ -149,7 +150,15 @@ export class Pool {
   async close(): Promise<void> {
     this.#closed = true;
     for (const run of this.#waiting.splice(0)) run.resolve({ ok: false, error: new JobAborted("shutdown", "the worker stopped before a thread or process was free") });
-    await Promise.all([...this.#children].map((c) => this.#end(c, "the worker stopped")));
+    const children = [...this.#children];
+    await Promise.all(children.map((c) => this.#end(c, "the worker stopped")));
+    // the jobs their children ran (left behind by a stop that did not wait) end with them
+    for (const c of children) {
+      const run = c.run;
+      if (!run || run.settled) continue;
+      const reason = run.ctx.abortReason ?? "shutdown";
+      run.resolve({ ok: false, error: new JobAborted(reason, `job ${run.ctx.job.id} was still running when the worker stopped; its ${c.kind} was ended`) });
+    }
   }
 
   /** Starts waiting runs on idle children, starting children while the pool has room. */
@@ -167,7 +176,9 @@ export class Pool {
         this.#start(run);
         continue;
       }
-      // full: an idle child of the other kind makes room once it has exited
+      // full: an idle child of the other kind makes room once it has exited (one at a time: a
+      // child already on its way out is room coming)
+      if ([...this.#children].some((c) => c.ending && !c.run)) return;
       const other = [...this.#children].find((c) => !c.run && !c.ending);
       if (other) void this.#end(other, "room for a job of the other kind");
       return;
@@ -180,7 +191,11 @@ export class Pool {
     this.#children.add(placeholder);
     placeholder.run = run;
     run.child = placeholder;
-    this.#spawnerReady ??= this.#spawner();
+    // a spawner that failed to load is tried again by the next job
+    this.#spawnerReady ??= this.#spawner().catch((e) => {
+      this.#spawnerReady = undefined;
+      throw e;
+    });
     this.#spawnerReady.then((spawner) => {
       // ended before it started (the job's abort grace ran out, or the pool closed): nothing to start
       if (placeholder.ending || this.#closed) {
@@ -233,9 +248,11 @@ export class Pool {
     try {
       child.handle.post({ t: "run", token: run.token, module: run.task.module, export: run.task.export, data: run.data, job: run.ctx.job, workerId: run.ctx.workerId, measure: this.#settings.memoryLimitMb !== undefined });
     } catch (e) {
-      child.run = undefined;
-      run.resolve({ ok: false, error: new PoolChildError(`could not send job ${run.ctx.job.id} to its ${child.kind}: ${(e as Error)?.message ?? e}`) });
-      void this.#end(child, "it could not be sent a job");
+      // the slot frees once the child has exited
+      void this.#end(child, "it could not be sent a job").then(() => {
+        child.run = undefined;
+        run.resolve({ ok: false, error: new PoolChildError(`could not send job ${run.ctx.job.id} to its ${child.kind}: ${(e as Error)?.message ?? e}`) });
+      });
       return;
     }
     if (run.ctx.signal.aborted) this.#abort(run);

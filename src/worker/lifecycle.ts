@@ -350,8 +350,16 @@ export class Lifecycle {
   async #finalize(): Promise<void> {
     for (const t of this.#timers) clearInterval(t);
     this.#parts.maintenance.stop();
-    // every thread and process ends (and has exited) before run() resolves: nothing is left running
-    await this.#parts.pool?.close();
+    // every thread and process ends (and has exited) before run() resolves: nothing is left
+    // running. Ending one is a terminate or a SIGKILL; one that has not exited after CLEANUP_MS
+    // (a process stuck in the kernel) is reported rather than waited for without end.
+    const pool = this.#parts.pool;
+    if (pool) {
+      await deadline(pool.close(), CLEANUP_MS).catch(() => {
+        const s = pool.stats();
+        this.#core.log("error", "pool-not-closed", `${s.threads} thread(s) and ${s.processes} process(es) of the pool had not exited ${CLEANUP_MS} ms after they were ended`, { ...s });
+      });
+    }
     const bounded = (p: Promise<unknown> | undefined) => deadline(Promise.resolve(p), CLEANUP_MS).catch(() => {});
     if (!this.#parts.fetcher.giveUp) {
       await bounded(this.#parts.fetcher.sideFlush);

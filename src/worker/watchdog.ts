@@ -32,7 +32,9 @@ export class Watchdog {
   start(): void {
     const s = this.#core.settings;
     const tick = Math.min(500, Math.max(10, Math.floor(s.stalledTimeout / 10)));
-    const threshold = s.stalledTimeout / 3;
+    // a third of stalledTimeout, the longest gap between heartbeats; never below 100 ms, which a
+    // garbage collection alone may reach
+    const threshold = Math.max(100, s.stalledTimeout / 3);
     let last = performance.now();
     this.#timer = setInterval(() => {
       const now = performance.now();
