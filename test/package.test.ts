@@ -178,6 +178,32 @@ export const all = [q, w, bunRun, denoRun, nodeRun, createAdminApp, HttpProducer
   }
 });
 
+test("jobs in a thread and in a process from the installed package: plain Node (compiled JS), Bun and Deno", async () => {
+  const dir = apps.module;
+  writeFileSync(join(dir, "heavy.mjs"), `export function crunch(d) { let x = 0; for (let i = 0; i < 1e6; i++) x += i; return { n: d.n * 2, pid: process.pid }; }\n`);
+  writeFileSync(join(dir, "pooled.mjs"), `import { Queue, Worker } from "sluice";
+const redis = process.env.REDIS_URL;
+const prefix = process.env.PREFIX;
+const queue = new Queue("pkg", { redis, prefix });
+const a = await queue.enqueue("inThread", { n: 1 });
+const b = await queue.enqueue("inProcess", { n: 2 });
+const module = new URL("./heavy.mjs", import.meta.url);
+const worker = new Worker({ redis, prefix, queues: ["pkg"], wait: false, tasks: {
+  inThread: { module, export: "crunch", execution: "thread" },
+  inProcess: { module, export: "crunch", execution: "process" },
+} });
+await worker.run();
+const [ja, jb] = [await queue.getJob(a.id), await queue.getJob(b.id)];
+console.log(JSON.stringify([ja.state, ja.result.n, ja.result.pid === process.pid, jb.state, jb.result.n, jb.result.pid === process.pid]));
+await queue.close();
+`);
+  for (const [runtime, cmd, args] of [["node", NODE, ["pooled.mjs"]], ["bun", join(BIN, "bun"), ["run", "pooled.mjs"]], ["deno", join(BIN, "deno"), ["run", "-A", "pooled.mjs"]]] as const) {
+    const r = await run(cmd, [...args], dir, { REDIS_URL: redisUrl(), PREFIX: uniquePrefix("pkg") });
+    // the thread shares the worker's pid, the process has its own
+    expect([runtime, r.code, r.out.trim(), r.err]).toEqual([runtime, 0, JSON.stringify(["completed", 2, true, "completed", 4, false]), ""]);
+  }
+});
+
 test("a TypeScript tasks module under the Node CLI: through the app's tsx, or a clear message without it", async () => {
   const dir = apps.commonjs;
   const prefix = uniquePrefix("pkg");
