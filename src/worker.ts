@@ -131,7 +131,7 @@ export class Worker extends EventTarget {
     options?: boolean | { capture?: boolean; once?: boolean; passive?: boolean; signal?: AbortSignal },
   ): void {
     this.#listening.add(type);
-    super.addEventListener(type, listener, options);
+    super.addEventListener(type, listener as Parameters<EventTarget["addEventListener"]>[1], options);
   }
 
   /**

@@ -340,6 +340,14 @@ test("publint and @arethetypeswrong/cli pass on the tarball (attw's esm-only pro
   expect(kept).toEqual([]);
 });
 
+test("JSR / Deno: deno check passes on every entry of deno.json, the CLI and the pool's child entry, and deno publish --dry-run succeeds", async () => {
+  const entries = ["mod.ts", "src/core.ts", "adapters/bun.ts", "adapters/deno.ts", "adapters/node.ts", "adapters/pool-child.ts", "adapters/pool-node.ts", "adapters/pool-bun.ts", "adapters/spawn.ts", "admin/app.tsx", "http/producer.ts", "cli/sluice.ts"];
+  const check = await run(join(BIN, "deno"), ["check", ...entries], ROOT);
+  expect([check.code, check.err.includes("error")]).toEqual([0, false]);
+  const publish = await run(join(BIN, "deno"), ["publish", "--dry-run", "--allow-dirty"], ROOT);
+  expect([publish.code, publish.out + publish.err]).toEqual([0, expect.stringContaining("Dry run complete")]);
+});
+
 test("the tarball lists every entry in exports with types and default", () => {
   const dir = apps.module;
   const pkg = JSON.parse(execFileSync("cat", [join(dir, "node_modules", "sluice", "package.json")], { encoding: "utf8" }));
