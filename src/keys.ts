@@ -12,6 +12,8 @@ export interface QueueKeys {
   cancelled: string;
   aborted: string;
   events: string;
+  /** The queue's settings every worker reads: paused, rate limit (hash). */
+  config: string;
   /** Pub/sub channel for abort requests of this queue's active jobs. */
   abortChannel: string;
   job(id: string): string;
@@ -31,6 +33,7 @@ export function queueKeys(prefix: string, queue: string): QueueKeys {
     cancelled: base + "cancelled",
     aborted: base + "aborted",
     events: base + "events",
+    config: base + "config",
     abortChannel: base + "abort",
     job: (id) => base + "job:" + id,
   };

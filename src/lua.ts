@@ -75,6 +75,29 @@ local function activate(stream, group, consumer, base, sid, f, token, now, event
   end
   return id .. '\\0' .. sid .. '\\0' .. token .. '\\0' .. attempt .. '\\0' .. f[6] .. '\\0' .. f[8]
 end
+-- The queue's flow gate, read once per fetch from its hash \`config\`: paused (field paused = 1), or
+-- rate limited (rlMax jobs per rlDur ms, across all workers). The limit counts attempts that
+-- finished in the last rlDur ms (zset \`rl\`, written as they finish) plus those running now (the
+-- group's pending entries): a job may start only while that sum is below rlMax, so no window of
+-- rlDur ms ever holds more than rlMax finished attempts. \`mine\` pending entries are not counted
+-- (a blocking read's own deliveries). Returns how many may start (up to want) and, when none may,
+-- a wait hint: 'p' (paused) or 'w<ms>'.
+local function gate(stream, group, base, now, want, mine)
+  local cfg = redis.call('HMGET', base .. 'config', 'paused', 'rlMax', 'rlDur')
+  if cfg[1] == '1' then return 0, 'p' end
+  if not cfg[2] then return want, '' end
+  local max, dur = tonumber(cfg[2]), tonumber(cfg[3])
+  local rl = base .. 'rl'
+  redis.call('ZREMRANGEBYSCORE', rl, '-inf', now - dur)
+  local allowed = max - redis.call('ZCARD', rl) - (redis.call('XPENDING', stream, group)[1] - mine)
+  if allowed >= want then return want, '' end
+  if allowed > 0 then return allowed, '' end
+  local oldest = redis.call('ZRANGE', rl, 0, 0, 'WITHSCORES')
+  -- the next slot frees when the oldest finish leaves the window; with none, when a running job
+  -- finishes (looked at again shortly)
+  local wait = oldest[2] and math.max(1, math.ceil(tonumber(oldest[2]) + dur - now)) or 50
+  return 0, 'w' .. wait
+end
 local function trim(zkey, base, keep, age, now)
   if keep >= 0 then
     local n = redis.call('ZCARD', zkey) - keep
@@ -215,6 +238,9 @@ if #acks > 0 then
 end
 local done, doneIds, bad = {}, {}, false
 local nc, nf, na, nr, ni = 0, 0, 0, 0, 0
+-- a rate-limited queue records when each attempt finished (member: the attempt's token)
+local limited = #apply > 0 and redis.call('HEXISTS', base .. 'config', 'rlMax') == 1
+local finishes = {}
 for _, a in ipairs(apply) do
   local i, abortFlag = a[1], a[2]
   local o = 13 + i * 5
@@ -227,6 +253,10 @@ for _, a in ipairs(apply) do
   end
   flags[i + 1] = flag
   local fin = token .. '|' .. flag
+  if limited and kind ~= 'i' then
+    finishes[#finishes + 1] = now
+    finishes[#finishes + 1] = token
+  end
   if kind == 'c' then
     redis.call('HSET', job, 'state', 'completed', 'result', payload, 'finished', now)
     done[#done + 1] = now
@@ -259,6 +289,7 @@ for _, a in ipairs(apply) do
     emit(events, eventsMax, 'interrupted', id, now)
   end
 end
+if #finishes > 0 then redis.call('ZADD', base .. 'rl', unpack(finishes)) end
 stat(base, 'completed', nc)
 stat(base, 'failed', nf)
 stat(base, 'aborted', na)
@@ -274,7 +305,9 @@ if bad then
   trim(KEYS[4], base, tonumber(ARGV[9]), tonumber(ARGV[10]), now)
   trim(KEYS[5], base, tonumber(ARGV[9]), tonumber(ARGV[10]), now)
 end
-local out = {table.concat(flags)}
+local hint = ''
+if fetchCount > 0 then fetchCount, hint = gate(stream, group, base, now, fetchCount, 0) end
+local out = {table.concat(flags) .. (hint ~= '' and ('|' .. hint) or '')}
 if fetchCount > 0 then
   local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', fetchCount, 'STREAMS', stream, '>')
   if r then
@@ -298,9 +331,15 @@ return out
  * new ids and are not touched again.
  */
 export const ACTIVATE = EMIT + `
+local function ours(job, sid, consumer, token)
+  local st = redis.call('HMGET', job, 'state', 'sid', 'owner', 'token')
+  return st[1] == 'active' and st[2] == sid and st[3] == consumer and st[4] == token
+end
 local stream, base, group, consumer = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local now, tokenBase, n, eventsMax = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local out = {}
+-- a queue paused or rate limited while the read blocked: what the gate refuses goes back
+n = gate(stream, group, base, now, n, (#ARGV - 7) / 2)
 -- a claim of a delivered entry to its own consumer changes nothing but comes first: at maxmemory
 -- a script's first write may only be one that does not grow memory, and the HSETs follow
 if ARGV[8] then redis.call('XCLAIM', stream, group, consumer, 0, ARGV[8], 'JUSTID') end
@@ -311,7 +350,8 @@ while ARGV[i] do
   local e = redis.call('XRANGE', stream, sid, sid)
   if not e[1] then
     redis.call('XACK', stream, group, sid)
-  elseif #out < n then
+  elseif #out < n or ours(job, sid, consumer, tokenBase .. i) then
+    -- (an entry this call activated before, when the call is a repeat, is returned again)
     local row = activate(stream, group, consumer, base, sid, e[1][2], tokenBase .. i, now, KEYS[2], eventsMax, true)
     if row then out[#out + 1] = row end
   else

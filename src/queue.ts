@@ -10,7 +10,7 @@ import {
   type JobInfo,
   type JobState,
 } from "./job.ts";
-import { GROUP, type QueueKeys, queueKeys } from "./keys.ts";
+import { globalKeys, GROUP, type QueueKeys, queueKeys } from "./keys.ts";
 import { jsonDepth, MAX_DATA_DEPTH } from "./json.ts";
 import { checkName } from "./names.ts";
 import { deleteJob, type DeleteResult, type JobPage, listJobs, type ListJobsOptions } from "./inspect.ts";
@@ -120,6 +120,27 @@ function jsonData(data: unknown, field: string): string {
   return payload;
 }
 
+
+/** A rate limit: at most `max` jobs per `duration` (finished attempts in any window of that length). */
+export interface RateLimit {
+  max: number;
+  duration: Duration;
+}
+
+/** Checks a rate limit; `duration` in ms. Throws a ValidationError naming `field`. */
+export function checkRateLimit(limit: unknown, field: string): { max: number; duration: number } {
+  const l = limit as RateLimit;
+  if (typeof l !== "object" || l === null) throw new ValidationError("Invalid rate limit", [{ field, value: limit, message: "must be { max, duration }" }]);
+  if (!Number.isInteger(l.max) || l.max < 1 || l.max > 1e9) throw new ValidationError("Invalid rate limit", [{ field: field + ".max", value: l.max, message: "must be an integer from 1 to 1e9" }]);
+  let duration: number;
+  try {
+    duration = parseDuration(l.duration, field + ".duration");
+  } catch {
+    throw new ValidationError("Invalid rate limit", [{ field: field + ".duration", value: l.duration, message: "must be a duration (ms or a string such as \"1s\")" }]);
+  }
+  if (duration < 1) throw new ValidationError("Invalid rate limit", [{ field: field + ".duration", value: l.duration, message: "must be at least 1 ms" }]);
+  return { max: l.max, duration };
+}
 
 /** Counters of a queue since it began (not bounded by retention); each is 0 until it first counts. */
 export interface QueueStats {
@@ -348,6 +369,48 @@ export class Queue {
     const counts = {} as JobCounts;
     JOB_STATES.forEach((s, i) => (counts[s] = Number(r[i])));
     return counts;
+  }
+
+  /**
+   * Pauses the queue for every worker at once: workers stop starting its jobs (a message tells
+   * them now; the fetch scripts check the flag too, so a worker that missed it starts nothing
+   * either). Running jobs finish; enqueueing goes on. Stays paused until `resume()`.
+   */
+  async pause(): Promise<void> {
+    await this.#send("HSET", [this.keys.config, "paused", "1"]);
+    await this.#send("PUBLISH", [globalKeys(this.prefix).control, JSON.stringify({ action: "pause", queue: this.name })]);
+  }
+
+  /** Resumes a paused queue: its workers start its jobs again. */
+  async resume(): Promise<void> {
+    await this.#send("HDEL", [this.keys.config, "paused"]);
+    await this.#send("PUBLISH", [globalKeys(this.prefix).control, JSON.stringify({ action: "resume", queue: this.name })]);
+  }
+
+  /** Whether the queue is paused. */
+  async isPaused(): Promise<boolean> {
+    return String(await this.#send("HGET", [this.keys.config, "paused"])) === "1";
+  }
+
+  /**
+   * Limits how many of the queue's jobs run per `duration`, across all its workers (enforced in
+   * Redis, in the fetch scripts): no window of `duration` holds more than `max` finished attempts.
+   * Jobs held back stay waiting, their attempt not counted. `null` removes the limit. Workers given
+   * the `rateLimit` option set it at start.
+   */
+  async setRateLimit(limit: RateLimit | null): Promise<void> {
+    if (limit === null) {
+      await this.#send("HDEL", [this.keys.config, "rlMax", "rlDur"]);
+      return;
+    }
+    const { max, duration } = checkRateLimit(limit, "rateLimit");
+    await this.#send("HSET", [this.keys.config, "rlMax", max, "rlDur", duration]);
+  }
+
+  /** The queue's rate limit, or null. */
+  async rateLimit(): Promise<{ max: number; duration: number } | null> {
+    const [max, dur] = (await this.#send("HMGET", [this.keys.config, "rlMax", "rlDur"])) as (string | null)[];
+    return max ? { max: Number(max), duration: Number(dur) } : null;
   }
 
   /**

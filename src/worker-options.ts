@@ -8,6 +8,7 @@ import { MAX_TIMER } from "./timers.ts";
 import { type IORedis, isIORedis } from "./redis.ts";
 import type { PooledTask, PoolOptions, PoolSettings } from "./pool/pool.ts";
 import type { Execution, PoolSpawner } from "./pool/protocol.ts";
+import { checkRateLimit, type RateLimit } from "./queue.ts";
 
 /** A job handler: `async (data, ctx) => result`. The result is stored as JSON. */
 // deno-lint-ignore no-explicit-any
@@ -126,6 +127,11 @@ export interface WorkerOptions {
   logger?: (entry: LogEntry) => void;
   /** The threads and processes of tasks with `execution`. */
   pool?: PoolOptions;
+  /**
+   * A rate limit for each of its queues, across all their workers (enforced in Redis): written to
+   * the queue at start, as `queue.setRateLimit()` does. @default none (a limit set on the queue stays)
+   */
+  rateLimit?: RateLimit;
   /** Starts the pool's threads and processes; the runtime adapters' `createWorker` fills it (else it is picked by runtime at first use). */
   spawner?: PoolSpawner;
 }
@@ -138,6 +144,7 @@ export interface Settings {
   concurrency: number;
   /** Set when a task runs in a thread or process. */
   pool: PoolSettings | undefined;
+  rateLimit: { max: number; duration: number } | undefined;
   timeout: number | undefined;
   stalledTimeout: number;
   heartbeatInterval: number;
@@ -260,6 +267,7 @@ export function resolveSettings(options: WorkerOptions): Settings {
     tasks,
     concurrency,
     pool: [...tasks.values()].some((t) => t.pooled) || options.pool !== undefined ? poolSettings(options.pool, concurrency) : undefined,
+    rateLimit: options.rateLimit === undefined ? undefined : rateLimitOption(options.rateLimit),
     timeout: options.timeout === undefined ? undefined : durationOption(options.timeout, "timeout"),
     stalledTimeout,
     heartbeatInterval,
@@ -343,4 +351,12 @@ function poolSettings(p: PoolOptions | undefined, concurrency: number): PoolSett
     abortGrace,
     memoryLimitMb: p?.memoryLimitMb === undefined ? undefined : intOption(p.memoryLimitMb, "pool.memoryLimitMb", 16, 1 << 20),
   };
+}
+
+function rateLimitOption(limit: unknown): { max: number; duration: number } {
+  try {
+    return checkRateLimit(limit, "rateLimit");
+  } catch (e) {
+    throw new ValidationError("Invalid worker options", (e as ValidationError).issues);
+  }
 }

@@ -103,6 +103,7 @@ export class Worker extends EventTarget {
       block: () => this.#lifecycle.block,
       onError: (e) => this.#lifecycle.redisError(e),
     });
+    core.onPause = (q, paused) => fetcher.pause(q, paused);
     const heartbeat = new Heartbeat(core, running, executor);
     const watchdog = new Watchdog(core, running);
     executor.watchdog = watchdog;

@@ -135,6 +135,8 @@ describe("stalled recovery", () => {
     const info = await settled(q, "g1", "failed");
     expect(info.error).toMatchObject({ name: "StalledError" });
     expect(info.stalls).toBe(1);
+    // the event follows the script's reply, which may reach the worker after this test saw the job failed
+    await waitFor(() => stalled.length > 0, "the stalled event");
     expect(stalled).toEqual([{ id: "g1", queue: "ghosts", failed: true }]);
     await sleep(300);
     expect(ran).toBe(0);

@@ -8,7 +8,7 @@ import type { QueueState, WorkerCore } from "./core.ts";
 import type { Outcome } from "./executor.ts";
 import type { RunningJobs } from "./running-jobs.ts";
 import * as scripts from "./scripts.ts";
-import type { FetchedJob, OutcomeResult } from "./scripts.ts";
+import type { FetchedJob, Gate, OutcomeResult } from "./scripts.ts";
 
 export class Completer {
   readonly #core: WorkerCore;
@@ -46,11 +46,11 @@ export class Completer {
    * interruption): a fetch that found the stream empty before it should look again. On an error
    * the outcomes go back to the buffer; writing them again is safe (a repeat is recognised).
    */
-  async finishAndFetch(q: QueueState, want: number): Promise<{ jobs: FetchedJob[]; requeued: boolean }> {
+  async finishAndFetch(q: QueueState, want: number): Promise<{ jobs: FetchedJob[]; requeued: boolean; gate: Gate }> {
     const core = this.#core;
     const outs = this.#buffers.get(q)!.splice(0);
     const now = Date.now();
-    let reply: { results: OutcomeResult[]; jobs: FetchedJob[] };
+    let reply: { results: OutcomeResult[]; jobs: FetchedJob[]; gate: Gate };
     try {
       reply = await scripts.finishAndFetch(core.send, q.keys, {
         consumer: core.id, now, fetch: want, keep: core.settings.keep, eventsMax: core.settings.eventsMaxLen,
@@ -69,7 +69,7 @@ export class Completer {
       this.#running.release(o.r);
       this.#report(o, result !== "fenced");
     });
-    return { jobs: reply.jobs, requeued };
+    return { jobs: reply.jobs, requeued, gate: reply.gate };
   }
 
   /** After the outcome's script ran: count it and tell listeners. */

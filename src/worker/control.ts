@@ -31,7 +31,13 @@ function onControl(core: WorkerCore, message: string): void {
   } catch {
     return;
   }
-  if (typeof m !== "object" || m === null || m.action !== "shutdown") return;
+  if (typeof m !== "object" || m === null) return;
+  if (m.action === "pause" || m.action === "resume") {
+    const q = core.queues.find((x) => x.name === m.queue);
+    if (q) core.onPause?.(q, m.action === "pause");
+    return;
+  }
+  if (m.action !== "shutdown") return;
   // both filters must match when both are given; none given: every worker under the prefix
   const forMe = (m.worker === undefined || m.worker === core.id) && (m.queue === undefined || core.queues.some((q) => q.name === m.queue));
   if (!forMe) return;

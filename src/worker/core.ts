@@ -52,6 +52,12 @@ export interface JobEventDetail {
 export interface QueueState {
   name: string;
   keys: QueueKeys;
+  /** Paused, as the last fetch or a control message said: no fetch from it until resumed. */
+  paused?: boolean;
+  /** Paused, and due for a look at its flag (a resume message may have been missed). */
+  recheck?: boolean;
+  /** Rate limited: no fetch from it before this time (ms). */
+  holdUntil?: number;
 }
 
 /** The worker's shared state and voice, handed to each of its parts. */
@@ -65,6 +71,8 @@ export interface WorkerCore {
   /** The command connection (set once the worker connects). */
   send: Send;
   emit(type: string, detail: unknown): void;
+  /** A pause or resume message for one of its queues (set by the worker). */
+  onPause?: (q: QueueState, paused: boolean) => void;
   log(level: LogEntry["level"], event: string, message: string, fields?: Record<string, unknown>): void;
 }
 

@@ -53,6 +53,9 @@ export class Fetcher {
   #needReconcile = false;
   /** Set once an abandoning stop has waited for Redis long enough: stop without writing the rest. */
   giveUp = false;
+  /** Wakes the loop when the earliest paused or rate-limited queue may be fetched from again. */
+  #gateTimer: ReturnType<typeof setTimeout> | undefined;
+  #gateAt = Infinity;
 
   constructor(core: WorkerCore, parts: {
     running: RunningJobs;
@@ -215,7 +218,7 @@ export class Fetcher {
       let fetched = 0;
       try {
         for (const q of this.#core.queues) {
-          const n = want - fetched;
+          const n = this.#gated(q) ? 0 : want - fetched;
           if (this.#completer.pending(q) === 0 && n <= 0) continue;
           fetched += await this.#finishAndFetch(q, n);
         }
@@ -233,12 +236,63 @@ export class Fetcher {
 
   /** Writes `q`'s outcomes and fetches up to `want` jobs in one script; starts them. Returns how many. */
   async #finishAndFetch(q: QueueState, want: number): Promise<number> {
-    const { jobs, requeued } = await this.#completer.finishAndFetch(q, want);
+    const { jobs, requeued, gate } = await this.#completer.finishAndFetch(q, want);
     for (const f of jobs) this.#executor.start(q, f);
+    if (gate.paused) this.pause(q, true);
+    else if (q.paused && want > 0) this.pause(q, false); // resumed: its resume message was missed
+    if (gate.waitMs !== undefined) this.#hold(q, Date.now() + gate.waitMs);
     // a retry due at once or an interrupted job went back to the stream after the last fetch that
     // found it empty: look again before the loop (in drain mode) concludes there is nothing to do
     if (want === 0 && requeued) this.#empty = false;
     return jobs.length;
+  }
+
+  /** A queue is paused, or resumed (a control message, or what a fetch found). */
+  pause(q: QueueState, paused: boolean): void {
+    q.recheck = false;
+    if (paused) {
+      // looked at again now and then, in case its resume message is missed
+      this.#hold(q, Date.now() + this.#core.settings.abortPollInterval, true);
+      if (q.paused) return;
+    } else if (!q.paused) {
+      return;
+    }
+    q.paused = paused;
+    this.#core.log("info", paused ? "queue-paused" : "queue-resumed", `queue ${q.name} ${paused ? "paused: no new jobs from it" : "resumed"}`, { queue: q.name });
+    if (!paused) {
+      this.#empty = false;
+      this.wake();
+    }
+  }
+
+  #gated(q: QueueState): boolean {
+    return (!!q.paused && !q.recheck) || (q.holdUntil !== undefined && q.holdUntil > Date.now());
+  }
+
+  /** No fetch from `q` before `at` (a paused queue: its flag is read again then). */
+  #hold(q: QueueState, at: number, pausePoll = false): void {
+    if (!pausePoll) q.holdUntil = at;
+    if (at >= this.#gateAt && this.#gateTimer !== undefined) return;
+    clearTimeout(this.#gateTimer);
+    this.#gateAt = at;
+    this.#gateTimer = setTimeout(() => {
+      this.#gateTimer = undefined;
+      this.#gateAt = Infinity;
+      const now = Date.now();
+      for (const x of this.#core.queues) {
+        // a paused queue's next fetch reads the flag again; a hold that is not over re-arms itself
+        if (x.paused) x.recheck = true;
+        if (x.holdUntil !== undefined && x.holdUntil > now) this.#hold(x, x.holdUntil);
+      }
+      this.#empty = false;
+      this.wake();
+    }, Math.max(1, at - Date.now()));
+  }
+
+  /** Clears the gate timer (at stop). */
+  stopTimers(): void {
+    clearTimeout(this.#gateTimer);
+    this.#gateTimer = undefined;
   }
 
   /** While the loop is blocked on a read, outcomes are written on the command connection. */
@@ -264,7 +318,9 @@ export class Fetcher {
     const core = this.#core;
     const block = this.#block();
     if (!block || core.shutdown.graceful.aborted) return;
-    const queues = core.queues;
+    // a paused or rate-limited queue is looked at again by a timer, not by a blocking read
+    const queues = core.queues.filter((q) => !this.#gated(q));
+    if (queues.length === 0) return await this.#sleep();
     const isCluster = "nodes" in block && typeof (block as { nodes?: unknown }).nodes === "function";
     // one XREADGROUP over all streams where they can share it (not across cluster slots)
     const qs = isCluster && queues.length > 1 ? [queues[this.#executor.started % queues.length]!] : queues;

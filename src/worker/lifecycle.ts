@@ -194,6 +194,8 @@ export class Lifecycle {
       const stopping = this.#core.shutdown.graceful;
       const steps = (async () => {
         await this.#ensureGroups();
+        const limit = core.settings.rateLimit;
+        if (limit) for (const q of core.queues) await core.send("HSET", [q.keys.config, "rlMax", limit.max, "rlDur", limit.duration]);
         if (stopping.aborted) return; // no new connection once the stop has closed them
         this.#sub = await subscribe(core, this.#cmd, this.#parts.running, this.#parts.executor, (c) => (this.#sub = c));
         await this.#register().catch((e) => core.log("warn", "error", `could not register in the worker registry: ${(e as Error).message}`));
@@ -349,6 +351,7 @@ export class Lifecycle {
   /** Clean-up, each step bounded: with Redis unreachable, commands would wait for a reconnect forever. */
   async #finalize(): Promise<void> {
     for (const t of this.#timers) clearInterval(t);
+    this.#parts.fetcher.stopTimers();
     this.#parts.maintenance.stop();
     // every thread and process ends (and has exited) before run() resolves: nothing is left
     // running. Ending one is a terminate or a SIGKILL; one that has not exited after CLEANUP_MS

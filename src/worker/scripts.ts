@@ -89,7 +89,7 @@ function tokenBase(): string {
  */
 export async function finishAndFetch(send: Send, k: QueueKeys, a: {
   consumer: string; now: number; fetch: number; keep: Keep; eventsMax: number; outcomes: OutcomeWrite[];
-}): Promise<{ results: OutcomeResult[]; jobs: FetchedJob[] }> {
+}): Promise<{ results: OutcomeResult[]; jobs: FetchedJob[]; gate: Gate }> {
   const argv: (string | number)[] = [
     k.base, GROUP, a.consumer, a.now, a.fetch, tokenBase(),
     a.keep.completed.count, a.keep.completed.age, a.keep.failed.count, a.keep.failed.age,
@@ -97,11 +97,18 @@ export async function finishAndFetch(send: Send, k: QueueKeys, a: {
   ];
   for (const o of a.outcomes) argv.push(o.id, o.token, LETTER[o.kind], o.payload, o.retryAt);
   const reply = (await scripts.finish.run(send, [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events], argv)) as string[];
-  const flags = reply[0] ?? "";
+  const [flags = "", hint = ""] = (reply[0] ?? "").split("|");
   return {
     results: a.outcomes.map((_, i) => RESULT[flags[i]!] ?? "fenced"),
     jobs: reply.slice(1).map(parseRow),
+    gate: hint === "p" ? { paused: true } : hint.startsWith("w") ? { waitMs: Number(hint.slice(1)) } : {},
   };
+}
+
+/** Why a fetch started nothing although it was asked to: the queue is paused, or rate limited for `waitMs`. */
+export interface Gate {
+  paused?: boolean;
+  waitMs?: number;
 }
 
 /**
