@@ -41,3 +41,4 @@ export { parseDuration, type Duration } from "./src/duration.ts";
 export { between, type EndCondition } from "./src/end-condition.ts";
 export { abortable, deadline, delay } from "./src/async.ts";
 export type { RedisInput, CommandSender } from "./src/redis.ts";
+export type { ScheduleSpec, ScheduleInfo } from "./src/schedule.ts";

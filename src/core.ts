@@ -21,3 +21,4 @@ export type { JobSummary, JobPage, ListJobsOptions, DeleteResult } from "./inspe
 export type { EnqueueOptions, Backoff } from "./options.ts";
 export { parseDuration, type Duration } from "./duration.ts";
 export type { RedisInput, CommandSender } from "./send.ts";
+export type { ScheduleSpec, ScheduleInfo } from "./schedule.ts";

@@ -14,6 +14,10 @@ export interface QueueKeys {
   events: string;
   /** The queue's settings every worker reads: paused, rate limit (hash). */
   config: string;
+  /** Schedules: specs by id (hash), next tick by id (zset), last tick enqueued by id (hash). */
+  schedules: string;
+  scheduleNext: string;
+  scheduleLast: string;
   /** Pub/sub channel for abort requests of this queue's active jobs. */
   abortChannel: string;
   job(id: string): string;
@@ -34,6 +38,9 @@ export function queueKeys(prefix: string, queue: string): QueueKeys {
     aborted: base + "aborted",
     events: base + "events",
     config: base + "config",
+    schedules: base + "schedules",
+    scheduleNext: base + "schedules:next",
+    scheduleLast: base + "schedules:last",
     abortChannel: base + "abort",
     job: (id) => base + "job:" + id,
   };

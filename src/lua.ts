@@ -746,3 +746,52 @@ end
 return {len - pending, pending, redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
   redis.call('ZCARD', KEYS[4]), redis.call('ZCARD', KEYS[5]), redis.call('ZCARD', KEYS[6])}
 `;
+
+/**
+ * claims the schedules due now, for a worker's scheduler pass. KEYS: the queue's `schedules:next`.
+ * ARGV: base now limit lease. Returns { prev, id, tick, spec, id, tick, spec… }: `prev` is when a
+ * scheduler last looked at this queue before this call ('' for never) — a long gap means no worker
+ * ran, and the ticks due are misfires. Each schedule returned is leased to this caller: its score
+ * becomes now + lease, so no other scheduler takes it meanwhile; the caller moves it on with
+ * SCHEDULE_ADVANCE (expected: now + lease). Writes nothing when the queue has no schedule.
+ * Repeat: the heartbeat is stored as `prev|now`; a call with the `now` stored answers the `prev`
+ * stored. The schedules the first run leased are not due for the repeat: a lost reply delays them
+ * until the lease ends, when a scheduler takes them (its ticks' job ids keep them once each).
+ */
+export const SCHEDULE_DUE = `
+local base, now, limit, lease = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+if redis.call('EXISTS', base .. 'schedules') == 0 then return {} end
+local beat = redis.call('GET', base .. 'sched:beat')
+local prev = ''
+if beat then
+  local sep = string.find(beat, '|', 1, true)
+  local p, last = string.sub(beat, 1, sep - 1), string.sub(beat, sep + 1)
+  if last == now then prev = p else prev = last end
+end
+redis.call('SET', base .. 'sched:beat', prev .. '|' .. now, 'PX', 86400000)
+local out = {prev}
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+for i = 1, #due, 2 do
+  out[#out + 1] = due[i]
+  out[#out + 1] = due[i + 1]
+  out[#out + 1] = redis.call('HGET', base .. 'schedules', due[i]) or ''
+  redis.call('ZADD', KEYS[1], tonumber(now) + lease, due[i])
+end
+return out
+`;
+
+/**
+ * moves a schedule on from the tick a scheduler handled, if no other scheduler did first.
+ * KEYS: `schedules:next`. ARGV: base id expected next last ('' for a schedule with no more ticks,
+ * which is removed from the zset; last '' when no job was enqueued).
+ * Returns 1 when this call moved it, 0 when the schedule had moved (or was removed) already.
+ * Repeat: the schedule is at `next` now, not at `expected`: 0, nothing written.
+ */
+export const SCHEDULE_ADVANCE = `
+local base, id, expected, nextTick, last = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local cur = redis.call('ZSCORE', KEYS[1], id)
+if not cur or tonumber(cur) ~= tonumber(expected) then return 0 end
+if nextTick == '' then redis.call('ZREM', KEYS[1], id) else redis.call('ZADD', KEYS[1], nextTick, id) end
+if last ~= '' then redis.call('HSET', base .. 'schedules:last', id, last) end
+return 1
+`;

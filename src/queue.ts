@@ -11,6 +11,7 @@ import {
   type JobState,
 } from "./job.ts";
 import { globalKeys, GROUP, type QueueKeys, queueKeys } from "./keys.ts";
+import { checkSchedule, nextTick, type ScheduleInfo, type ScheduleSpec } from "./schedule.ts";
 import { jsonDepth, MAX_DATA_DEPTH } from "./json.ts";
 import { checkName } from "./names.ts";
 import { deleteJob, type DeleteResult, type JobPage, listJobs, type ListJobsOptions } from "./inspect.ts";
@@ -369,6 +370,69 @@ export class Queue {
     const counts = {} as JobCounts;
     JOB_STATES.forEach((s, i) => (counts[s] = Number(r[i])));
     return counts;
+  }
+
+  /**
+   * Creates or replaces a schedule: a job of `spec.task` on every tick of `spec.cron` (seconds
+   * optional, in `spec.tz`) or every `spec.every`. Any worker of the queue enqueues the ticks,
+   * exactly one job per tick however many run (the tick's job id, `sched:<id>:<tick ms>`, is its
+   * dedup key). Setting a schedule again with the same spec keeps its next tick (an app may call
+   * this at every start); a changed spec starts from now. Returns the next tick (epoch ms).
+   *
+   * @example
+   * ```ts
+   * await queue.upsertSchedule("nightly-report", { cron: "0 0 3 * * *", tz: "Europe/Berlin", task: "report" });
+   * await queue.upsertSchedule("heartbeat", { every: "30s", task: "ping", misfire: "skip" });
+   * ```
+   */
+  async upsertSchedule(id: string, spec: ScheduleSpec): Promise<{ id: string; next: number | undefined }> {
+    const now = Date.now();
+    const stored = checkSchedule(id, spec, now);
+    // the jobs it will enqueue are checked now, as an enqueue checks them
+    this.#prepare(stored.task, stored.data, stored.options);
+    const k = this.keys;
+    const [old, oldNext] = (await Promise.all([this.#send("HGET", [k.schedules, id]), this.#send("ZSCORE", [k.scheduleNext, id])])) as [string | null, string | null];
+    if (old) {
+      const prev = JSON.parse(old) as typeof stored;
+      if (JSON.stringify({ ...prev, anchor: 0 }) === JSON.stringify({ ...stored, anchor: 0 })) {
+        return { id, next: oldNext === null ? undefined : Number(oldNext) };
+      }
+    }
+    const next = nextTick(stored, now);
+    await this.#send("HSET", [k.schedules, id, JSON.stringify(stored)]);
+    if (next === undefined) await this.#send("ZREM", [k.scheduleNext, id]);
+    else await this.#send("ZADD", [k.scheduleNext, next, id]);
+    return { id, next };
+  }
+
+  /** Removes a schedule (jobs it enqueued stay). Returns false when there was none. */
+  async removeSchedule(id: string): Promise<boolean> {
+    const k = this.keys;
+    const [removed] = (await Promise.all([
+      this.#send("HDEL", [k.schedules, id]),
+      this.#send("ZREM", [k.scheduleNext, id]),
+      this.#send("HDEL", [k.scheduleLast, id]),
+    ])) as number[];
+    return Number(removed) === 1;
+  }
+
+  /** The queue's schedules with their next tick and the last tick a job was enqueued for. */
+  async listSchedules(): Promise<ScheduleInfo[]> {
+    const k = this.keys;
+    const [specs, next, last] = await Promise.all([
+      this.#send("HGETALL", [k.schedules]),
+      this.#send("ZRANGE", [k.scheduleNext, 0, -1, "WITHSCORES"]),
+      this.#send("HGETALL", [k.scheduleLast]),
+    ]);
+    const nextBy = toObject(next);
+    const lastBy = toObject(last);
+    return Object.entries(toObject(specs)).map(([id, json]) => {
+      const info: ScheduleInfo = { id, ...(JSON.parse(json) as Omit<ScheduleInfo, "id">) };
+      const n = nextBy[id] === undefined ? undefined : Number(nextBy[id]);
+      if (n !== undefined) info.next = n;
+      if (lastBy[id] !== undefined) info.last = Number(lastBy[id]);
+      return info;
+    }).sort((a, b) => (a.next ?? Infinity) - (b.next ?? Infinity));
   }
 
   /**

@@ -96,3 +96,86 @@ describe("rate limits", () => {
     }
   });
 });
+
+/** The ticks (epoch ms) of a schedule's jobs in the queue, sorted. */
+async function tickJobs(redis: import("ioredis").Redis, prefix: string, schedule: string): Promise<number[]> {
+  const ticks: number[] = [];
+  let cursor = "0";
+  do {
+    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}:{default}:job:sched:${schedule}:*`, "COUNT", 1000);
+    cursor = next;
+    for (const k of keys) ticks.push(Number(k.slice(k.lastIndexOf(":") + 1)));
+  } while (cursor !== "0");
+  return ticks.sort((a, b) => a - b);
+}
+
+describe("schedules", () => {
+  test("a */1 * * * * * schedule over 3 worker processes for 10 s: exactly one job per second, none missing, each run once", async () => {
+    const { prefix, queue, redis } = setup();
+    const workers = (["bun", "node", "deno"] as const).map((rt) => spawnWorker(rt, prefix, { concurrency: 4 }));
+    for (const w of workers) await w.ready();
+    const { next } = await queue.upsertSchedule("every-second", { cron: "*/1 * * * * *", task: "echo", data: "tick" });
+    expect(next).toBeGreaterThan(Date.now() - 1000);
+    await waitFor(async () => (await tickJobs(redis, prefix, "every-second")).length >= 10, "10 ticks", 30_000);
+    expect(await queue.removeSchedule("every-second")).toBe(true);
+    const ticks = await tickJobs(redis, prefix, "every-second");
+    // one job per second from the first tick on: no gap, no tick twice
+    ticks.forEach((t, i) => expect(t - ticks[0]!).toBe(i * 1000));
+    for (const t of ticks) await waitFor(async () => (await queue.getJob(`sched:every-second:${t}`))?.state === "completed", `the job of tick ${t}`, 30_000);
+    expect((await queue.stats()).completed).toBe(ticks.length);
+    for (const w of workers) {
+      w.kill("SIGTERM");
+      expect(await w.exited()).toBe(0);
+    }
+  });
+
+  test("ticks missed while every worker was down for 5 s: misfire run-once enqueues one job for them, skip none; both go on afterwards", async () => {
+    const { prefix, queue, redis } = setup();
+    const first = spawnWorker("bun", prefix);
+    await first.ready();
+    await queue.upsertSchedule("once", { every: "1s", task: "echo", misfire: "run-once" });
+    await queue.upsertSchedule("skip", { every: "1s", task: "echo", misfire: "skip" });
+    await waitFor(async () => (await tickJobs(redis, prefix, "once")).length >= 2 && (await tickJobs(redis, prefix, "skip")).length >= 2, "two ticks of each", 30_000);
+    first.kill("SIGTERM");
+    expect(await first.exited()).toBe(0);
+    const lastBefore = { once: Math.max(...(await tickJobs(redis, prefix, "once"))), skip: Math.max(...(await tickJobs(redis, prefix, "skip"))) };
+    await sleep(5000);
+    const second = spawnWorker("bun", prefix);
+    await second.ready();
+    const misfires = await second.waitEvents("log", 2, (e) => e.event === "schedule-misfire");
+    const until = Object.fromEntries(misfires.map((e) => [e.schedule as string, e.until as number]));
+    // and each goes on with the ticks after the restart
+    await waitFor(async () => (await tickJobs(redis, prefix, "once")).some((t) => t > until.once!) && (await tickJobs(redis, prefix, "skip")).some((t) => t > until.skip!), "a tick after the restart", 30_000);
+    const during = async (s: "once" | "skip") => (await tickJobs(redis, prefix, s)).filter((t) => t > lastBefore[s] && t <= until[s]!);
+    expect((await during("once")).length).toBe(1);
+    expect((await during("skip")).length).toBe(0);
+    expect(until.once! - lastBefore.once).toBeGreaterThan(4000); // at least four ticks were missed
+    const listed = await queue.listSchedules();
+    expect(listed.map((s) => [s.id, s.misfire, s.every])).toEqual(expect.arrayContaining([["once", "run-once", 1000], ["skip", "skip", 1000]]));
+    second.kill("SIGTERM");
+    expect(await second.exited()).toBe(0);
+  });
+
+  test("schedules are checked as they are set: bad cron, time zone, interval or options name the field; the same spec set again keeps its next tick", async () => {
+    const { queue } = setup();
+    const cases: [unknown, string][] = [
+      [{ cron: "61 * * * *", task: "t" }, "'cron' is not valid"],
+      [{ cron: "* * * * *", tz: "Mars/Olympus", task: "t" }, "'tz' is not valid"],
+      [{ every: "10ms", task: "t" }, "'every' must be at least 1 s"],
+      [{ every: "1s", cron: "* * * * *", task: "t" }, "give exactly one of 'cron' and 'every'"],
+      [{ every: "1s", task: "t", options: { jobId: "x" } }, "'options.jobId' is set by each tick"],
+      [{ every: "1s", task: "t", options: { attempts: 0 } }, "'attempts' must be >= 1"],
+      [{ every: "1s", task: "t", misfire: "later" }, `'misfire' must be "run-once" or "skip"`],
+    ];
+    for (const [spec, message] of cases) await expect(queue.upsertSchedule("s", spec as never)).rejects.toThrow(message);
+    expect(await queue.listSchedules()).toEqual([]);
+    const a = await queue.upsertSchedule("daily", { cron: "0 0 3 * * *", tz: "Europe/Berlin", task: "report" });
+    await sleep(5);
+    const b = await queue.upsertSchedule("daily", { cron: "0 0 3 * * *", tz: "Europe/Berlin", task: "report" });
+    expect(b.next).toBe(a.next);
+    // 03:00 in Berlin: 01:00 or 02:00 UTC depending on daylight saving time
+    expect([1, 2]).toContain(new Date(a.next!).getUTCHours());
+    expect(await queue.removeSchedule("daily")).toBe(true);
+    expect(await queue.removeSchedule("daily")).toBe(false);
+  });
+});

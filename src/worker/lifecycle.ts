@@ -328,6 +328,9 @@ export class Lifecycle {
       });
     }
     every(s.promoteInterval, () => this.#parts.maintenance.promoteAll());
+    every(Math.min(s.promoteInterval, 250), async () => {
+      if (this.#core.shutdown.phase === "running") await this.#parts.maintenance.schedule();
+    });
   }
 
   async #register(): Promise<void> {

@@ -4,8 +4,13 @@
  * retention, and the promotion of due delayed jobs.
  * @module
  */
-import type { WorkerCore } from "./core.ts";
+import { Queue } from "../queue.ts";
+import { nextTick, type ScheduleInfo, tickJobId, ticksBetween } from "../schedule.ts";
+import type { QueueState, WorkerCore } from "./core.ts";
 import * as scripts from "./scripts.ts";
+
+/** How long a scheduler pass holds the schedules it claimed (it moves them on in milliseconds). */
+const SCHEDULE_LEASE = 10_000;
 
 export class Maintenance {
   readonly #core: WorkerCore;
@@ -14,6 +19,7 @@ export class Maintenance {
   #nextPromoteAt = Infinity;
   /** No recovery before this time: after a reconnect the others' heartbeats need a full stalledTimeout. */
   recoverNotBefore = 0;
+  readonly #producers = new Map<QueueState, Queue>();
 
   constructor(core: WorkerCore) {
     this.#core = core;
@@ -76,6 +82,50 @@ export class Maintenance {
   }
 
   /** Moves due delayed jobs and retries to their streams; plans the next promotion. */
+  /**
+   * A scheduler pass: enqueues the jobs of the queues' due schedules and moves them on. Any worker
+   * runs it; the schedules a pass claims are its own for a lease, and each tick's job id is its
+   * dedup key, so a tick gives one job however many workers look. When no worker looked at the
+   * queue for a while (a gap above `misfireAfter` in the passes of all workers), the ticks due were
+   * missed: `run-once` enqueues one job for them (the first missed tick's), `skip` none.
+   */
+  async schedule(): Promise<void> {
+    const core = this.#core;
+    const misfireAfter = Math.max(2000, 4 * core.settings.promoteInterval);
+    for (const q of core.queues) {
+      const now = Date.now();
+      const { prev, due } = await scripts.scheduleDue(core.send, q.keys, { now, limit: 100, lease: SCHEDULE_LEASE });
+      if (due.length === 0) continue;
+      const missed = prev === undefined || now - prev > misfireAfter;
+      for (const d of due) {
+        let spec: ScheduleInfo;
+        try {
+          spec = { id: d.id, ...JSON.parse(d.spec) } as ScheduleInfo;
+        } catch {
+          core.log("error", "schedule-error", `schedule ${d.id} of ${q.name} cannot be read; left as it is`, { queue: q.name, schedule: d.id });
+          continue;
+        }
+        const ticks = missed
+          ? (spec.misfire === "skip" ? [] : [d.tick])
+          : ticksBetween(spec, d.tick, now);
+        if (missed) {
+          core.log("warn", "schedule-misfire", `schedule ${d.id} of ${q.name}: ticks from ${new Date(d.tick).toISOString()} were missed while no worker ran; ${spec.misfire === "skip" ? "skipped" : "one job enqueued for them"}`, { queue: q.name, schedule: d.id, from: d.tick, until: now, policy: spec.misfire });
+        }
+        try {
+          if (ticks.length > 0) {
+            let producer = this.#producers.get(q);
+            if (!producer) this.#producers.set(q, (producer = new Queue(q.name, { redis: core.send, prefix: core.settings.prefix, eventsMaxLen: core.settings.eventsMaxLen })));
+            await producer.enqueueMany(ticks.map((t) => ({ task: spec.task, data: spec.data, options: { ...spec.options, jobId: tickJobId(d.id, t) } })));
+          }
+          await scripts.scheduleAdvance(core.send, q.keys, { id: d.id, expected: now + SCHEDULE_LEASE, next: nextTick(spec, now), last: ticks.at(-1) });
+        } catch (e) {
+          // the lease runs out and a pass takes it again; the ticks' job ids keep them once each
+          core.log("error", "schedule-error", `schedule ${d.id} of ${q.name}: ${(e as Error)?.message ?? e}`, { queue: q.name, schedule: d.id });
+        }
+      }
+    }
+  }
+
   async promoteAll(): Promise<void> {
     const core = this.#core;
     let next = Infinity;

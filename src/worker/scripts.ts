@@ -5,7 +5,7 @@
  * @module
  */
 import { GROUP, type QueueKeys } from "../keys.ts";
-import { ACTIVATE, CHECK, FINISH_AND_FETCH, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, SWEEP, TRIM } from "../lua.ts";
+import { ACTIVATE, CHECK, FINISH_AND_FETCH, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, SWEEP, TRIM, SCHEDULE_ADVANCE, SCHEDULE_DUE } from "../lua.ts";
 import { Script, type Send } from "../redis.ts";
 
 const scripts = {
@@ -19,6 +19,8 @@ const scripts = {
   progress: new Script(PROGRESS),
   trim: new Script(TRIM),
   sweep: new Script(SWEEP),
+  scheduleDue: new Script(SCHEDULE_DUE),
+  scheduleAdvance: new Script(SCHEDULE_ADVANCE),
 };
 
 /** A job a fetch activated for this worker. */
@@ -190,4 +192,26 @@ export async function release(send: Send, k: QueueKeys, consumer: string): Promi
 /** Stores progress while the attempt holds its job. Returns false when it no longer does. */
 export async function progress(send: Send, k: QueueKeys, a: { id: string; consumer: string; token: string; payload: string }): Promise<boolean> {
   return Number(await scripts.progress.run(send, [k.job(a.id)], [a.consumer, a.token, a.payload])) === 1;
+}
+
+/** A schedule claimed by a scheduler pass (see SCHEDULE_DUE). */
+export interface DueSchedule {
+  id: string;
+  /** Its tick that was due (the first one, when several are). */
+  tick: number;
+  spec: string;
+}
+
+/** Claims the queue's due schedules for `lease` ms; `prev` is the last pass before this one (any worker's). */
+export async function scheduleDue(send: Send, k: QueueKeys, a: { now: number; limit: number; lease: number }): Promise<{ prev: number | undefined; due: DueSchedule[] }> {
+  const reply = (await scripts.scheduleDue.run(send, [k.scheduleNext], [k.base, a.now, a.limit, a.lease])) as string[];
+  if (reply.length === 0) return { prev: undefined, due: [] };
+  const due: DueSchedule[] = [];
+  for (let i = 1; i + 2 < reply.length; i += 3) due.push({ id: reply[i]!, tick: Number(reply[i + 1]), spec: reply[i + 2]! });
+  return { prev: reply[0] ? Number(reply[0]) : undefined, due };
+}
+
+/** Moves a claimed schedule on to `next` (undefined: no more ticks); false when another pass did. */
+export async function scheduleAdvance(send: Send, k: QueueKeys, a: { id: string; expected: number; next: number | undefined; last: number | undefined }): Promise<boolean> {
+  return Number(await scripts.scheduleAdvance.run(send, [k.scheduleNext], [k.base, a.id, a.expected, a.next ?? "", a.last ?? ""])) === 1;
 }
