@@ -6,6 +6,7 @@
 import { ValidationError } from "./errors.ts";
 import type { JobState, StoredError } from "./job.ts";
 import { globalKeys, GROUP, type QueueKeys } from "./keys.ts";
+import { EMIT } from "./lua.ts";
 import { Script, type Send } from "./send.ts";
 
 /** One job in a list: what a table row shows, without data or result. */
@@ -92,7 +93,7 @@ local function idcmp(a, b)
 end
 if mode == 'waiting' or mode == 'active' then
   if redis.call('EXISTS', key) == 0 then return out end
-  if cursor ~= '' and not string.match(cursor, '^%d+%-%d+$') then return redis.error_reply('ERR bad cursor') end
+  if cursor ~= '' and not string.match(cursor, '^%d+%-%d+$') and not (mode == 'waiting' and string.match(cursor, '^h:%d+:')) then return redis.error_reply('ERR bad cursor') end
   local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', key)
   local last
   if ok then
@@ -105,16 +106,32 @@ if mode == 'waiting' or mode == 'active' then
     end
   end
   if mode == 'waiting' then
-    local start = last or '0-0'
-    if cursor ~= '' and idcmp(cursor, start) > 0 then start = cursor end
-    local entries = redis.call('XRANGE', key, '(' .. start, '+', 'COUNT', limit)
-    for _, e in ipairs(entries) do
-      local f = e[2]
-      local id
-      for i = 1, #f, 2 do if f[i] == 'j' then id = f[i + 1] end end
-      if id then out[#out + 1] = row(id, e[1]) end
+    -- the stream's undelivered entries first, then the jobs their groups hold back (zset held,
+    -- oldest first; their cursor is h:<score>:<id>)
+    local heldFrom = 0
+    if string.sub(cursor, 1, 2) == 'h:' then
+      local member = string.match(cursor, '^h:[^:]+:(.+)$')
+      local rank = member and redis.call('ZRANK', base .. 'held', member)
+      heldFrom = rank and rank + 1 or 0
+    else
+      local start = last or '0-0'
+      if cursor ~= '' and idcmp(cursor, start) > 0 then start = cursor end
+      local entries = redis.call('XRANGE', key, '(' .. start, '+', 'COUNT', limit)
+      for _, e in ipairs(entries) do
+        local f = e[2]
+        local id
+        for i = 1, #f, 2 do if f[i] == 'j' then id = f[i + 1] end end
+        if id then out[#out + 1] = row(id, e[1]) end
+      end
+      if #entries == limit then
+        out[1] = entries[#entries][1]
+        return out
+      end
+      limit = limit - #entries
     end
-    if #entries == limit then out[1] = entries[#entries][1] end
+    local held = redis.call('ZRANGE', base .. 'held', heldFrom, heldFrom + limit - 1, 'WITHSCORES')
+    for i = 1, #held, 2 do out[#out + 1] = row(held[i], '') end
+    if #held / 2 == limit then out[1] = 'h:' .. held[#held] .. ':' .. held[#held - 1] end
   else
     if not last then return out end
     local start = cursor == '' and '-' or '(' .. cursor
@@ -163,12 +180,21 @@ return out
  * ARGV: base group id now eventsMax. An active job is refused (abort it first): its worker still
  * runs it and would write its outcome. Returns {outcome, previous state}.
  */
-const DELETE = `
+const DELETE = EMIT + `
 local base, group, id, now, eventsMax = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local job = base .. 'job:' .. id
-local st = redis.call('HMGET', job, 'state', 'sid')
+local st = redis.call('HMGET', job, 'state', 'sid', 'g')
 if not st[1] then return {'missing', ''} end
 if st[1] == 'active' then return {'active', 'active'} end
+if st[1] == 'waiting' and st[3] and st[3] ~= '' then
+  if st[2] == '' then
+    -- held by its group
+    redis.call('LREM', base .. 'g:' .. st[3], 0, id)
+    redis.call('ZREM', base .. 'held', id)
+  else
+    gleave(KEYS[1], base, st[3])
+  end
+end
 -- stream ids are never reused, so an old entry id of a finished job can only miss
 if st[2] and st[2] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then
   pcall(redis.call, 'XACK', KEYS[1], group, st[2])
@@ -225,7 +251,7 @@ export async function listJobs(send: Send, queue: string, keys: QueueKeys, state
   }
   const cursor = options.cursor ?? "";
   const zset = state === "waiting" || state === "active" ? null : state;
-  if (typeof cursor !== "string" || cursor.length > 600 || (cursor !== "" && (zset ? !/^-?[\d.e+-]+:\S+$/.test(cursor) && !/^-?inf:/.test(cursor) : !isStreamId(cursor)))) {
+  if (typeof cursor !== "string" || cursor.length > 600 || (cursor !== "" && (zset ? !/^-?[\d.e+-]+:\S+$/.test(cursor) && !/^-?inf:/.test(cursor) : !isStreamId(cursor) && !(state === "waiting" && /^h:\d+:\S+$/.test(cursor))))) {
     throw new ValidationError("Invalid listJobs arguments", [{ field: "cursor", value: cursor, message: "must be a nextCursor from a previous page of this state" }]);
   }
   const key = zset ? keys[zset] : keys.stream;

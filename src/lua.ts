@@ -19,7 +19,7 @@
  */
 
 /** Shared helpers, prepended to scripts that need them. */
-const EMIT = `
+export const EMIT = `
 -- maxlen counts job ids, not entries: an event of a batch names many ids, so the stream is capped
 -- shorter while it carries them (its memory follows the ids it holds)
 local function emit(events, maxlen, kind, id, now, extra, nids)
@@ -43,6 +43,53 @@ local function requeue(stream, job, id)
   local sid = redis.call('XADD', stream, '*', 'j', id, 'a', f[2] or '0', 's', f[3] or '0', 'p', f[1])
   redis.call('HSET', job, 'state', 'waiting', 'sid', sid, 'owner', '', 'token', '')
   return sid
+end
+-- Groups. A job with a group (hash field g) is "released" while it is in the stream or running;
+-- hash \`gactive\` counts the released jobs of each group, at most the queue's group concurrency
+-- (config field gc). The others wait in the group's list \`g:<group>\` (FIFO) and in the zset
+-- \`held\` (for counts and listings), their hash \`waiting\` with no entry (sid '').
+local function gcap(base)
+  local gc = redis.call('HGET', base .. 'config', 'gc')
+  return gc and tonumber(gc) or nil
+end
+-- A grouped job becomes ready: true when it may go to the stream now (counted), false when held.
+local function genter(base, job, id, group, now)
+  local gc = gcap(base)
+  if gc and tonumber(redis.call('HGET', base .. 'gactive', group) or '0') >= gc then
+    redis.call('RPUSH', base .. 'g:' .. group, id)
+    -- scored by a sequence: listed in the order they were held
+    redis.call('ZADD', base .. 'held', redis.call('INCR', base .. 'heldseq'), id)
+    redis.call('HSET', job, 'state', 'waiting', 'sid', '', 'owner', '', 'token', '')
+    return false
+  end
+  redis.call('HINCRBY', base .. 'gactive', group, 1)
+  return true
+end
+-- A released job of \`group\` left (finished, cancelled, delayed): the group's next held jobs go to
+-- the stream while it has room.
+local function grelease(stream, base, group, n)
+  local gc = gcap(base)
+  local list = base .. 'g:' .. group
+  while not gc or n < gc do
+    local nid = redis.call('LPOP', list)
+    if not nid then break end
+    redis.call('ZREM', base .. 'held', nid)
+    local njob = base .. 'job:' .. nid
+    local st = redis.call('HMGET', njob, 'state', 'sid')
+    if st[1] == 'waiting' and st[2] == '' then
+      requeue(stream, njob, nid)
+      redis.call('HINCRBY', base .. 'gactive', group, 1)
+      n = n + 1
+    end
+  end
+end
+local function gleave(stream, base, group)
+  local n = redis.call('HINCRBY', base .. 'gactive', group, -1)
+  if n <= 0 then
+    redis.call('HDEL', base .. 'gactive', group)
+    n = 0
+  end
+  grelease(stream, base, group, n)
 end
 local function delmany(keys)
   for i = 1, #keys, 500 do
@@ -123,9 +170,10 @@ end
 
 /**
  * enqueue one job or a batch. KEYS: stream delayed events.
- * ARGV: base group now eventsMax dedupTtl callId, then per job: id p runAt nonce, where p is the packed
- * `name NUL data NUL opts NUL max NUL created` and nonce is '' for a generated id, or a value
- * unique to this call for a caller's jobId (stored in the job's field n).
+ * ARGV: base group now eventsMax dedupTtl callId, then per job: id p runAt nonce group, where p is
+ * the packed `name NUL data NUL opts NUL max NUL created`, nonce is '' for a generated id, or a
+ * value unique to this call for a caller's jobId (stored in the job's field n), and group '' for
+ * none (a grouped job beyond its group's concurrency is held: see genter).
  * Returns one string per job: '+waiting' or '+delayed' for a new job, '=' .. state when a job with
  * that id exists already (deduplicated: nothing written for it), '=removed' when it ran and
  * retention removed it but its id is still reserved (`dedup:<id>`, for dedupTtl ms from its
@@ -148,14 +196,14 @@ local out, waiting, delayed = {}, {}, {}
 -- one EXISTS for the whole batch: when none of its jobs exists (the common case) no job needs a
 -- look of its own, except a caller's id for its dedup reservation
 local jobs = {}
-for j = 7, #ARGV, 4 do jobs[#jobs + 1] = base .. 'job:' .. ARGV[j] end
+for j = 7, #ARGV, 5 do jobs[#jobs + 1] = base .. 'job:' .. ARGV[j] end
 local anyExists = repeated or (#jobs > 0 and redis.call('EXISTS', unpack(jobs)) > 0)
 local created = {}
 local i = 7
 while ARGV[i] do
   local id, p, runAt = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local job = base .. 'job:' .. id
-  local nonce = ARGV[i + 3]
+  local nonce, grp = ARGV[i + 3], ARGV[i + 4]
   -- an id given twice in one batch exists by its second time
   local f = (anyExists or created[id]) and redis.call('HMGET', job, 'state', 'n') or {}
   created[id] = true
@@ -169,9 +217,16 @@ while ARGV[i] do
   elseif runAt > now then
     redis.call('HSET', job, 'p', p, 'state', 'delayed', 'runAt', runAt)
     if nonce ~= '' then redis.call('HSET', job, 'n', nonce) end
+    if grp ~= '' then redis.call('HSET', job, 'g', grp) end
     redis.call('ZADD', KEYS[2], runAt, id)
     delayed[#delayed + 1] = id
     out[#out + 1] = '+delayed'
+  elseif grp ~= '' and not genter(base, job, id, grp, now) then
+    -- held: its group has as many jobs released as the queue's group concurrency
+    redis.call('HSET', job, 'p', p, 'g', grp)
+    if nonce ~= '' then redis.call('HSET', job, 'n', nonce) end
+    waiting[#waiting + 1] = id
+    out[#out + 1] = '+waiting'
   else
     local sid = redis.call('XADD', stream, '*', 'j', id, 'a', '0', 's', '0', 'p', p)
     if nonce ~= '' then
@@ -179,10 +234,11 @@ while ARGV[i] do
     else
       redis.call('HSET', job, 'p', p, 'state', 'waiting', 'sid', sid)
     end
+    if grp ~= '' then redis.call('HSET', job, 'g', grp) end
     waiting[#waiting + 1] = id
     out[#out + 1] = '+waiting'
   end
-  i = i + 4
+  i = i + 5
 end
 -- a call that wrote jobs leaves its mark for a minute (a call that wrote none needs none)
 if #waiting + #delayed > 0 then redis.call('SET', marker, '1', 'PX', 60000) end
@@ -216,10 +272,10 @@ local flags, acks, apply = {}, {}, {}
 for i = 0, n - 1 do
   local o = 13 + i * 5
   local id, token, kind = ARGV[o], ARGV[o + 1], ARGV[o + 2]
-  local st = redis.call('HMGET', base .. 'job:' .. id, 'state', 'owner', 'token', 'sid', 'abort', 'fin')
+  local st = redis.call('HMGET', base .. 'job:' .. id, 'state', 'owner', 'token', 'sid', 'abort', 'fin', 'g')
   if st[1] == 'active' and st[2] == consumer and st[3] == token then
     acks[#acks + 1] = st[4]
-    apply[#apply + 1] = {i, st[5]}
+    apply[#apply + 1] = {i, st[5], st[7]}
     flags[i + 1] = '1'
   elseif st[2] == consumer and st[3] == token and (st[1] == 'completed' or st[1] == 'failed' or st[1] == 'aborted') then
     -- this attempt ended the job already (the owner and token stay with a finished job)
@@ -242,7 +298,7 @@ local nc, nf, na, nr, ni = 0, 0, 0, 0, 0
 local limited = #apply > 0 and redis.call('HEXISTS', base .. 'config', 'rlMax') == 1
 local finishes = {}
 for _, a in ipairs(apply) do
-  local i, abortFlag = a[1], a[2]
+  local i, abortFlag, grp = a[1], a[2], a[3]
   local o = 13 + i * 5
   local id, token, kind, payload = ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
   local job = base .. 'job:' .. id
@@ -259,6 +315,7 @@ for _, a in ipairs(apply) do
   end
   if kind == 'c' then
     redis.call('HSET', job, 'state', 'completed', 'result', payload, 'finished', now)
+    if grp and grp ~= '' then gleave(stream, base, grp) end
     done[#done + 1] = now
     done[#done + 1] = id
     doneIds[#doneIds + 1] = id
@@ -267,6 +324,7 @@ for _, a in ipairs(apply) do
     local state = kind == 'f' and 'failed' or 'aborted'
     redis.call('HSET', job, 'state', state, 'error', payload, 'finished', now)
     redis.call('ZADD', kind == 'f' and KEYS[4] or KEYS[5], now, id)
+    if grp and grp ~= '' then gleave(stream, base, grp) end
     bad = true
     if kind == 'f' then nf = nf + 1 else na = na + 1 end
     emit(events, eventsMax, state, id, now)
@@ -276,6 +334,7 @@ for _, a in ipairs(apply) do
     if retryAt > now then
       redis.call('HSET', job, 'state', 'delayed', 'runAt', retryAt)
       redis.call('ZADD', delayed, retryAt, id)
+      if grp and grp ~= '' then gleave(stream, base, grp) end
     else
       requeue(stream, job, id)
     end
@@ -437,7 +496,7 @@ for _, p in ipairs(pend) do
       local fields = e[2]
       local id = fields and fields[2]
       local job = id and base .. 'job:' .. id
-      local st = job and redis.call('HMGET', job, 'state', 'sid', 'stalls', 'abort') or {}
+      local st = job and redis.call('HMGET', job, 'state', 'sid', 'stalls', 'abort', 'g') or {}
       redis.call('XACK', stream, group, sid)
       redis.call('XDEL', stream, sid)
       if st[2] == sid and st[1] == 'active' then
@@ -448,12 +507,14 @@ for _, p in ipairs(pend) do
           redis.call('HSET', job, 'state', 'aborted', 'finished', now, 'owner', '', 'token', '', 'error',
             cjson.encode({name = 'JobAborted', message = 'Job aborted: user (its worker stopped heartbeating)', abortReason = 'user'}))
           redis.call('ZADD', base .. 'aborted', now, id)
+          if st[5] and st[5] ~= '' then gleave(stream, base, st[5]) end
           stat(base, 'aborted', 1)
           emit(KEYS[3], eventsMax, 'aborted', id, now)
         elseif stalls > maxStalled then
           redis.call('HSET', job, 'state', 'failed', 'stalls', stalls, 'finished', now, 'owner', '', 'token', '',
             'error', cjson.encode({name = 'StalledError', message = 'job stalled more than maxStalled (' .. maxStalled .. ') times'}))
           redis.call('ZADD', KEYS[2], now, id)
+          if st[5] and st[5] ~= '' then gleave(stream, base, st[5]) end
           failed[#failed + 1] = id
           stat(base, 'failed', 1)
           emit(KEYS[3], eventsMax, 'failed', id, now, 'stalled')
@@ -604,8 +665,9 @@ local ids = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, tonumb
 if #ids > 0 then redis.call('ZREM', delayed, unpack(ids)) end
 for _, id in ipairs(ids) do
   local job = base .. 'job:' .. id
-  if redis.call('HGET', job, 'state') == 'delayed' then
-    requeue(stream, job, id)
+  local st = redis.call('HMGET', job, 'state', 'g')
+  if st[1] == 'delayed' then
+    if not st[2] or st[2] == '' or genter(base, job, id, st[2], now) then requeue(stream, job, id) end
     emit(KEYS[3], tonumber(ARGV[4]), 'waiting', id, now)
   end
 end
@@ -626,16 +688,22 @@ export const CANCEL = EMIT + `
 local stream, delayed, base, group, id = KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3]
 local now, abort, del, callId = tonumber(ARGV[4]), ARGV[5] == '1', ARGV[6] == '1', ARGV[9]
 local job = base .. 'job:' .. id
-local st = redis.call('HMGET', job, 'state', 'sid', 'op')
+local st = redis.call('HMGET', job, 'state', 'sid', 'op', 'g')
 local state = st[1]
 if not state then return {'missing', ''} end
 if st[3] and string.sub(st[3], 1, #callId + 1) == callId .. ' ' then
   return {'cancelled', string.sub(st[3], #callId + 2)}
 end
 if state == 'waiting' or state == 'delayed' then
-  if state == 'waiting' then
+  local grp = st[4]
+  if state == 'waiting' and grp and grp ~= '' and st[2] == '' then
+    -- held by its group: out of the group's list
+    redis.call('LREM', base .. 'g:' .. grp, 0, id)
+    redis.call('ZREM', base .. 'held', id)
+  elseif state == 'waiting' then
     redis.call('XACK', stream, group, st[2])
     redis.call('XDEL', stream, st[2])
+    if grp and grp ~= '' then gleave(stream, base, grp) end
   else
     redis.call('ZREM', delayed, id)
   end
@@ -670,7 +738,7 @@ return {'finished', state}
 export const RETRY = EMIT + `
 local base, id, now, callId = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[5]
 local job = base .. 'job:' .. id
-local st = redis.call('HMGET', job, 'state', 'op')
+local st = redis.call('HMGET', job, 'state', 'op', 'g')
 local state = st[1]
 if st[2] and string.sub(st[2], 1, #callId + 1) == callId .. ' ' then return {1, string.sub(st[2], #callId + 2)} end
 if state ~= 'failed' and state ~= 'aborted' then return {0, state or ''} end
@@ -678,7 +746,7 @@ redis.call('ZREM', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('HSET', job, 'attempt', 0, 'stalls', 0, 'abort', '', 'op', callId .. ' ' .. state)
 redis.call('HDEL', job, 'finished')
-requeue(KEYS[1], job, id)
+if not st[3] or st[3] == '' or genter(base, job, id, st[3], now) then requeue(KEYS[1], job, id) end
 emit(KEYS[4], tonumber(ARGV[4]), 'waiting', id, now, 'retry')
 return {1, state}
 `;
@@ -743,7 +811,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   local ok, p = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1])
   if ok then pending = p[1] end
 end
-return {len - pending, pending, redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
+return {len - pending + redis.call('ZCARD', ARGV[2] .. 'held'), pending, redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
   redis.call('ZCARD', KEYS[4]), redis.call('ZCARD', KEYS[5]), redis.call('ZCARD', KEYS[6])}
 `;
 
@@ -793,5 +861,18 @@ local cur = redis.call('ZSCORE', KEYS[1], id)
 if not cur or tonumber(cur) ~= tonumber(expected) then return 0 end
 if nextTick == '' then redis.call('ZREM', KEYS[1], id) else redis.call('ZADD', KEYS[1], nextTick, id) end
 if last ~= '' then redis.call('HSET', base .. 'schedules:last', id, last) end
+return 1
+`;
+
+/**
+ * sets the queue's group concurrency (ARGV[2]; '' removes the limit) and releases the held jobs
+ * that now have room. KEYS: stream. ARGV: base gc.
+ * Repeat: the same setting; nothing more has room.
+ */
+export const GROUP_CONCURRENCY = EMIT + `
+local stream, base = KEYS[1], ARGV[1]
+if ARGV[2] == '' then redis.call('HDEL', base .. 'config', 'gc') else redis.call('HSET', base .. 'config', 'gc', ARGV[2]) end
+local counts = redis.call('HGETALL', base .. 'gactive')
+for i = 1, #counts, 2 do grelease(stream, base, counts[i], tonumber(counts[i + 1])) end
 return 1
 `;

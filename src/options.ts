@@ -47,6 +47,11 @@ export interface EnqueueOptions {
   timeout?: Duration;
   /** Deduplication id: a second enqueue with an id that exists returns that job and writes nothing. */
   jobId?: string;
+  /**
+   * The job's group (a tenant, a user): with the queue's group concurrency set, at most that many
+   * jobs of one group run at once across all workers, and the groups take turns.
+   */
+  group?: string;
 }
 
 /** The latest time a `Date` can hold (epoch ms): a later `runAt` is refused. */
@@ -70,6 +75,13 @@ export const EnqueueOptionsSchema = v.strictObject({
     v.string("must be a string"),
     v.minLength(1, "must not be empty"),
     v.maxLength(256, "must be at most 256 characters"),
+    v.regex(/^[^\s{}\x00-\x1f]+$/, "must not contain whitespace, control characters or braces"),
+    v.check(isWellFormed, "must not contain lone surrogates"),
+  )),
+  group: v.optional(v.pipe(
+    v.string("must be a string"),
+    v.minLength(1, "must not be empty"),
+    v.maxLength(200, "must be at most 200 characters"),
     v.regex(/^[^\s{}\x00-\x1f]+$/, "must not contain whitespace, control characters or braces"),
     v.check(isWellFormed, "must not contain lone surrogates"),
   )),

@@ -15,7 +15,7 @@ import { checkSchedule, nextTick, type ScheduleInfo, type ScheduleSpec } from ".
 import { jsonDepth, MAX_DATA_DEPTH } from "./json.ts";
 import { checkName } from "./names.ts";
 import { deleteJob, type DeleteResult, type JobPage, listJobs, type ListJobsOptions } from "./inspect.ts";
-import { CANCEL, COUNTS, ENQUEUE, RETRY } from "./lua.ts";
+import { CANCEL, COUNTS, ENQUEUE, GROUP_CONCURRENCY, RETRY } from "./lua.ts";
 import {
   DEFAULT_ATTEMPTS,
   type EnqueueOptions,
@@ -57,6 +57,7 @@ const scripts = {
   cancel: new Script(CANCEL),
   retry: new Script(RETRY),
   counts: new Script(COUNTS),
+  groupConcurrency: new Script(GROUP_CONCURRENCY),
 };
 
 /** Checks a queue name: 1–200 characters, no whitespace or braces (braces would break the hash tag). */
@@ -235,7 +236,7 @@ export class Queue {
     if (options === undefined || isEmpty(options)) {
       // the common case, kept cheap for bulk enqueues: every default
       const id = crypto.randomUUID();
-      return { id, argv: [id, packJob(task, payload, DEFAULT_STORED, DEFAULT_ATTEMPTS, Date.now()), 0, 0] };
+      return { id, argv: [id, packJob(task, payload, DEFAULT_STORED, DEFAULT_ATTEMPTS, Date.now()), 0, 0, ""] };
     }
     for (const key of FORBIDDEN_KEYS) {
       if (Object.hasOwn(options, key)) {
@@ -264,7 +265,7 @@ export class Queue {
     const id = opts.jobId ?? crypto.randomUUID();
     const storedText = stored.backoff || stored.timeout !== undefined ? JSON.stringify(stored) : DEFAULT_STORED;
     const p = packJob(task, payload!, storedText, opts.attempts ?? DEFAULT_ATTEMPTS, now);
-    return { id, argv: [id, p, runAt, opts.jobId === undefined ? 0 : 1] };
+    return { id, argv: [id, p, runAt, opts.jobId === undefined ? 0 : 1, opts.group ?? ""] };
   }
 
   /** Runs the ENQUEUE script for a batch of prepared jobs. */
@@ -274,7 +275,7 @@ export class Queue {
     // so a re-sent call also knows its own job from a duplicate
     const nonce = crypto.randomUUID();
     const argv: (string | number)[] = [k.base, GROUP, Date.now(), this.#eventsMaxLen, this.#dedupTtl, nonce];
-    batch.forEach((p, i) => argv.push(p.argv[0]!, p.argv[1]!, p.argv[2]!, p.argv[3] === 1 ? nonce + i : ""));
+    batch.forEach((p, i) => argv.push(p.argv[0]!, p.argv[1]!, p.argv[2]!, p.argv[3] === 1 ? nonce + i : "", p.argv[4]!));
     const reply = (await scripts.enqueue.run(this.#send, [k.stream, k.delayed, k.events], argv)) as string[];
     return batch.map((p, i) => {
       const r = reply[i]!;
@@ -366,7 +367,7 @@ export class Queue {
    */
   async counts(): Promise<JobCounts> {
     const k = this.keys;
-    const r = (await scripts.counts.run(this.#send, [k.stream, k.delayed, k.completed, k.failed, k.cancelled, k.aborted], [GROUP])) as number[];
+    const r = (await scripts.counts.run(this.#send, [k.stream, k.delayed, k.completed, k.failed, k.cancelled, k.aborted], [GROUP, k.base])) as number[];
     const counts = {} as JobCounts;
     JOB_STATES.forEach((s, i) => (counts[s] = Number(r[i])));
     return counts;
@@ -449,6 +450,25 @@ export class Queue {
   async resume(): Promise<void> {
     await this.#send("HDEL", [this.keys.config, "paused"]);
     await this.#send("PUBLISH", [globalKeys(this.prefix).control, JSON.stringify({ action: "resume", queue: this.name })]);
+  }
+
+  /**
+   * Caps how many jobs of one group (`enqueue(…, { group })`) are released to the workers at
+   * once, across all of them: the rest wait, and each group's next job goes in as one of its jobs
+   * ends, so one group's backlog cannot starve the others. `null` removes the cap (held jobs go in).
+   * Workers given the `groupConcurrency` option set it at start.
+   */
+  async setGroupConcurrency(n: number | null): Promise<void> {
+    if (n !== null && (!Number.isInteger(n) || n < 1 || n > 1e6)) {
+      throw new ValidationError("Invalid group concurrency", [{ field: "groupConcurrency", value: n, message: "must be an integer from 1 to 1e6, or null" }]);
+    }
+    await scripts.groupConcurrency.run(this.#send, [this.keys.stream], [this.keys.base, n === null ? "" : n]);
+  }
+
+  /** The queue's group concurrency, or null when there is none. */
+  async groupConcurrency(): Promise<number | null> {
+    const v = await this.#send("HGET", [this.keys.config, "gc"]);
+    return v === null || v === undefined ? null : Number(v);
   }
 
   /** Whether the queue is paused. */

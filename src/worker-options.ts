@@ -132,6 +132,11 @@ export interface WorkerOptions {
    * the queue at start, as `queue.setRateLimit()` does. @default none (a limit set on the queue stays)
    */
   rateLimit?: RateLimit;
+  /**
+   * Jobs of one group (`enqueue(…, { group })`) running at once across all workers of each of its
+   * queues: written to the queue at start, as `queue.setGroupConcurrency()` does. @default none
+   */
+  groupConcurrency?: number;
   /** Starts the pool's threads and processes; the runtime adapters' `createWorker` fills it (else it is picked by runtime at first use). */
   spawner?: PoolSpawner;
 }
@@ -145,6 +150,7 @@ export interface Settings {
   /** Set when a task runs in a thread or process. */
   pool: PoolSettings | undefined;
   rateLimit: { max: number; duration: number } | undefined;
+  groupConcurrency: number | undefined;
   timeout: number | undefined;
   stalledTimeout: number;
   heartbeatInterval: number;
@@ -268,6 +274,7 @@ export function resolveSettings(options: WorkerOptions): Settings {
     concurrency,
     pool: [...tasks.values()].some((t) => t.pooled) || options.pool !== undefined ? poolSettings(options.pool, concurrency) : undefined,
     rateLimit: options.rateLimit === undefined ? undefined : rateLimitOption(options.rateLimit),
+    groupConcurrency: options.groupConcurrency === undefined ? undefined : intOption(options.groupConcurrency, "groupConcurrency", 1, 1e6),
     timeout: options.timeout === undefined ? undefined : durationOption(options.timeout, "timeout"),
     stalledTimeout,
     heartbeatInterval,

@@ -5,7 +5,8 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { Queue } from "../src/queue.ts";
 import { redisUrl, waitFor } from "./harness.ts";
-import { jobHash, setup, sleep, spawnWorker } from "./procs.ts";
+import { UnrecoverableError } from "../src/errors.ts";
+import { inProcess, jobHash, setup, sleep, spawnWorker } from "./procs.ts";
 
 setDefaultTimeout(90_000);
 
@@ -177,5 +178,80 @@ describe("schedules", () => {
     expect([1, 2]).toContain(new Date(a.next!).getUTCHours());
     expect(await queue.removeSchedule("daily")).toBe(true);
     expect(await queue.removeSchedule("daily")).toBe(false);
+  });
+});
+
+describe("groups", () => {
+  test("groups of 1,000 and 10 jobs, groupConcurrency 2, over 4 worker processes: never more than 2 of a group at once, and the small group finishes long before the big one", async () => {
+    const { prefix, queue } = setup();
+    await queue.setGroupConcurrency(2);
+    const big = await queue.enqueueMany(Array.from({ length: 1000 }, () => ({ task: "sleep", data: { ms: 2 }, options: { group: "big" } })));
+    const small = await queue.enqueueMany(Array.from({ length: 10 }, () => ({ task: "sleep", data: { ms: 2 }, options: { group: "small" } })));
+    // all but 2 of each group wait their turn, counted and listed as waiting
+    expect((await queue.counts()).waiting).toBe(1010);
+    const workers = (["bun", "bun", "node", "deno"] as const).map((rt) => spawnWorker(rt, prefix, { concurrency: 8 }));
+    for (const w of workers) await w.ready();
+    for (const j of small) await waitFor(async () => (await queue.getJob(j.id))?.state === "completed", `small job ${j.id}`, 60_000);
+    const bigDone = (await Promise.all(big.map(async (j) => (await queue.getJob(j.id))?.state))).filter((s) => s === "completed").length;
+    expect(bigDone).toBeLessThan(500);
+    // (counted by the queue's counters: retention keeps only the newest 1,000 completed jobs)
+    await waitFor(async () => (await queue.stats()).completed === 1010, "every job to complete", 60_000);
+    // from the handlers' own start and end lines: at most 2 of a group between a start and its end
+    const groupOf = new Map<string, string>([...big.map((j) => [j.id, "big"] as const), ...small.map((j) => [j.id, "small"] as const)]);
+    for (const g of ["big", "small"]) {
+      const marks: [number, number][] = [];
+      for (const w of workers) {
+        for (const e of w.events("start")) if (groupOf.get(e.job as string) === g) marks.push([e.t as number, 1]);
+        for (const e of w.events("end")) if (groupOf.get(e.job as string) === g) marks.push([e.t as number, -1]);
+      }
+      // an end and a start in the same millisecond: the end came first (the next job is released only once the last one's outcome is written)
+      marks.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+      let running = 0;
+      let most = 0;
+      for (const [, d] of marks) most = Math.max(most, (running += d));
+      expect([g, marks.length, most]).toEqual([g, g === "big" ? 2000 : 20, 2]);
+    }
+    for (const w of workers) {
+      w.kill("SIGTERM");
+      expect(await w.exited()).toBe(0);
+    }
+  });
+
+  test("a held job can be listed, cancelled and deleted; a failed grouped job retried waits its turn; removing the cap releases every held job", async () => {
+    const { prefix, queue, redis } = setup();
+    await queue.setGroupConcurrency(1);
+    const a = await queue.enqueue("echo", "a", { group: "t1" });
+    const b = await queue.enqueue("echo", "b", { group: "t1" });
+    const c = await queue.enqueue("echo", "c", { group: "t1" });
+    const d = await queue.enqueue("echo", "d", { group: "t1" });
+    expect((await jobHash(redis, prefix, a.id)).sid).not.toBe("");
+    expect((await jobHash(redis, prefix, b.id)).sid).toBe("");
+    const listed = await queue.listJobs("waiting", { limit: 2 });
+    expect(listed.jobs.map((j) => j.id)).toEqual([a.id, b.id]);
+    const rest = await queue.listJobs("waiting", { cursor: listed.nextCursor! });
+    expect(rest.jobs.map((j) => j.id)).toEqual([c.id, d.id]);
+    expect((await queue.cancel(b.id)).outcome).toBe("cancelled");
+    expect((await queue.deleteJob(c.id)).outcome).toBe("deleted");
+    expect((await queue.counts()).waiting).toBe(2);
+    // a's worker-less cancel releases the group's next: d
+    expect((await queue.cancel(a.id)).outcome).toBe("cancelled");
+    expect((await jobHash(redis, prefix, d.id)).sid).not.toBe("");
+    const e = await queue.enqueue("echo", "e", { group: "t1" });
+    const f = await queue.enqueue("echo", "f", { group: "t1" });
+    expect([(await jobHash(redis, prefix, e.id)).sid, (await jobHash(redis, prefix, f.id)).sid]).toEqual(["", ""]);
+    await queue.setGroupConcurrency(null);
+    expect([(await jobHash(redis, prefix, e.id)).sid, (await jobHash(redis, prefix, f.id)).sid].every((s) => s !== "")).toBe(true);
+    expect(await queue.groupConcurrency()).toBeNull();
+
+    // a failed job of a full group, retried, waits for its group's turn
+    await queue.setGroupConcurrency(1);
+    const x = await queue.enqueue("boom", null, { group: "t2", attempts: 1 });
+    const w = inProcess(prefix, { queues: ["default"], wait: false, tasks: { boom: () => { throw new UnrecoverableError("no"); }, echo: (v: unknown) => v } });
+    await w.run();
+    expect((await queue.getJob(x.id))?.state).toBe("failed");
+    const y = await queue.enqueue("echo", "y", { group: "t2" });
+    expect(await queue.retry(x.id)).toBe(true);
+    expect([(await jobHash(redis, prefix, y.id)).sid !== "", (await jobHash(redis, prefix, x.id)).sid]).toEqual([true, ""]);
+    expect((await queue.getJob(x.id))?.state).toBe("waiting");
   });
 });

@@ -22,6 +22,7 @@ import type { Heartbeat } from "./heartbeat.ts";
 import type { Maintenance } from "./maintenance.ts";
 import type { RunningJobs } from "./running-jobs.ts";
 import type { Pool } from "../pool/pool.ts";
+import { Queue } from "../queue.ts";
 import type { Watchdog } from "./watchdog.ts";
 import * as scripts from "./scripts.ts";
 
@@ -196,6 +197,8 @@ export class Lifecycle {
         await this.#ensureGroups();
         const limit = core.settings.rateLimit;
         if (limit) for (const q of core.queues) await core.send("HSET", [q.keys.config, "rlMax", limit.max, "rlDur", limit.duration]);
+        const gc = core.settings.groupConcurrency;
+        if (gc !== undefined) for (const q of core.queues) await new Queue(q.name, { redis: core.send, prefix: core.settings.prefix }).setGroupConcurrency(gc);
         if (stopping.aborted) return; // no new connection once the stop has closed them
         this.#sub = await subscribe(core, this.#cmd, this.#parts.running, this.#parts.executor, (c) => (this.#sub = c));
         await this.#register().catch((e) => core.log("warn", "error", `could not register in the worker registry: ${(e as Error).message}`));
