@@ -7,9 +7,10 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { Queue } from "../src/queue.ts";
 import { GROUP, queueKeys } from "../src/keys.ts";
-import { ACTIVATE, CANCEL, CHECK, ENQUEUE, FINISH_AND_FETCH, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, RETRY, SWEEP, TRIM } from "../src/lua.ts";
+import { ACTIVATE, CANCEL, CHECK, ENQUEUE, FINISH_AND_FETCH, GROUP_CONCURRENCY, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, RETRY, SCHEDULE_ADVANCE, SCHEDULE_DUE, SWEEP, TRIM } from "../src/lua.ts";
 import { packJob } from "../src/job.ts";
 import { Script, type Send } from "../src/redis.ts";
+import { streamEntries } from "../src/worker/fetcher.ts";
 import { client, redisUrl, uniquePrefix } from "./harness.ts";
 
 setDefaultTimeout(30_000);
@@ -133,19 +134,19 @@ describe("a script run twice (a re-sent command)", () => {
     const { redis, send, k, twice, close } = setup();
     const now = Date.now();
     const p = packJob("t", "{}", "", 3, now);
-    const [first, second] = (await twice(scripts.enqueue, [k.stream, k.delayed, k.events], [k.base, GROUP, now, 100, 0, "call-a", "gen-1", p, 0, ""])) as [string[], string[]];
+    const [first, second] = (await twice(scripts.enqueue, [k.stream, k.delayed, k.events], [k.base, GROUP, now, 100, 0, "call-a", "gen-1", p, 0, "", ""])) as [string[], string[]];
     expect(first).toEqual(["+waiting"]);
     expect(second).toEqual(["+waiting"]);
     expect(await redis.xlen(k.stream)).toBe(1);
     // a caller's jobId: the repeat is recognised by the call's nonce; another call with the very
     // same fields (same millisecond, same data) is a duplicate
-    const [f2, s2] = (await twice(scripts.enqueue, [k.stream, k.delayed, k.events], [k.base, GROUP, now, 100, 60_000, "call-b", "mine", p, 0, "call-1"])) as [string[], string[]];
+    const [f2, s2] = (await twice(scripts.enqueue, [k.stream, k.delayed, k.events], [k.base, GROUP, now, 100, 60_000, "call-b", "mine", p, 0, "call-1", ""])) as [string[], string[]];
     expect([f2, s2]).toEqual([["+waiting"], ["+waiting"]]);
-    expect(await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], [k.base, GROUP, now, 100, 60_000, "call-c", "mine", p, 0, "call-2"])).toEqual(["=waiting"]);
+    expect(await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], [k.base, GROUP, now, 100, 60_000, "call-c", "mine", p, 0, "call-2", ""])).toEqual(["=waiting"]);
     expect(await redis.xlen(k.stream)).toBe(2);
     // the job ran and retention removed it before the re-send arrived: it is not written again
     const gone = packJob("t", "{}", "", 3, now + 2);
-    const argv = [k.base, GROUP, now, 100, 0, "call-d", "gen-2", gone, 0, ""];
+    const argv = [k.base, GROUP, now, 100, 0, "call-d", "gen-2", gone, 0, "", ""];
     expect(await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], argv)).toEqual(["+waiting"]);
     await redis.xtrim(k.stream, "MAXLEN", 0);
     await redis.del(k.job("gen-2"));
@@ -169,8 +170,8 @@ describe("a script run twice (a re-sent command)", () => {
 
   test("a fetch of an entry whose job hash is gone drops the entry and says so with a `missing` event (both fetch paths)", async () => {
     const { redis, send, k, finishKeys, finishArgv, close } = setup();
-    await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], [k.base, GROUP, Date.now(), 100, 0, "call-x", "x", packJob("t", "1", "", 3, 1), 0, ""]);
-    await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], [k.base, GROUP, Date.now(), 100, 0, "call-y", "y", packJob("t", "1", "", 3, 1), 0, ""]);
+    await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], [k.base, GROUP, Date.now(), 100, 0, "call-x", "x", packJob("t", "1", "", 3, 1), 0, "", ""]);
+    await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], [k.base, GROUP, Date.now(), 100, 0, "call-y", "y", packJob("t", "1", "", 3, 1), 0, "", ""]);
     await redis.del(k.job("x"));
     const rows = ((await scripts.finish.run(send, finishKeys, finishArgv("w1", 1, "a:"))) as string[]).slice(1);
     expect(rows).toEqual([]);
@@ -346,5 +347,99 @@ describe("recovery respects live owners", () => {
     expect(await redis.hget(k.job(orphan), "state")).toBe("waiting");
     expect(await queue.counts()).toMatchObject({ waiting: 2, active: 0 });
     await close();
+  });
+});
+
+describe("flow-control scripts run twice", () => {
+  test("FINISH_AND_FETCH of a rate-limited queue: a repeat records each finish once and starts nothing more than the limit allows", async () => {
+    const { redis, k, queue, twice, finishKeys, finishArgv, close } = setup();
+    try {
+      await queue.setRateLimit({ max: 2, duration: 60_000 });
+      await queue.enqueueMany([1, 2, 3].map((i) => ({ task: "t", data: i })));
+      const now = Date.now();
+      const [a] = (await twice(scripts.finish, finishKeys, finishArgv("c1", 3, "tb-", [], now))) as [string[]];
+      // two started (the limit), none more on the repeat: the third stays in the stream
+      expect(a.length - 1).toBe(2);
+      const [id1, , tok1] = a[1]!.split("\0");
+      const [fin1, fin2] = (await twice(scripts.finish, finishKeys, finishArgv("c1", 1, "tc-", [[id1!, tok1!, "c", "1", 0]], now + 1))) as [string[], string[]];
+      expect([fin1[0], fin2[0]]).toEqual([fin1[0], fin1[0]]);
+      expect(await redis.zcard(k.base + "rl")).toBe(1);
+      // one finished and one running: the limit (2) is reached, the third waits with a hint
+      expect(fin1[0]).toMatch(/^1\|w\d+$/);
+      expect((await queue.counts()).waiting).toBe(1);
+    } finally {
+      await close();
+    }
+  });
+
+  test("ACTIVATE of a paused queue hands every entry back once; a repeat of an activation that ran before the pause returns the same job", async () => {
+    const { redis, send, k, queue, twice, close } = setup();
+    try {
+      const job = await queue.enqueue("t", 1);
+      const sid = streamEntries(await redis.call("XREADGROUP", "GROUP", GROUP, "c1", "COUNT", 1, "STREAMS", k.stream, ">"))[0]![1][0]![0];
+      const argv = [k.base, GROUP, "c1", Date.now(), "ta-", 1, 100, sid, job.id];
+      const first = (await scripts.activate.run(send, [k.stream, k.events], argv)) as string[];
+      expect(first.length).toBe(1);
+      await queue.pause();
+      // the re-send after the pause: still its own activation
+      expect(await scripts.activate.run(send, [k.stream, k.events], argv)).toEqual(first);
+      const other = await queue.enqueue("t", 2);
+      const sid2 = streamEntries(await redis.call("XREADGROUP", "GROUP", GROUP, "c1", "COUNT", 1, "STREAMS", k.stream, ">"))[0]![1][0]![0];
+      const [r1, r2] = await twice(scripts.activate, [k.stream, k.events], [k.base, GROUP, "c1", Date.now(), "tb-", 1, 100, sid2, other.id]);
+      expect([r1, r2]).toEqual([[], []]);
+      expect((await queue.getJob(other.id))?.state).toBe("waiting");
+      expect(await redis.xlen(k.stream)).toBe(2); // the active job's entry and the paused one's, once
+    } finally {
+      await close();
+    }
+  });
+
+  test("grouped ENQUEUE, FINISH and GROUP_CONCURRENCY: a repeat counts and releases nothing twice", async () => {
+    const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
+    try {
+      await queue.setGroupConcurrency(1);
+      const p = packJob("t", "1", "", 3, Date.now());
+      const argv = [k.base, GROUP, Date.now(), 100, 0, "call-g", "g1", p, 0, "", "team", "g2", p, 0, "", "team"];
+      const [e1, e2] = (await twice(scripts.enqueue, [k.stream, k.delayed, k.events], argv)) as [string[], string[]];
+      expect([e1, e2]).toEqual([["+waiting", "+waiting"], ["+waiting", "+waiting"]]);
+      expect(await redis.hget(k.base + "gactive", "team")).toBe("1");
+      expect(await redis.llen(k.base + "g:team")).toBe(1);
+      const [f] = (await twice(scripts.finish, finishKeys, finishArgv("c1", 1, "tf-"))) as [string[]];
+      const [id, , token] = f[1]!.split("\0");
+      expect(id).toBe("g1");
+      await twice(scripts.finish, finishKeys, finishArgv("c1", 0, "tg-", [[id!, token!, "c", "1", 0]]));
+      // g1 left and let g2 in, once
+      expect(await redis.hget(k.base + "gactive", "team")).toBe("1");
+      expect([await redis.llen(k.base + "g:team"), await redis.xlen(k.stream)]).toEqual([0, 1]);
+      await queue.enqueue("t", 3, { group: "team", jobId: "g3" });
+      const gc = new Script(GROUP_CONCURRENCY);
+      await twice(gc, [k.stream], [k.base, 2]);
+      expect([await redis.hget(k.base + "gactive", "team"), await redis.xlen(k.stream)]).toEqual(["2", 2]);
+      void send;
+    } finally {
+      await close();
+    }
+  });
+
+  test("SCHEDULE_DUE and SCHEDULE_ADVANCE: a repeated pass sees the same gap and claims nothing twice; a repeated advance moves nothing", async () => {
+    const { redis, send, k, queue, close } = setup();
+    try {
+      await queue.upsertSchedule("s", { every: "1s", task: "t" });
+      await redis.zadd(k.scheduleNext, 1000, "s");
+      const due = new Script(SCHEDULE_DUE);
+      const adv = new Script(SCHEDULE_ADVANCE);
+      await due.run(send, [k.scheduleNext], [k.base, 5000, 10, 10_000]);
+      await redis.zadd(k.scheduleNext, 1000, "s");
+      const argv = [k.base, 9000, 10, 10_000];
+      const first = (await due.run(send, [k.scheduleNext], argv)) as string[];
+      const second = (await due.run(send, [k.scheduleNext], argv)) as string[];
+      expect(first.slice(0, 3)).toEqual(["5000", "s", "1000"]);
+      expect(second).toEqual(["5000"]); // the same gap; the schedule is leased to the first
+      const a1 = await adv.run(send, [k.scheduleNext], [k.base, "s", 19_000, 20_000, 9000]);
+      const a2 = await adv.run(send, [k.scheduleNext], [k.base, "s", 19_000, 20_000, 9000]);
+      expect([a1, a2, await redis.zscore(k.scheduleNext, "s")]).toEqual([1, 0, "20000"]);
+    } finally {
+      await close();
+    }
   });
 });
