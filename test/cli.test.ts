@@ -422,6 +422,28 @@ for (const runtime of RUNTIMES) {
   });
 }
 
+describe("sluice pause, resume and schedule", () => {
+  test("pause and resume a queue; set, list and remove a schedule; bad input is a usage error naming the flag", async () => {
+    const prefix = uniquePrefix("cliflow");
+    const q = queue("work", prefix);
+    const env = { REDIS_URL: redisUrl() };
+    expect((await inProcess(["pause", "work", "--prefix", prefix], env)).code).toBe(0);
+    expect(await q.isPaused()).toBe(true);
+    const resumed = await inProcess(["resume", "work", "--prefix", prefix, "--json"], env);
+    expect([resumed.code, JSON.parse(resumed.stdout)]).toEqual([0, { queue: "work", paused: false }]);
+    expect(await q.isPaused()).toBe(false);
+    const set = await inProcess(["schedule", "work", "set", "nightly", "--cron", "0 0 3 * * *", "--tz", "Europe/Berlin", "--task", "report", "--data", '{"full":true}', "--prefix", prefix], env);
+    expect([set.code, set.stdout]).toEqual([0, expect.stringContaining("nightly set; next tick 20")]);
+    const list = await inProcess(["schedule", "work", "--prefix", prefix, "--json"], env);
+    expect(JSON.parse(list.stdout)).toEqual([expect.objectContaining({ id: "nightly", cron: "0 0 3 * * *", tz: "Europe/Berlin", task: "report", data: { full: true }, misfire: "run-once" })]);
+    const bad = await inProcess(["schedule", "work", "set", "x", "--every", "10ms", "--task", "t", "--prefix", prefix], env);
+    expect([bad.code, bad.stderr]).toEqual([2, expect.stringContaining("'every' must be at least 1 s")]);
+    expect((await inProcess(["schedule", "work", "remove", "nightly", "--prefix", prefix], env)).code).toBe(0);
+    expect((await inProcess(["schedule", "work", "remove", "nightly", "--prefix", prefix], env)).code).toBe(1);
+    expect(await q.listSchedules()).toEqual([]);
+  });
+});
+
 describe("sluice worker options", () => {
   test("--max-jobs stops after that many jobs and --no-wait once the queue is empty, both with exit 0", async () => {
     const prefix = uniquePrefix("cliw");

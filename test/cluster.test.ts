@@ -441,3 +441,24 @@ test("queues on three shards: a job of an earlier queue always runs first, howev
     ...Array.from({ length: 5 }, (_, j) => `low${j}`),
   ]);
 }, 60_000);
+
+test("flow control on a cluster: pause and resume, a rate limit, groups and a schedule, each queue on its own slot", async () => {
+  const prefix = uniquePrefix("clflow");
+  const q = new Queue("flow", { redis: cluster(), prefix });
+  await q.pause();
+  await q.setRateLimit({ max: 1000, duration: "1s" });
+  await q.setGroupConcurrency(1);
+  const grouped = await q.enqueueMany([1, 2, 3].map((i) => ({ task: "echo", data: i, options: { group: "g" } })));
+  expect((await q.counts()).waiting).toBe(3);
+  const w = clusterWorker({ prefix, queues: ["flow"], abortPollInterval: 100, tasks: { echo: (d: unknown) => d } });
+  void w.run();
+  await waitFor(() => w.phase === "running", "the worker to start");
+  await new Promise((r) => setTimeout(r, 300));
+  expect((await q.counts()).completed).toBe(0);
+  await q.resume();
+  for (const j of grouped) await waitFor(async () => (await q.getJob(j.id))?.state === "completed", `job ${j.id}`, 20_000);
+  await q.upsertSchedule("tick", { every: "1s", task: "echo", data: "tick" });
+  await waitFor(async () => (await q.listJobs("completed")).jobs.some((j) => j.id.startsWith("sched:tick:")), "a scheduled job to run", 20_000);
+  expect((await q.listSchedules()).map((s) => s.id)).toEqual(["tick"]);
+  await w.stop();
+});

@@ -28,7 +28,7 @@ if [ "$status" -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi   # a crash outside
 # The core suites again, on Valkey 8 instead of Redis (test/harness.ts starts valkey-server when
 # SLUICE_TEST_SERVER=valkey). Only on a full run against our own server: not when test files or
 # flags were given, nor when REDIS_URL names a server.
-VALKEY_SUITES=(test/queue.test.ts test/worker.test.ts test/recovery.test.ts test/abort.test.ts test/timeout.test.ts test/inspect.test.ts test/rerun.test.ts test/reliability.test.ts test/faults.test.ts test/hardening.test.ts test/hostile.test.ts)
+VALKEY_SUITES=(test/queue.test.ts test/worker.test.ts test/recovery.test.ts test/abort.test.ts test/timeout.test.ts test/inspect.test.ts test/rerun.test.ts test/reliability.test.ts test/faults.test.ts test/hardening.test.ts test/hostile.test.ts test/flow.test.ts)
 if [ "$#" -gt 0 ] || [ -n "${REDIS_URL:-}" ]; then
   echo "== bun test on Valkey: skipped (test files or flags given, or REDIS_URL set)"
 elif ! command -v valkey-server >/dev/null 2>&1; then
