@@ -172,7 +172,21 @@ export function apiRoutes(ctx: AdminContext): Hono {
 
   api.get("/queues/:queue", async (c) => {
     const q = await queueParam(ctx, c);
-    return c.json({ name: q.name, counts: await q.counts() });
+    const [counts, paused, rateLimit, groupConcurrency] = await Promise.all([q.counts(), q.isPaused(), q.rateLimit(), q.groupConcurrency()]);
+    return c.json({ name: q.name, counts, paused, rateLimit, groupConcurrency });
+  });
+
+  for (const action of ["pause", "resume"] as const) {
+    api.post(`/queues/:queue/${action}`, async (c) => {
+      const q = await queueParam(ctx, c);
+      await (action === "pause" ? q.pause() : q.resume());
+      return c.json({ queue: q.name, paused: action === "pause" });
+    });
+  }
+
+  api.get("/queues/:queue/schedules", async (c) => {
+    const q = await queueParam(ctx, c);
+    return c.json({ queue: q.name, schedules: await q.listSchedules() });
   });
 
   api.get("/queues/:queue/jobs", async (c) => {

@@ -145,10 +145,10 @@ export function dashboardRoutes(ctx: AdminContext): Hono<AdminEnv> {
       if (e instanceof Error && /cursor/.test(e.message)) throw new HttpError(400, "This page link is out of date: its cursor is not valid for this list.");
       throw e;
     }
-    const [counts, workers] = await Promise.all([q.counts(), ctx.workers()]);
+    const [counts, workers, paused, schedules] = await Promise.all([q.counts(), ctx.workers(), q.isPaused(), q.listSchedules()]);
     const page = pageContext(ctx, c);
     return c.html(
-      <QueuePage page={page} queue={q.name} counts={counts} state={state} jobs={jobs} paged={!!query.cursor} workers={workers.filter((w) => w.queues.includes(q.name)).length} />,
+      <QueuePage page={page} queue={q.name} counts={counts} state={state} jobs={jobs} paged={!!query.cursor} workers={workers.filter((w) => w.queues.includes(q.name)).length} paused={paused} schedules={schedules} />,
     );
   });
 
@@ -252,6 +252,16 @@ export function dashboardRoutes(ctx: AdminContext): Hono<AdminEnv> {
   app.post("/queues/:queue/jobs/:id/abort", jobAction("abort"));
   app.post("/queues/:queue/jobs/:id/retry", jobAction("retry"));
   app.post("/queues/:queue/jobs/:id/delete", jobAction("delete"));
+
+  for (const action of ["pause", "resume"] as const) {
+    app.post(`/queues/:queue/${action}`, async (c) => {
+      const q = await queueParam(ctx, c);
+      const body = check(ActionBody, await formBody(c), "form");
+      await (action === "pause" ? q.pause() : q.resume());
+      flash(ctx, c, "ok", action === "pause" ? `${q.name} paused: running jobs finish, no worker starts another until it is resumed.` : `${q.name} resumed.`);
+      return c.redirect(safeBack(ctx, body.back, `/queues/${encodeURIComponent(q.name)}`), 303);
+    });
+  }
 
   app.post("/queues/:queue/shutdown", async (c) => {
     const q = await queueParam(ctx, c);

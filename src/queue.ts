@@ -425,7 +425,8 @@ export class Queue {
       this.#send("ZRANGE", [k.scheduleNext, 0, -1, "WITHSCORES"]),
       this.#send("HGETALL", [k.scheduleLast]),
     ]);
-    const nextBy = toObject(next);
+    // WITHSCORES: a flat [member, score, …] (RESP2) or [[member, score], …] (RESP3)
+    const nextBy = toObject(Array.isArray(next) && Array.isArray(next[0]) ? next.flat() : next);
     const lastBy = toObject(last);
     return Object.entries(toObject(specs)).map(([id, json]) => {
       const info: ScheduleInfo = { id, ...(JSON.parse(json) as Omit<ScheduleInfo, "id">) };

@@ -209,6 +209,30 @@ describe("CSRF", () => {
     expect(await next.text()).toContain("Job j1 cancelled");
   });
 
+  test("pause and resume from the dashboard (CSRF-checked) and the JSON API; the queue page shows the state and its schedules with their next run", async () => {
+    const { app, queue } = make();
+    const q = queue();
+    await q.upsertSchedule("nightly", { cron: "0 0 3 * * *", task: "report" });
+    const { cookies, csrf } = await signIn(app, { token: TOKEN });
+    const post = (path: string, body: Record<string, string>) =>
+      app.request(`http://admin.local${path}`, { method: "POST", headers: { cookie: cookieHeader(cookies), host: "admin.local", origin: "http://admin.local" }, body: new URLSearchParams(body) });
+    expect((await post("/queues/q/pause", {})).status).toBe(403);
+    expect(await q.isPaused()).toBe(false);
+    expect((await post("/queues/q/pause", { _csrf: csrf })).status).toBe(303);
+    expect(await q.isPaused()).toBe(true);
+    const page = await (await app.request("/queues/q", { headers: { cookie: cookieHeader(cookies) } })).text();
+    expect(page).toContain(">paused<");
+    expect(page).toContain('action="/queues/q/resume"');
+    expect(page).toContain("<code>nightly</code>");
+    expect(page).toContain("<code>0 0 3 * * *</code>");
+    const info = await json(await app.request("/api/queues/q", { headers: BEARER }));
+    expect(info).toMatchObject({ name: "q", paused: true, rateLimit: null, groupConcurrency: null });
+    expect(await json(await app.request("/api/queues/q/resume", { method: "POST", headers: BEARER }))).toEqual({ queue: "q", paused: false });
+    expect(await q.isPaused()).toBe(false);
+    const listed = await json(await app.request("/api/queues/q/schedules", { headers: BEARER }));
+    expect(listed.schedules).toEqual([expect.objectContaining({ id: "nightly", cron: "0 0 3 * * *", next: expect.any(Number) })]);
+  });
+
   test("JSON requests with ambient credentials pass (a cross-site page cannot send them), simple ones do not", async () => {
     const { app, queue } = make({ auth: { username: "ops", password: "pw-12345" } });
     const q = queue();

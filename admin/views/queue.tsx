@@ -2,6 +2,7 @@
 /** One queue: tabs per state, one page of jobs, and the queue's worker controls. */
 import type { JobCounts, JobState } from "../../src/job.ts";
 import type { JobPage, JobSummary } from "../../src/inspect.ts";
+import type { ScheduleInfo } from "../../src/schedule.ts";
 import { short } from "./overview.tsx";
 import { ActionForm, duration, jobUrl, Layout, type PageContext, queueUrl, Time } from "./ui.tsx";
 
@@ -25,15 +26,22 @@ export function QueuePage(props: {
   jobs: JobPage;
   paged: boolean;
   workers: number;
+  paused: boolean;
+  schedules: ScheduleInfo[];
 }) {
-  const { page, queue, counts, state, jobs, paged, workers } = props;
+  const { page, queue, counts, state, jobs, paged, workers, paused, schedules } = props;
+  const qurl = `/queues/${encodeURIComponent(queue)}`;
   return (
     <Layout page={page} title={`${queue} · ${state}`} nav="overview" live={{ queues: [queue] }}>
       <div class="crumbs"><a href={page.url("/")}>Queues</a> /</div>
       <div class="pagehead">
         <h1>{queue}</h1>
         <span class="sub" data-live="sub">{workers} {workers === 1 ? "worker" : "workers"}</span>
+        {paused ? <span class="badge warn" title="Workers start none of its jobs until it is resumed">paused</span> : null}
         <span class="spacer" />
+        {paused
+          ? <ActionForm page={page} action={`${qurl}/resume`} label="Resume" kind="primary" />
+          : <ActionForm page={page} action={`${qurl}/pause`} label="Pause" confirm={`Pause ${queue}? Running jobs finish; no worker starts another until it is resumed.`} />}
         <a class="btn primary" href={page.url(`/queues/${encodeURIComponent(queue)}/new`)}>Enqueue a job</a>
       </div>
       <div class="card" data-live="jobs">
@@ -57,6 +65,28 @@ export function QueuePage(props: {
             </div>
           )
           : null}
+      </div>
+      <div class="card">
+        <header><h2>Schedules</h2></header>
+        {schedules.length === 0
+          ? <div class="empty">No schedules. Set one with <code>queue.upsertSchedule()</code> or <code>sluice schedule {queue} set</code>.</div>
+          : (
+            <div class="scroll"><table>
+              <thead><tr><th>id</th><th>when</th><th>task</th><th>next run</th><th>last run</th><th>misfire</th></tr></thead>
+              <tbody>
+                {schedules.map((s) => (
+                  <tr>
+                    <td data-label="id"><code>{s.id}</code></td>
+                    <td data-label="when">{s.cron !== undefined ? <><code>{s.cron}</code>{s.tz ? ` (${s.tz})` : ""}</> : `every ${s.every! / 1000} s`}</td>
+                    <td data-label="task">{s.task}</td>
+                    <td data-label="next run">{s.next !== undefined ? <Time ms={s.next} /> : "—"}</td>
+                    <td data-label="last run">{s.last !== undefined ? <Time ms={s.last} /> : "—"}</td>
+                    <td data-label="misfire">{s.misfire}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table></div>
+          )}
       </div>
       <div class="card">
         <div class="body">

@@ -74,6 +74,7 @@ td .err{color:var(--failed);max-width:320px;display:inline-block;overflow:hidden
 .id{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
 .muted{color:var(--muted)}
 .badge{display:inline-flex;align-items:center;gap:5px;padding:2px 9px;border-radius:999px;font-size:12px;font-weight:600;line-height:18px;white-space:nowrap;background:var(--cancelled-bg);color:var(--cancelled)}
+.badge.warn{background:#fff4d6;color:#8a5a00}
 .badge.big{font-size:13px;padding:3px 11px}
 .s-waiting{background:var(--waiting-bg);color:var(--waiting)}
 .s-active{background:var(--active-bg);color:var(--active)}
