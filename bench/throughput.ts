@@ -3,6 +3,10 @@
  *
  *   node_modules/.bin/bun run bench/throughput.ts [--jobs 20000] [--rounds 3] [--concurrency 100]
  *                                                 [--warmup 2000] [--only sluice,bullmq,bee] [--flush]
+ *                                                 [--groups N [--group-concurrency C]]
+ *
+ * With --groups, sluice's jobs are spread over N groups (job i in group i mod N) under a group
+ * concurrency of C (default 2); the other libraries run as usual.
  *
  * Each run: FLUSHALL, enqueue N noop jobs in bulk (sluice `enqueueMany`, BullMQ `addBulk` in chunks
  * of 1000, bee-queue `saveAll`), then process them with one worker at the given concurrency and a
@@ -50,6 +54,8 @@ if (libs.length === 0) {
   process.exit(2);
 }
 
+const GROUPS = intArg(argv, "groups", 0);
+const GROUP_CONCURRENCY = intArg(argv, "group-concurrency", 2);
 const QUEUE = "bench";
 const gc = () => (globalThis as { Bun?: { gc(full: boolean): void } }).Bun?.gc(true);
 
@@ -76,9 +82,10 @@ function payloads(n: number): { i: number }[] {
 async function runSluice(redis: BenchRedis, n: number): Promise<[number, number]> {
   const queue = new Queue(QUEUE, { redis: redis.url });
   await queue.counts(); // connected
+  if (GROUPS > 0) await queue.setGroupConcurrency(GROUP_CONCURRENCY);
   const data = payloads(n);
   let t0 = performance.now();
-  await queue.enqueueMany(data.map((d) => ({ task: "noop", data: d })));
+  await queue.enqueueMany(data.map((d) => (GROUPS > 0 ? { task: "noop", data: d, options: { group: `g${d.i % GROUPS}` } } : { task: "noop", data: d })));
   const enqueueMs = performance.now() - t0;
 
   const c = counter(n);
@@ -179,6 +186,7 @@ try {
     return /redis_version:(\S+)/.exec(info)?.[1] ?? "?";
   })());
   console.log(`throughput: ${N} noop jobs, concurrency ${CONCURRENCY}, ${ROUNDS} round(s), libraries ${libs.map((l) => LABEL[l]).join(", ")}`);
+  if (GROUPS > 0) console.log(`sluice jobs spread over ${GROUPS} groups, group concurrency ${GROUP_CONCURRENCY}`);
   console.log(`runtime: bun ${process.versions.bun ?? "-"}; redis ${version} at ${redis.url}${redis.own ? " (throwaway)" : ""}; FLUSHALL before each run`);
   for (const l of libs) console.log(`retention ${LABEL[l]}: ${RETENTION[l]}`);
 
