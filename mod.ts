@@ -11,7 +11,7 @@
  * ```
  * @module
  */
-export { Queue, type QueueOptions, type QueueStats, type RateLimit, type JobSpec } from "./src/queue.ts";
+export { Queue, type QueueOptions, type QueueStats, type RateLimit, type FinishedState, type JobSpec } from "./src/queue.ts";
 export {
   Worker,
   type WorkerOptions,

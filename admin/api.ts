@@ -53,6 +53,37 @@ export const JobId = v.pipe(
 );
 const Flag = v.optional(v.boolean("must be true or false"));
 
+/** A bulk action's body (JSON API and dashboard form alike). */
+export const BulkBody = v.strictObject({
+  action: v.picklist(["retry", "clean", "promote", "cancel"], "must be retry, clean, promote or cancel"),
+  state: v.optional(v.picklist(["completed", "failed", "cancelled", "aborted"], "must be completed, failed, cancelled or aborted")),
+  olderThan: v.optional(v.pipe(v.string(), v.maxLength(50, "must be at most 50 characters"))),
+  ids: v.optional(v.pipe(v.array(v.string("must be job ids"), "must be an array of job ids"), v.maxLength(10_000, "must hold at most 10000 ids"))),
+});
+
+/** Runs a bulk action; returns how many jobs it touched. Bad combinations are a 400 naming the field. */
+export async function bulkAction(q: Queue, body: v.InferOutput<typeof BulkBody>): Promise<number> {
+  const bad = (field: string, value: unknown, message: string) => new HttpError(400, "Invalid request body", [{ field, value, message }]);
+  try {
+    switch (body.action) {
+      case "retry":
+        if (body.state !== undefined && body.state !== "failed" && body.state !== "aborted") throw bad("state", body.state, "must be failed or aborted for retry");
+        return await q.retryAll(body.ids ? { ids: body.ids } : { state: (body.state as "failed" | "aborted" | undefined) ?? "failed" });
+      case "clean":
+        if (body.state === undefined) throw bad("state", body.state, "is required for clean");
+        if (body.olderThan === undefined) throw bad("olderThan", body.olderThan, 'is required for clean (e.g. "1h"; "0" for all)');
+        return await q.clean(body.state, /^\d+$/.test(body.olderThan) ? Number(body.olderThan) : body.olderThan);
+      case "promote":
+        return await q.promoteAll();
+      case "cancel":
+        return await q.cancelAll();
+    }
+  } catch (e) {
+    if (ValidationError.is(e)) throw new HttpError(400, "Invalid request body", e.issues);
+    throw e;
+  }
+}
+
 const ListQuery = v.strictObject({
   state: v.optional(v.picklist(LISTABLE_STATES as JobState[], `must be one of ${LISTABLE_STATES.join(", ")}`)),
   cursor: v.optional(v.pipe(v.string(), v.maxLength(600, "must be at most 600 characters"))),
@@ -63,6 +94,8 @@ const ListQuery = v.strictObject({
     v.minValue(1, "must be an integer from 1 to 500"),
     v.maxValue(500, "must be an integer from 1 to 500"),
   )),
+  task: v.optional(v.pipe(v.string(), v.maxLength(200, "must be at most 200 characters"))),
+  search: v.optional(v.pipe(v.string(), v.maxLength(200, "must be at most 200 characters"))),
 });
 
 const EnqueueBody = v.strictObject({
@@ -194,7 +227,7 @@ export function apiRoutes(ctx: AdminContext): Hono {
     const query = check(ListQuery, c.req.query(), "query");
     const state = query.state ?? "waiting";
     try {
-      const page = await q.listJobs(state, { cursor: query.cursor, limit: query.limit });
+      const page = await q.listJobs(state, { cursor: query.cursor, limit: query.limit, task: query.task || undefined, search: query.search || undefined });
       return c.json({ queue: q.name, state, ...page });
     } catch (e) {
       if (ValidationError.is(e)) throw new HttpError(400, "Invalid query", e.issues);
@@ -217,7 +250,14 @@ export function apiRoutes(ctx: AdminContext): Hono {
     const id = idParam(c);
     const job = await q.getJob(id);
     if (!job) throw new HttpError(404, `No job ${JSON.stringify(id)} in queue ${JSON.stringify(q.name)}`);
-    return c.json(job);
+    return c.json({ ...job, log: await q.getJobLog(id) });
+  });
+
+  api.post("/queues/:queue/bulk", async (c) => {
+    const q = await queueParam(ctx, c);
+    const body = check(BulkBody, await jsonBody(c), "request body");
+    const touched = await bulkAction(q, body);
+    return c.json({ queue: q.name, action: body.action, touched });
   });
 
   const cancel = (abort: boolean) => async (c: Context) => {

@@ -12,7 +12,7 @@ import * as v from "valibot";
 import type { JobState } from "../src/job.ts";
 import { LISTABLE_STATES } from "../src/inspect.ts";
 import { queueKeys } from "../src/keys.ts";
-import { check, enqueueFrom, HttpError, idParam, JobId, queueParam } from "./api.ts";
+import { BulkBody, bulkAction, check, enqueueFrom, HttpError, idParam, JobId, queueParam } from "./api.ts";
 import { FLASH_COOKIE } from "./auth.ts";
 import type { AdminContext, AdminEnv } from "./context.ts";
 import { sendShutdown } from "../src/control.ts";
@@ -29,6 +29,8 @@ type C = Context<AdminEnv>;
 const ListQuery = v.object({
   state: v.optional(v.picklist(LISTABLE_STATES as JobState[], `must be one of ${LISTABLE_STATES.join(", ")}`)),
   cursor: v.optional(v.pipe(v.string(), v.maxLength(600, "must be at most 600 characters"))),
+  search: v.optional(v.pipe(v.string(), v.maxLength(200, "must be at most 200 characters"))),
+  task: v.optional(v.pipe(v.string(), v.maxLength(200, "must be at most 200 characters"))),
 });
 
 const ActionBody = v.object({
@@ -140,15 +142,15 @@ export function dashboardRoutes(ctx: AdminContext): Hono<AdminEnv> {
     const state = query.state ?? "waiting";
     let jobs;
     try {
-      jobs = await q.listJobs(state, { cursor: query.cursor, limit: 50 });
+      jobs = await q.listJobs(state, { cursor: query.cursor, limit: 50, search: query.search || undefined, task: query.task || undefined });
     } catch (e) {
       if (e instanceof Error && /cursor/.test(e.message)) throw new HttpError(400, "This page link is out of date: its cursor is not valid for this list.");
       throw e;
     }
-    const [counts, workers, paused, schedules] = await Promise.all([q.counts(), ctx.workers(), q.isPaused(), q.listSchedules()]);
+    const [counts, workers, paused, schedules, throughput] = await Promise.all([q.counts(), ctx.workers(), q.isPaused(), q.listSchedules(), q.throughput(60)]);
     const page = pageContext(ctx, c);
     return c.html(
-      <QueuePage page={page} queue={q.name} counts={counts} state={state} jobs={jobs} paged={!!query.cursor} workers={workers.filter((w) => w.queues.includes(q.name)).length} paused={paused} schedules={schedules} />,
+      <QueuePage page={page} queue={q.name} counts={counts} state={state} jobs={jobs} paged={!!query.cursor} workers={workers.filter((w) => w.queues.includes(q.name)).length} paused={paused} schedules={schedules} throughput={throughput} filter={{ search: query.search ?? "", task: query.task ?? "" }} />,
     );
   });
 
@@ -195,7 +197,7 @@ export function dashboardRoutes(ctx: AdminContext): Hono<AdminEnv> {
     const job = await q.getJob(id);
     const page = pageContext(ctx, c);
     if (!job) return c.html(<MissingJobPage page={page} queue={q.name} id={id} />, 404);
-    return c.html(<JobPage page={page} job={job} />);
+    return c.html(<JobPage page={page} job={job} log={await q.getJobLog(id)} />);
   });
 
   const jobAction = (action: "cancel" | "abort" | "retry" | "delete") => async (c: C) => {
@@ -252,6 +254,23 @@ export function dashboardRoutes(ctx: AdminContext): Hono<AdminEnv> {
   app.post("/queues/:queue/jobs/:id/abort", jobAction("abort"));
   app.post("/queues/:queue/jobs/:id/retry", jobAction("retry"));
   app.post("/queues/:queue/jobs/:id/delete", jobAction("delete"));
+
+  app.post("/queues/:queue/bulk", async (c) => {
+    const q = await queueParam(ctx, c);
+    const form = await c.req.parseBody({ all: true });
+    const one = (k: string) => (typeof form[k] === "string" ? (form[k] as string) : undefined);
+    const ids = form.ids === undefined ? undefined : (Array.isArray(form.ids) ? form.ids : [form.ids]).filter((x): x is string => typeof x === "string");
+    const body = check(BulkBody, {
+      action: one("action"),
+      ...(one("state") ? { state: one("state") } : {}),
+      ...(one("olderThan") ? { olderThan: one("olderThan") } : {}),
+      ...(ids ? { ids } : {}),
+    }, "form");
+    const touched = await bulkAction(q, body);
+    const what = { retry: "retried", clean: "deleted", promote: "promoted", cancel: "cancelled" }[body.action];
+    flash(ctx, c, "ok", `${touched} ${touched === 1 ? "job" : "jobs"} ${what}.`);
+    return c.redirect(safeBack(ctx, one("back"), `/queues/${encodeURIComponent(q.name)}`), 303);
+  });
 
   for (const action of ["pause", "resume"] as const) {
     app.post(`/queues/:queue/${action}`, async (c) => {

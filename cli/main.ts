@@ -15,12 +15,12 @@ import { enqueue } from "./commands/enqueue.ts";
 import { job } from "./commands/job.ts";
 import { stats } from "./commands/stats.ts";
 import { worker } from "./commands/worker.ts";
-import { pause, resume, schedule } from "./commands/flow.ts";
+import { bulk, pause, resume, schedule } from "./commands/flow.ts";
 import { checkRedisUrl, CliError, type Command, DEFAULT_REDIS_URL, redact } from "./common.ts";
 import type { Io } from "./io.ts";
 
 // deno-lint-ignore no-explicit-any
-export const COMMANDS: Command<any>[] = [worker, enqueue, cancel, job, stats, pause, resume, schedule, admin];
+export const COMMANDS: Command<any>[] = [worker, enqueue, cancel, job, stats, bulk, pause, resume, schedule, admin];
 
 function version(): string {
   try {

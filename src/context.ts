@@ -40,6 +40,11 @@ export interface JobContext {
   throwIfAborted(): void;
   /** Stores a progress value (any JSON) with the job, for `getJob` and the admin app. */
   progress(value: unknown): Promise<void>;
+  /**
+   * Appends a line to the job's log (`queue.getJobLog(id)`, the admin app's job page): the newest
+   * 100 lines of at most 2,000 characters each are kept, for 7 days after the last one.
+   */
+  log(message: string): Promise<void>;
   /** The id of the worker running the job. */
   readonly workerId: string;
 }
@@ -51,10 +56,12 @@ export class Context implements JobContext {
   readonly job: JobDescriptor;
   readonly workerId: string;
   readonly #progress: (value: unknown) => Promise<void>;
-  constructor(job: JobDescriptor, workerId: string, progress: (value: unknown) => Promise<void>) {
+  readonly #log: ((message: string) => Promise<void>) | undefined;
+  constructor(job: JobDescriptor, workerId: string, progress: (value: unknown) => Promise<void>, log?: (message: string) => Promise<void>) {
     this.job = job;
     this.workerId = workerId;
     this.#progress = progress;
+    this.#log = log;
   }
   get controller(): AbortController {
     return (this.#controller ??= new AbortController());
@@ -74,6 +81,12 @@ export class Context implements JobContext {
   }
   progress(value: unknown): Promise<void> {
     return this.#progress(value);
+  }
+  log(message: string): Promise<void> {
+    if (!this.#log) return Promise.resolve();
+    const p = this.#log(typeof message === "string" ? message : String(message));
+    p.catch(() => {}); // a log line nobody awaited that failed is the handler's business
+    return p;
   }
   /** Aborts with `reason` unless already aborted. Returns true when this call aborted it. */
   abort(reason: AbortReason): boolean {

@@ -12,7 +12,7 @@
  * ```
  * @module
  */
-export { Queue, type QueueOptions, type QueueStats, type RateLimit, type JobSpec } from "./queue.ts";
+export { Queue, type QueueOptions, type QueueStats, type RateLimit, type FinishedState, type JobSpec } from "./queue.ts";
 export { EnqueueManyError, JobAborted, UnknownTaskError, UnrecoverableError, ValidationError, type AbortReason, type ValidationIssue } from "./errors.ts";
 export { checkName, isValidName } from "./names.ts";
 export type { JobInfo, JobState, JobCounts, EnqueuedJob, CancelResult, StoredError } from "./job.ts";

@@ -31,6 +31,8 @@ export interface JobSummary {
   /** Set when an abort was requested. */
   abortRequested?: string;
   progress?: unknown;
+  /** The first 120 characters of the job's data as JSON. */
+  dataPreview?: string;
 }
 
 /** One page of `Queue.listJobs`. */
@@ -46,6 +48,13 @@ export interface ListJobsOptions {
   cursor?: string;
   /** Jobs per page, 1–500. @default 50 */
   limit?: number;
+  /** Only jobs of this task. */
+  task?: string;
+  /**
+   * Only jobs whose id, data or error contains this text (case-insensitive). A filtered page looks
+   * through up to 20 times its size: it may hold fewer jobs than `limit` and still have a next page.
+   */
+  search?: string;
 }
 
 /** What `Queue.deleteJob` did: `deleted`, or why not (`active`: abort it first; `missing`). */
@@ -69,17 +78,32 @@ const FIELDS = `'state', 'p', 'attempt', 'runAt', 'started', 'finished', 'owner'
  */
 const LIST = `
 local key, base, group, mode, cursor, limit = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local ftask, fsearch = ARGV[6] or '', ARGV[7] or ''
+local filtering = ftask ~= '' or fsearch ~= ''
+-- with a filter, a page looks through up to 20 times its size before it stops (its cursor then
+-- points at where it stopped looking)
+local scan = filtering and math.min(limit * 20, 5000) or limit
+-- a job's row, or nil when the filter (task name; text in the id, data or error) leaves it out
 local function row(id, extra)
   local f = redis.call('HMGET', base .. 'job:' .. id, ${FIELDS})
-  -- name, max and created out of the packed p (name NUL data NUL opts NUL max NUL created),
-  -- without sending the data
-  local name, max, created = false, false, false
+  -- name, data preview, max and created out of the packed p (name NUL data NUL opts NUL max NUL created)
+  local name, max, created, preview = false, false, false, false
   if f[2] then
-    name = string.sub(f[2], 1, (string.find(f[2], '\\0', 1, true) or 0) - 1)
+    local cut = string.find(f[2], '\\0', 1, true) or (#f[2] + 1)
+    name = string.sub(f[2], 1, cut - 1)
+    local dataEnd = string.find(f[2], '\\0', cut + 1, true) or (#f[2] + 1)
+    preview = string.sub(f[2], cut + 1, math.min(dataEnd - 1, cut + 120))
     max, created = string.match(f[2], '%z([^%z]*)%z([^%z]*)$')
+  end
+  if ftask ~= '' and name ~= ftask then return nil end
+  if fsearch ~= '' and not string.find(string.lower(id), fsearch, 1, true)
+    and not (f[2] and string.find(string.lower(f[2]), fsearch, 1, true))
+    and not (f[8] and string.find(string.lower(f[8]), fsearch, 1, true)) then
+    return nil
   end
   local r = {id, extra, f[1] or false, name, f[3] or false, max or false, created or false}
   for i = 4, 10 do r[i + 4] = f[i] or false end
+  r[15] = preview
   return r
 end
 local out = {''}
@@ -116,32 +140,47 @@ if mode == 'waiting' or mode == 'active' then
     else
       local start = last or '0-0'
       if cursor ~= '' and idcmp(cursor, start) > 0 then start = cursor end
-      local entries = redis.call('XRANGE', key, '(' .. start, '+', 'COUNT', limit)
+      local entries = redis.call('XRANGE', key, '(' .. start, '+', 'COUNT', scan)
       for _, e in ipairs(entries) do
         local f = e[2]
         local id
         for i = 1, #f, 2 do if f[i] == 'j' then id = f[i + 1] end end
-        if id then out[#out + 1] = row(id, e[1]) end
+        local r = id and row(id, e[1])
+        if r then out[#out + 1] = r end
+        if #out - 1 == limit then
+          out[1] = e[1]
+          return out
+        end
       end
-      if #entries == limit then
+      if #entries == scan then
         out[1] = entries[#entries][1]
         return out
       end
-      limit = limit - #entries
     end
-    local held = redis.call('ZRANGE', base .. 'held', heldFrom, heldFrom + limit - 1, 'WITHSCORES')
-    for i = 1, #held, 2 do out[#out + 1] = row(held[i], '') end
-    if #held / 2 == limit then out[1] = 'h:' .. held[#held] .. ':' .. held[#held - 1] end
+    local held = redis.call('ZRANGE', base .. 'held', heldFrom, heldFrom + scan - 1, 'WITHSCORES')
+    for i = 1, #held, 2 do
+      local r = row(held[i], '')
+      if r then out[#out + 1] = r end
+      if #out - 1 == limit or (i + 1 == #held and #held / 2 == scan) then
+        out[1] = 'h:' .. held[i + 1] .. ':' .. held[i]
+        return out
+      end
+    end
   else
     if not last then return out end
     local start = cursor == '' and '-' or '(' .. cursor
-    local pending = redis.call('XPENDING', key, group, start, '+', limit)
+    local pending = redis.call('XPENDING', key, group, start, '+', scan)
     for _, p in ipairs(pending) do
       local e = redis.call('XRANGE', key, p[1], p[1])
       local id = e[1] and e[1][2][2]
-      if id then out[#out + 1] = row(id, p[2] .. ',' .. p[3]) end
+      local r = id and row(id, p[2] .. ',' .. p[3])
+      if r then out[#out + 1] = r end
+      if #out - 1 == limit then
+        out[1] = p[1]
+        return out
+      end
     end
-    if #pending == limit then out[1] = pending[#pending][1] end
+    if #pending == scan then out[1] = pending[#pending][1] end
   end
   return out
 end
@@ -168,10 +207,17 @@ if cursor ~= '' then
     end
   end
 end
-local items = desc and redis.call('ZREVRANGE', key, start, start + limit - 1, 'WITHSCORES')
-  or redis.call('ZRANGE', key, start, start + limit - 1, 'WITHSCORES')
-for i = 1, #items, 2 do out[#out + 1] = row(items[i], items[i + 1]) end
-if #items == limit * 2 then out[1] = items[#items] .. ':' .. items[#items - 1] end
+local items = desc and redis.call('ZREVRANGE', key, start, start + scan - 1, 'WITHSCORES')
+  or redis.call('ZRANGE', key, start, start + scan - 1, 'WITHSCORES')
+for i = 1, #items, 2 do
+  local r = row(items[i], items[i + 1])
+  if r then out[#out + 1] = r end
+  if #out - 1 == limit then
+    out[1] = items[i + 1] .. ':' .. items[i]
+    return out
+  end
+end
+if #items == scan * 2 then out[1] = items[#items] .. ':' .. items[#items - 1] end
 return out
 `;
 
@@ -201,7 +247,7 @@ if st[2] and st[2] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('XDEL', KEYS[1], st[2])
 end
 for i = 2, 6 do redis.call('ZREM', KEYS[i], id) end
-redis.call('DEL', job, base .. 'dedup:' .. id)
+redis.call('DEL', job, base .. 'dedup:' .. id, base .. 'log:' .. id)
 if eventsMax > 0 then
   redis.call('XADD', KEYS[7], 'MAXLEN', '~', eventsMax, '*', 'e', 'deleted', 'id', id, 't', now)
 end
@@ -256,11 +302,17 @@ export async function listJobs(send: Send, queue: string, keys: QueueKeys, state
   }
   const key = zset ? keys[zset] : keys.stream;
   const mode = zset === null ? state : zset === "delayed" ? "asc" : "desc";
-  const reply = (await scripts.list.run(send, [key], [keys.base, GROUP, mode, cursor, limit])) as unknown[];
+  for (const field of ["task", "search"] as const) {
+    const v = options[field];
+    if (v !== undefined && (typeof v !== "string" || v.length > 200)) {
+      throw new ValidationError("Invalid listJobs arguments", [{ field, value: v, message: "must be a string of at most 200 characters" }]);
+    }
+  }
+  const reply = (await scripts.list.run(send, [key], [keys.base, GROUP, mode, cursor, limit, options.task ?? "", (options.search ?? "").toLowerCase()])) as unknown[];
   const jobs: JobSummary[] = [];
   for (let i = 1; i < reply.length; i++) {
     const r = reply[i] as unknown[];
-    const [id, extra, st, name, attempt, max, created, runAt, started, finished, owner, error, abort, progress] = r;
+    const [id, extra, st, name, attempt, max, created, runAt, started, finished, owner, error, abort, progress, preview] = r;
     if (str(st) === undefined) continue; // the entry outlived its job (deleted meanwhile)
     const job: JobSummary = {
       id: String(id),
@@ -289,6 +341,7 @@ export async function listJobs(send: Send, queue: string, keys: QueueKeys, state
     if (str(abort)) job.abortRequested = str(abort);
     const p = parseJson(progress);
     if (p !== undefined) job.progress = p;
+    if (typeof preview === "string") job.dataPreview = preview;
     jobs.push(job);
   }
   const next = String(reply[0] ?? "");

@@ -164,3 +164,6 @@ export function safeJson(x: unknown): string | undefined {
     return undefined;
   }
 }
+
+/** Upper bounds (seconds) of the job duration and wait-time histogram buckets (`/metrics`). */
+export const HISTOGRAM_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800];

@@ -21,6 +21,8 @@ export interface QueueKeys {
   /** Pub/sub channel for abort requests of this queue's active jobs. */
   abortChannel: string;
   job(id: string): string;
+  /** A job's log (list of JSON lines). */
+  log(id: string): string;
 }
 
 /** The consumer group every worker of a queue joins. */
@@ -43,6 +45,7 @@ export function queueKeys(prefix: string, queue: string): QueueKeys {
     scheduleLast: base + "schedules:last",
     abortChannel: base + "abort",
     job: (id) => base + "job:" + id,
+    log: (id) => base + "log:" + id,
   };
 }
 

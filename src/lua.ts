@@ -349,6 +349,13 @@ for _, a in ipairs(apply) do
   end
 end
 if #finishes > 0 then redis.call('ZADD', base .. 'rl', unpack(finishes)) end
+-- per-minute counts of finished jobs for the admin app's charts, kept two hours
+if nc + nf + na > 0 then
+  local minute = base .. 'm:' .. math.floor(now / 60000)
+  if nc > 0 then redis.call('HINCRBY', minute, 'c', nc) end
+  if nf + na > 0 then redis.call('HINCRBY', minute, 'f', nf + na) end
+  redis.call('PEXPIRE', minute, 7200000)
+end
 stat(base, 'completed', nc)
 stat(base, 'failed', nf)
 stat(base, 'aborted', na)
@@ -875,4 +882,109 @@ if ARGV[2] == '' then redis.call('HDEL', base .. 'config', 'gc') else redis.call
 local counts = redis.call('HGETALL', base .. 'gactive')
 for i = 1, #counts, 2 do grelease(stream, base, counts[i], tonumber(counts[i + 1])) end
 return 1
+`;
+
+/**
+ * one chunk of a bulk action; the caller loops until a chunk touches nothing.
+ * KEYS: stream delayed completed failed cancelled aborted events. ARGV: base group action now
+ * limit eventsMax arg [state]. Actions:
+ *   retry <failed|aborted>       failed (or aborted) jobs back to waiting, attempts reset
+ *   clean (arg: age ms, state)   completed/failed/cancelled/aborted jobs finished before now - age deleted
+ *   promote                      delayed jobs due now (their delay dropped)
+ *   cancel                       waiting jobs (undelivered entries, and jobs their groups hold) cancelled
+ * Returns the number of jobs touched by this chunk.
+ * Repeat: each job is touched only from the state the action starts from; a re-sent chunk touches
+ * the next jobs (or none), never one twice.
+ */
+export const BULK = EMIT + `
+local stream, delayed, events = KEYS[1], KEYS[2], KEYS[7]
+local base, group, action, now, limit, eventsMax, arg = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local zsets = {completed = KEYS[3], failed = KEYS[4], cancelled = KEYS[5], aborted = KEYS[6]}
+local n = 0
+if action == 'retry' then
+  local z = zsets[arg]
+  local ids = redis.call('ZRANGE', z, 0, limit - 1)
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', z, id)
+    local job = base .. 'job:' .. id
+    local st = redis.call('HMGET', job, 'state', 'g')
+    if st[1] == arg then
+      redis.call('HSET', job, 'attempt', 0, 'stalls', 0, 'abort', '')
+      redis.call('HDEL', job, 'finished')
+      if not st[2] or st[2] == '' or genter(base, job, id, st[2], now) then requeue(stream, job, id) end
+      emit(events, eventsMax, 'waiting', id, now, 'retry')
+      n = n + 1
+    end
+  end
+elseif action == 'clean' then
+  local z = zsets[ARGV[8]]
+  local ids = redis.call('ZRANGEBYSCORE', z, '-inf', now - tonumber(arg), 'LIMIT', 0, limit)
+  if #ids > 0 then
+    redis.call('ZREM', z, unpack(ids))
+    local keys = {}
+    for i = 1, #ids do
+      keys[#keys + 1] = base .. 'job:' .. ids[i]
+      keys[#keys + 1] = base .. 'log:' .. ids[i]
+    end
+    delmany(keys)
+    n = #ids
+  end
+elseif action == 'promote' then
+  local ids = redis.call('ZRANGE', delayed, 0, limit - 1)
+  if #ids > 0 then redis.call('ZREM', delayed, unpack(ids)) end
+  for _, id in ipairs(ids) do
+    local job = base .. 'job:' .. id
+    local st = redis.call('HMGET', job, 'state', 'g')
+    if st[1] == 'delayed' then
+      if not st[2] or st[2] == '' or genter(base, job, id, st[2], now) then requeue(stream, job, id) end
+      emit(events, eventsMax, 'waiting', id, now, 'promoted')
+      n = n + 1
+    end
+  end
+elseif action == 'cancel' then
+  -- held jobs first (their groups' lists), then the stream's undelivered entries
+  local held = redis.call('ZRANGE', base .. 'held', 0, limit - 1)
+  for _, id in ipairs(held) do
+    local job = base .. 'job:' .. id
+    local st = redis.call('HMGET', job, 'state', 'g')
+    redis.call('ZREM', base .. 'held', id)
+    if st[2] then redis.call('LREM', base .. 'g:' .. st[2], 0, id) end
+    if st[1] == 'waiting' then
+      redis.call('HSET', job, 'state', 'cancelled', 'finished', now)
+      redis.call('ZADD', zsets.cancelled, now, id)
+      redis.call('DEL', base .. 'dedup:' .. id)
+      emit(events, eventsMax, 'cancelled', id, now)
+      n = n + 1
+    end
+  end
+  if n == 0 and redis.call('EXISTS', stream) == 1 then
+    local last = '0-0'
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+      local name, lid
+      for i = 1, #g, 2 do
+        if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then lid = g[i + 1] end
+      end
+      if name == group then last = lid end
+    end
+    local entries = redis.call('XRANGE', stream, '(' .. last, '+', 'COUNT', limit)
+    for _, e in ipairs(entries) do
+      local sid, id = e[1], nil
+      for i = 1, #e[2], 2 do if e[2][i] == 'j' then id = e[2][i + 1] end end
+      redis.call('XDEL', stream, sid)
+      if id then
+        local job = base .. 'job:' .. id
+        local st = redis.call('HMGET', job, 'state', 'sid', 'g')
+        if st[1] == 'waiting' and st[2] == sid then
+          redis.call('HSET', job, 'state', 'cancelled', 'finished', now)
+          redis.call('ZADD', zsets.cancelled, now, id)
+          redis.call('DEL', base .. 'dedup:' .. id)
+          if st[3] and st[3] ~= '' then gleave(stream, base, st[3]) end
+          emit(events, eventsMax, 'cancelled', id, now)
+          n = n + 1
+        end
+      end
+    end
+  end
+end
+return n
 `;

@@ -94,6 +94,8 @@ export const EnqueueOptionsSchema = v.strictObject({
 export interface StoredOptions {
   backoff?: { type: "fixed" | "exponential"; delay: number; jitter: number; maxDelay: number };
   timeout?: number;
+  /** The W3C trace context of the enqueue's span, when OpenTelemetry records one. */
+  tp?: string;
 }
 
 export const DEFAULT_ATTEMPTS = 3;

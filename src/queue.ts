@@ -12,10 +12,11 @@ import {
 } from "./job.ts";
 import { globalKeys, GROUP, type QueueKeys, queueKeys } from "./keys.ts";
 import { checkSchedule, nextTick, type ScheduleInfo, type ScheduleSpec } from "./schedule.ts";
+import { enqueueSpan } from "./tracing.ts";
 import { jsonDepth, MAX_DATA_DEPTH } from "./json.ts";
 import { checkName } from "./names.ts";
 import { deleteJob, type DeleteResult, type JobPage, listJobs, type ListJobsOptions } from "./inspect.ts";
-import { CANCEL, COUNTS, ENQUEUE, GROUP_CONCURRENCY, RETRY } from "./lua.ts";
+import { BULK, CANCEL, COUNTS, ENQUEUE, GROUP_CONCURRENCY, RETRY } from "./lua.ts";
 import {
   DEFAULT_ATTEMPTS,
   type EnqueueOptions,
@@ -58,7 +59,11 @@ const scripts = {
   retry: new Script(RETRY),
   counts: new Script(COUNTS),
   groupConcurrency: new Script(GROUP_CONCURRENCY),
+  bulk: new Script(BULK),
 };
+
+/** The finished states `clean` removes jobs from. */
+export type FinishedState = "completed" | "failed" | "cancelled" | "aborted";
 
 /** Checks a queue name: 1–200 characters, no whitespace or braces (braces would break the hash tag). */
 export function checkQueueName(name: unknown, field = "queue"): string {
@@ -222,7 +227,7 @@ export class Queue {
     return this.#send(command, args);
   }
 
-  #prepare(task: string, data: unknown, options: EnqueueOptions = {}, field = ""): Prepared {
+  #prepare(task: string, data: unknown, options: EnqueueOptions = {}, field = "", traceparent?: string): Prepared {
     if (typeof task !== "string" || task.length === 0 || task.length > 200 || /[\x00-\x1f]/.test(task) || !isWellFormed(task)) {
       throw new ValidationError("Invalid enqueue arguments", [
         { field: field + "task", value: task, message: "must be a non-empty string of at most 200 characters without control characters or lone surrogates" },
@@ -233,7 +238,7 @@ export class Queue {
     if (options !== undefined && !isPlainObject(options)) {
       throw new ValidationError("Invalid enqueue options", [{ field: field ? field.slice(0, -1) + ".options" : "options", value: options, message: "must be a plain object of options" }]);
     }
-    if (options === undefined || isEmpty(options)) {
+    if ((options === undefined || isEmpty(options)) && traceparent === undefined) {
       // the common case, kept cheap for bulk enqueues: every default
       const id = crypto.randomUUID();
       return { id, argv: [id, packJob(task, payload, DEFAULT_STORED, DEFAULT_ATTEMPTS, Date.now()), 0, 0, ""] };
@@ -244,7 +249,7 @@ export class Queue {
       }
     }
     try {
-      opts = validate(EnqueueOptionsSchema, options, "Invalid enqueue options");
+      opts = validate(EnqueueOptionsSchema, options ?? {}, "Invalid enqueue options");
     } catch (e) {
       // in enqueueMany, name the field with the job's index: "2.attempts"
       if (!field || !ValidationError.is(e)) throw e;
@@ -262,8 +267,9 @@ export class Queue {
     const stored: StoredOptions = {};
     if (opts.backoff !== undefined) stored.backoff = resolveBackoff(opts.backoff);
     if (opts.timeout !== undefined) stored.timeout = parseDuration(opts.timeout, "timeout");
+    if (traceparent !== undefined) stored.tp = traceparent;
     const id = opts.jobId ?? crypto.randomUUID();
-    const storedText = stored.backoff || stored.timeout !== undefined ? JSON.stringify(stored) : DEFAULT_STORED;
+    const storedText = stored.backoff || stored.timeout !== undefined || stored.tp !== undefined ? JSON.stringify(stored) : DEFAULT_STORED;
     const p = packJob(task, payload!, storedText, opts.attempts ?? DEFAULT_ATTEMPTS, now);
     return { id, argv: [id, p, runAt, opts.jobId === undefined ? 0 : 1, opts.group ?? ""] };
   }
@@ -294,8 +300,17 @@ export class Queue {
    * ```
    */
   async enqueue(task: string, data?: unknown, options?: EnqueueOptions): Promise<EnqueuedJob> {
-    const [job] = await this.#write([this.#prepare(task, data, options)]);
-    return job!;
+    const prepared = this.#prepare(task, data, options);
+    const span = await enqueueSpan(this.name, task, 1);
+    if (!span) return (await this.#write([prepared]))[0]!;
+    try {
+      const [job] = await this.#write([span.traceparent ? this.#prepare(task, data, options, "", span.traceparent) : prepared]);
+      span.end();
+      return job!;
+    } catch (e) {
+      span.end(e);
+      throw e;
+    }
   }
 
   /**
@@ -323,6 +338,11 @@ export class Queue {
       }
       prepared[i] = this.#prepare(j.task, j.data, j.options, `${i}.`);
     }
+    // one span for the call; its trace context goes with each job
+    const span = prepared.length > 0 ? await enqueueSpan(this.name, String(jobs[0]!.task), prepared.length) : undefined;
+    if (span?.traceparent) {
+      for (let i = 0; i < jobs.length; i++) prepared[i] = this.#prepare(jobs[i]!.task, jobs[i]!.data, jobs[i]!.options, `${i}.`, span.traceparent);
+    }
     // BATCH jobs per script call; IN_FLIGHT calls on the wire at once, so Redis runs one batch
     // while the client encodes the next
     const out: (EnqueuedJob | undefined)[] = new Array(prepared.length);
@@ -341,6 +361,7 @@ export class Queue {
       }
     };
     await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, Math.ceil(prepared.length / BATCH)) }, lane));
+    span?.end(failure?.error);
     if (failure) {
       // batches already on the wire when the first one failed may have been stored: say which
       throw new EnqueueManyError(failure.error, out.filter((j): j is EnqueuedJob => j !== undefined), prepared.length);
@@ -371,6 +392,86 @@ export class Queue {
     const counts = {} as JobCounts;
     JOB_STATES.forEach((s, i) => (counts[s] = Number(r[i])));
     return counts;
+  }
+
+  /**
+   * Jobs finished per minute over the last `minutes` (at most 120, kept by the workers' finish
+   * scripts for two hours), oldest first: `{ minute (epoch ms), completed, failed }` — failed
+   * counts jobs that failed for good or were aborted.
+   */
+  async throughput(minutes = 60): Promise<{ minute: number; completed: number; failed: number }[]> {
+    const n = Math.max(1, Math.min(120, Math.floor(minutes)));
+    const now = Math.floor(Date.now() / 60_000);
+    const rows = await Promise.all(Array.from({ length: n }, async (_, i) => {
+      const m = now - n + 1 + i;
+      const h = toObject(await this.#send("HGETALL", [this.keys.base + "m:" + m]));
+      return { minute: m * 60_000, completed: Number(h.c ?? 0), failed: Number(h.f ?? 0) };
+    }));
+    return rows;
+  }
+
+  /** The job's log lines (`ctx.log`), oldest first: `{ t, attempt, message }`. */
+  async getJobLog(id: string): Promise<{ t: number; attempt: number; message: string }[]> {
+    checkId(id, "getJobLog");
+    const lines = (await this.#send("LRANGE", [this.keys.log(id), 0, -1])) as string[];
+    return lines.flatMap((l) => {
+      try {
+        return [JSON.parse(String(l))];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  /** Runs a bulk action chunk by chunk (500 jobs each) until one touches nothing; returns the total. */
+  async #bulk(action: string, arg = "", state = ""): Promise<number> {
+    const k = this.keys;
+    let total = 0;
+    while (true) {
+      const n = Number(await scripts.bulk.run(this.#send, [k.stream, k.delayed, k.completed, k.failed, k.cancelled, k.aborted, k.events], [k.base, GROUP, action, Date.now(), 500, this.#eventsMaxLen, arg, state]));
+      if (n === 0) return total;
+      total += n;
+    }
+  }
+
+  /**
+   * Retries every failed job (or every aborted one) — or only the jobs `ids` names. Each goes back
+   * to waiting with its attempts reset (grouped jobs wait their group's turn). Returns how many.
+   */
+  async retryAll(options: { state?: "failed" | "aborted"; ids?: string[] } = {}): Promise<number> {
+    if (options.ids !== undefined) {
+      if (!Array.isArray(options.ids) || options.ids.length > 10_000) throw new ValidationError("Invalid retryAll options", [{ field: "ids", value: options.ids, message: "must be an array of at most 10000 job ids" }]);
+      let n = 0;
+      for (const id of options.ids) if (await this.retry(id)) n++;
+      return n;
+    }
+    const state = options.state ?? "failed";
+    if (state !== "failed" && state !== "aborted") throw new ValidationError("Invalid retryAll options", [{ field: "state", value: state, message: 'must be "failed" or "aborted"' }]);
+    return await this.#bulk("retry", state);
+  }
+
+  /** Deletes the jobs of a finished state that finished more than `olderThan` ago. Returns how many. */
+  async clean(state: FinishedState, olderThan: Duration): Promise<number> {
+    if (!["completed", "failed", "cancelled", "aborted"].includes(state)) {
+      throw new ValidationError("Invalid clean arguments", [{ field: "state", value: state, message: "must be completed, failed, cancelled or aborted" }]);
+    }
+    let age: number;
+    try {
+      age = parseDuration(olderThan, "olderThan");
+    } catch {
+      throw new ValidationError("Invalid clean arguments", [{ field: "olderThan", value: olderThan, message: 'must be a duration such as "1h" (0: all)' }]);
+    }
+    return await this.#bulk("clean", String(age), state);
+  }
+
+  /** Makes every delayed job (retries waiting for their backoff included) ready now. Returns how many. */
+  async promoteAll(): Promise<number> {
+    return await this.#bulk("promote");
+  }
+
+  /** Cancels every waiting job (those their groups hold back included). Returns how many. */
+  async cancelAll(): Promise<number> {
+    return await this.#bulk("cancel");
   }
 
   /**

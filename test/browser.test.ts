@@ -191,3 +191,61 @@ test("without JavaScript the dashboard reads and acts through plain forms, refre
   await expect(page.locator(".badge.p-running").textContent()).resolves.toBe("running");
   await page.screenshot({ path: join(SHOTS, "workers-nojs.png"), fullPage: true });
 });
+
+test("operators on desktop and phone: search, bulk-retry the failed jobs, pause and resume; on a phone the tables become cards with every action in reach", async () => {
+  const { url, queue, prefix, worker } = await setup();
+  // failed jobs to find and retry, failed by a worker of their own (the setup's worker stops first)
+  await worker.stop();
+  const bad = new Worker({ redis: redisUrl(), prefix, queues: ["web"], wait: false, tasks: { boom: (d: { n: number }) => { throw new Error(`broken #${d.n}`); } } });
+  await queue.enqueueMany(Array.from({ length: 6 }, (_, n) => ({ task: "boom", data: { n }, options: { attempts: 1 } })));
+  await waitFor(async () => {
+    await bad.run();
+    return (await queue.counts()).failed === 6;
+  }, "six failed jobs");
+  // the phone first: the desktop pass retries the failed jobs
+  for (const [label, viewport] of [["phone", { width: 390, height: 844 }], ["desktop", { width: 1280, height: 800 }]] as const) {
+    const context = await browser.newContext({ viewport, ...(label === "phone" ? { isMobile: true, hasTouch: true } : {}) });
+    closers.push(() => context.close());
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    page.on("dialog", (d) => void d.accept());
+    await signIn(page, url);
+    // search the failed jobs for one error text
+    await page.goto(`${url}/queues/web?state=failed`);
+    await page.fill("input[name=search]", "broken #4");
+    await page.click("form.search button[type=submit]");
+    await page.waitForURL(/search=broken/);
+    await expect(page.locator("tbody tr").count()).resolves.toBe(1);
+    await expect(page.locator("tbody tr").textContent()).resolves.toContain("broken #4");
+    // every control fits the width: nothing scrolls sideways
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    expect([label, overflow <= 0]).toEqual([label, true]);
+    await page.screenshot({ path: join(SHOTS, `search-${label}.png`), fullPage: true });
+    if (label === "desktop") {
+      // retry all failed from the bulk bar (confirmed), then pause and resume the queue
+      await page.goto(`${url}/queues/web?state=failed`);
+      await clickUntil(page, () => page.click("button:has-text('Retry all 6 failed')"), page.locator(".flash.ok", { hasText: "6 jobs retried" }));
+      expect(await queue.counts()).toMatchObject({ failed: 0, waiting: 6 });
+      await clickUntil(page, () => page.click("button:has-text('Pause')"), page.locator(".badge", { hasText: "paused" }));
+      expect(await queue.isPaused()).toBe(true);
+      await clickUntil(page, () => page.click("button:has-text('Resume')"), page.locator(".flash.ok", { hasText: "resumed" }));
+      expect(await queue.isPaused()).toBe(false);
+    } else {
+      // phone: rows are cards (no table header), the workers page too, its actions on screen
+      await expect(page.locator("table.cards thead").isVisible()).resolves.toBe(false);
+      const live = new Worker({ redis: redisUrl(), prefix, queues: ["web"], tasks: { slow: () => new Promise(() => {}) } });
+      closers.push(() => live.abandon());
+      void live.run();
+      await page.goto(`${url}/workers`);
+      const stop = page.locator("button:has-text('Stop now')").first();
+      await stop.waitFor();
+      const box = (await stop.boundingBox())!;
+      expect(box.x + box.width).toBeLessThanOrEqual(viewport.width);
+      expect(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)).toBeLessThanOrEqual(0);
+      await page.screenshot({ path: join(SHOTS, `workers-${label}.png`), fullPage: true });
+      await live.stop();
+    }
+    expect(errors).toEqual([]);
+  }
+});

@@ -3,7 +3,7 @@
 import type { JobInfo } from "../../src/job.ts";
 import { ActionForm, duration, Layout, type PageContext, pretty, queueUrl, StateBadge, Time } from "./ui.tsx";
 
-export function JobPage({ page, job }: { page: PageContext; job: JobInfo }) {
+export function JobPage({ page, job, log = [] }: { page: PageContext; job: JobInfo; log?: { t: number; attempt: number; message: string }[] }) {
   const base = `/queues/${encodeURIComponent(job.queue)}/jobs/${encodeURIComponent(job.id)}`;
   return (
     <Layout page={page} title={`Job ${job.id}`} nav="overview" live={{ queues: [job.queue] }}>
@@ -47,7 +47,18 @@ export function JobPage({ page, job }: { page: PageContext; job: JobInfo }) {
                   : null}
                 {job.owner ? <><dt>Worker</dt><dd class="id">{job.owner}</dd></> : null}
                 {job.abortRequested ? <><dt>Abort</dt><dd>requested ({job.abortRequested})</dd></> : null}
-                {job.progress !== undefined ? <><dt>Progress</dt><dd><code>{pretty(job.progress)}</code></dd></> : null}
+                {job.progress !== undefined
+                  ? (
+                    <>
+                      <dt>Progress</dt>
+                      <dd>
+                        {typeof job.progress === "number"
+                          ? <><progress max="100" value={String(Math.max(0, Math.min(100, job.progress)))} /> {job.progress}%</>
+                          : <code>{pretty(job.progress)}</code>}
+                      </dd>
+                    </>
+                  )
+                  : null}
               </dl>
             </div>
           </div>
@@ -77,6 +88,16 @@ export function JobPage({ page, job }: { page: PageContext; job: JobInfo }) {
             </div>
           )
           : null}
+        <div class="card">
+          <header><h2>Log</h2></header>
+          {log.length === 0
+            ? <div class="empty">No log lines. A handler writes them with <code>ctx.log(message)</code>.</div>
+            : (
+              <ol class="log">
+                {log.map((l) => <li><Time ms={l.t} /> <span class="muted">attempt {l.attempt}</span> {l.message}</li>)}
+              </ol>
+            )}
+        </div>
       </div>
     </Layout>
   );

@@ -26,6 +26,8 @@ export const LIVE_SCRIPT = `(() => {
       const doc = new DOMParser().parseFromString(await r.text(), "text/html");
       for (const el of document.querySelectorAll("[data-live]")) {
         const next = doc.querySelector('[data-live="' + el.getAttribute("data-live") + '"]');
+        // a region with boxes ticked (a selection being made) is left alone until they are sent
+        if (el.querySelector("input[type=checkbox]:checked")) continue;
         if (next && next.innerHTML !== el.innerHTML) el.replaceWith(document.importNode(next, true));
       }
     } catch (_) {

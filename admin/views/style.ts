@@ -74,6 +74,10 @@ td .err{color:var(--failed);max-width:320px;display:inline-block;overflow:hidden
 .id{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
 .muted{color:var(--muted)}
 .badge{display:inline-flex;align-items:center;gap:5px;padding:2px 9px;border-radius:999px;font-size:12px;font-weight:600;line-height:18px;white-space:nowrap;background:var(--cancelled-bg);color:var(--cancelled)}
+.chart{margin:0;padding:12px 16px}.chart svg{width:100%;height:120px;display:block}.chart .axis{stroke:var(--border,#ddd);stroke-width:1}.chart .ok{fill:#2e9d5b}.chart .bad{fill:#d64545}.chart figcaption{font-size:12px;color:var(--muted,#666);margin-top:6px}
+.search{display:flex;flex-wrap:wrap;gap:8px;align-items:end;padding:10px 16px;border-bottom:1px solid var(--border,#eee)}.search label{display:flex;flex-direction:column;font-size:12px;gap:2px}.search input{min-width:0}.bulk{padding:8px 16px;display:flex;flex-wrap:wrap;gap:6px}.preview code{font-size:12px}.sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}progress{width:100%;max-width:160px}
+.log{margin:0;padding:10px 16px 10px 36px;font:13px/1.5 ui-monospace,monospace;overflow-wrap:anywhere}
+@media (max-width:700px){table.cards thead{display:none}table.cards,table.cards tbody,table.cards tr,table.cards td{display:block;width:auto}table.cards tr{border-bottom:1px solid var(--border,#e5e5e5);padding:8px 12px}table.cards td{display:flex;justify-content:space-between;gap:12px;padding:3px 0;border:0;text-align:right;white-space:normal;overflow-wrap:anywhere}table.cards td[data-label]::before{content:attr(data-label);font-weight:600;color:var(--muted,#666);text-align:left}table.cards td.actions{justify-content:flex-end;flex-wrap:wrap}}
 .badge.warn{background:#fff4d6;color:#8a5a00}
 .badge.big{font-size:13px;padding:3px 11px}
 .s-waiting{background:var(--waiting-bg);color:var(--waiting)}
@@ -125,7 +129,7 @@ pre.json.err{background:var(--failed-bg);color:var(--failed)}
 label{display:block;font-weight:550;margin:0 0 6px}
 .field{margin-bottom:16px}
 .field .hint{color:var(--muted);font-size:12.5px;margin-top:4px}
-input[type=text],input[type=password],input[type=number],textarea{width:100%;padding:8px 11px;border:1px solid var(--border);border-radius:7px;background:var(--surface);color:var(--text);font:inherit}
+input[type=text],input[type=search],input[type=password],input[type=number],textarea{width:100%;padding:8px 11px;border:1px solid var(--border);border-radius:7px;background:var(--surface);color:var(--text);font:inherit}
 textarea{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px;min-height:140px;resize:vertical}
 .row{display:grid;grid-template-columns:repeat(3,1fr);gap:14px}
 @media (max-width:700px){.row{grid-template-columns:1fr}}

@@ -188,3 +188,35 @@ export function jobUrl(queue: string, id: string): string {
 export function queueUrl(queue: string, state?: string): string {
   return `/queues/${encodeURIComponent(queue)}${state ? `?state=${state}` : ""}`;
 }
+
+/**
+ * Jobs finished per minute as a server-rendered SVG bar chart (completed up, failed down from the
+ * middle line): no script, no chart library.
+ */
+export function ThroughputChart({ rows }: { rows: { minute: number; completed: number; failed: number }[] }) {
+  const w = 600;
+  const h = 120;
+  const mid = 80;
+  const bw = w / Math.max(1, rows.length);
+  const top = Math.max(1, ...rows.map((r) => r.completed));
+  const bottom = Math.max(1, ...rows.map((r) => r.failed));
+  const total = rows.reduce((s, r) => s + r.completed, 0);
+  const failed = rows.reduce((s, r) => s + r.failed, 0);
+  const busiest = Math.max(0, ...rows.map((r) => r.completed));
+  const label = `Last ${rows.length} minutes: ${total} completed, ${failed} failed or aborted${busiest > 0 ? `; busiest minute ${busiest} completed` : ""}.`;
+  return (
+    <figure class="chart">
+      <svg viewBox={`0 0 ${w} ${h}`} role="img" aria-label={label} preserveAspectRatio="none">
+        <line x1="0" y1={mid} x2={w} y2={mid} class="axis" />
+        {rows.map((r, i) => (
+          <g>
+            <title>{`${new Date(r.minute).toISOString().slice(11, 16)} UTC: ${r.completed} completed, ${r.failed} failed`}</title>
+            {r.completed > 0 ? <rect class="ok" x={i * bw + 0.5} width={Math.max(1, bw - 1)} y={mid - (r.completed / top) * (mid - 4)} height={(r.completed / top) * (mid - 4)} /> : null}
+            {r.failed > 0 ? <rect class="bad" x={i * bw + 0.5} width={Math.max(1, bw - 1)} y={mid} height={(r.failed / bottom) * (h - mid - 2)} /> : null}
+          </g>
+        ))}
+      </svg>
+      <figcaption>{label}</figcaption>
+    </figure>
+  );
+}

@@ -98,3 +98,41 @@ export const schedule: Command<typeof scheduleFlags> = {
     });
   },
 };
+
+const bulkFlags = {
+  state: { type: "string", placeholder: "STATE", description: "retry: failed (default) or aborted; clean: completed, failed, cancelled or aborted" },
+  "older-than": { type: "string", placeholder: "DURATION", description: 'clean: jobs finished more than this long ago ("1h", "7d"; 0 for all)' },
+  ...COMMON_FLAGS,
+} as const;
+
+export const bulk: Command<typeof bulkFlags> = {
+  name: "bulk",
+  summary: "Retry, clean, promote or cancel many jobs of a queue at once",
+  usage: "sluice bulk <queue> retry [--state failed|aborted] | clean --state STATE --older-than DURATION | promote | cancel [options]",
+  details: "retry: failed (or aborted) jobs back to waiting; clean: delete finished jobs; promote: delayed jobs now; cancel: every waiting job.\nPrints how many jobs it touched.",
+  flags: bulkFlags,
+  positionals: { names: ["queue", "action"], min: 2 },
+  async run(ctx) {
+    const [queueName, action] = ctx.positionals as [string, string];
+    const f = ctx.flags;
+    return await withQueue(ctx, queueName, async (queue) => {
+      let touched: number;
+      if (action === "retry") {
+        if (f.state !== undefined && f.state !== "failed" && f.state !== "aborted") throw new UsageError(`--state must be failed or aborted for retry: got ${JSON.stringify(f.state)}`);
+        touched = await queue.retryAll({ state: (f.state as "failed" | "aborted" | undefined) ?? "failed" });
+      } else if (action === "clean") {
+        if (f.state === undefined || f["older-than"] === undefined) throw new UsageError("clean needs --state and --older-than");
+        const age = /^\d+$/.test(f["older-than"]) ? Number(f["older-than"]) : f["older-than"];
+        touched = await queue.clean(f.state as "completed", age);
+      } else if (action === "promote") {
+        touched = await queue.promoteAll();
+      } else if (action === "cancel") {
+        touched = await queue.cancelAll();
+      } else {
+        throw new UsageError(`unknown bulk action ${JSON.stringify(action)}: retry, clean, promote or cancel`);
+      }
+      print(ctx, { queue: queue.name, action, touched }, () => `${touched} ${touched === 1 ? "job" : "jobs"} ${{ retry: "retried", clean: "deleted", promote: "promoted", cancel: "cancelled" }[action]}`);
+      return 0;
+    });
+  },
+};

@@ -71,6 +71,9 @@ export function serveChild(channel: ChildChannel): void {
       });
       p.catch(() => {}); // a rejected progress nobody awaited is the handler's business, not the child's
       return p;
+    }, (message) => {
+      channel.post({ t: "log", token: m.token, message });
+      return Promise.resolve();
     });
     running.set(m.token, ctx);
     let handler: unknown;

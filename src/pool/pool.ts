@@ -266,6 +266,10 @@ export class Pool {
     const run = child.run;
     // a child being ended, or a message about another attempt: dropped (fenced)
     if (child.ending || !run || run.token !== m.token) return;
+    if (m.t === "log") {
+      void run.ctx.log(m.message);
+      return;
+    }
     if (m.t === "progress") {
       run.ctx.progress(m.value).then(
         () => this.#ack(child, m.seq),

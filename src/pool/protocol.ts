@@ -43,6 +43,7 @@ export type FromChild =
   | { t: "progress"; token: string; seq: number; value: unknown }
   | { t: "done"; token: string; ok: true; value: unknown; memory?: number }
   | { t: "done"; token: string; ok: false; error: CrossedError; memory?: number }
+  | { t: "log"; token: string; message: string }
   /** An error no handler caught ends the child (a process says so before it exits). */
   | { t: "fatal"; error: CrossedError };
 

@@ -8,6 +8,7 @@ import type { QueueState, WorkerCore } from "./core.ts";
 import type { Outcome } from "./executor.ts";
 import type { RunningJobs } from "./running-jobs.ts";
 import * as scripts from "./scripts.ts";
+import { HISTOGRAM_BUCKETS } from "../job.ts";
 import type { FetchedJob, Gate, OutcomeResult } from "./scripts.ts";
 
 export class Completer {
@@ -61,7 +62,17 @@ export class Completer {
       throw e;
     }
     let requeued = false;
+    const hist = new Map<string, number>();
+    const observe = (name: "d" | "w", seconds: number) => {
+      const le = HISTOGRAM_BUCKETS.find((b) => seconds <= b) ?? Infinity;
+      hist.set(`${name}:${le}`, (hist.get(`${name}:${le}`) ?? 0) + 1);
+      hist.set(`${name}:sum`, (hist.get(`${name}:sum`) ?? 0) + seconds);
+    };
     outs.forEach((o, i) => {
+      if (reply.results[i] !== "fenced" && o.kind !== "interrupted" && o.r.startedAt !== undefined) {
+        observe("d", Math.max(0, now - o.r.startedAt) / 1000);
+        if (o.r.readyAt) observe("w", Math.max(0, o.r.startedAt - o.r.readyAt) / 1000);
+      }
       const result = reply.results[i]!;
       // a retry or an interruption that ended `aborted`, since an abort was requested for the job
       if (result === "aborted" && !o.abandoned) o.kind = "aborted";
@@ -69,6 +80,14 @@ export class Completer {
       this.#running.release(o.r);
       this.#report(o, result !== "fenced");
     });
+    // job duration and wait histograms for /metrics: bucket counts per batch, pipelined, not awaited
+    if (hist.size > 0) {
+      const key = q.keys.base + "hist";
+      for (const [field, n] of hist) {
+        const p = field.endsWith(":sum") ? core.send("HINCRBYFLOAT", [key, field, n.toFixed(6)]) : core.send("HINCRBY", [key, field, n]);
+        p.catch(() => {});
+      }
+    }
     return { jobs: reply.jobs, requeued, gate: reply.gate };
   }
 

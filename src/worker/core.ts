@@ -71,6 +71,8 @@ export interface WorkerCore {
   /** The command connection (set once the worker connects). */
   send: Send;
   emit(type: string, detail: unknown): void;
+  /** `@opentelemetry/api` when the app has it (loaded at start): attempts get spans. */
+  otel?: Awaited<ReturnType<typeof import("../tracing.ts").loadOtel>>;
   /** A pause or resume message for one of its queues (set by the worker). */
   onPause?: (q: QueueState, paused: boolean) => void;
   log(level: LogEntry["level"], event: string, message: string, fields?: Record<string, unknown>): void;

@@ -13,6 +13,7 @@ import { backoffDelay, DEFAULT_BACKOFF, type StoredOptions } from "../options.ts
 import { setLongTimeout } from "../timers.ts";
 import type { ResolvedTask } from "../worker-options.ts";
 import type { Pool, PoolResult } from "../pool/pool.ts";
+import { attemptSpan, endAttemptSpan } from "../tracing.ts";
 import type { QueueState, WorkerCore } from "./core.ts";
 import type { Running, RunningJobs } from "./running-jobs.ts";
 import * as scripts from "./scripts.ts";
@@ -35,6 +36,18 @@ const NO_OPTIONS: StoredOptions = Object.freeze({});
 
 function isThenable(x: unknown): x is PromiseLike<unknown> {
   return x !== null && (typeof x === "object" || typeof x === "function") && typeof (x as { then?: unknown }).then === "function";
+}
+
+/** Lines kept in a job's log, their longest length, and how long the log outlives its last line. */
+export const LOG_LINES = 100;
+const LOG_LINE_CHARS = 2000;
+const LOG_TTL_MS = 7 * 86_400_000;
+
+/** Appends a line to a job's log (capped, with a TTL; three commands the client pipelines). */
+export async function appendLog(send: WorkerCore["send"], k: QueueState["keys"], id: string, attempt: number, message: string): Promise<void> {
+  const line = JSON.stringify({ t: Date.now(), attempt, message: message.length > LOG_LINE_CHARS ? message.slice(0, LOG_LINE_CHARS) + "…" : message });
+  const key = k.log(id);
+  await Promise.all([send("RPUSH", [key, line]), send("LTRIM", [key, -LOG_LINES, -1]), send("PEXPIRE", [key, LOG_TTL_MS])]);
 }
 
 export class Executor {
@@ -75,7 +88,7 @@ export class Executor {
       const p = this.#progress(r, value);
       p.catch(() => {}); // a rejected progress nobody awaited is the handler's business, not the process's
       return p;
-    });
+    }, (message) => appendLog(core.send, q.keys, f.id, f.attempt, message));
     // most jobs store no options (every default): no parse for them
     let opts: StoredOptions = NO_OPTIONS;
     if (f.opts) {
@@ -85,7 +98,8 @@ export class Executor {
         // unreadable options: run with the defaults rather than not at all
       }
     }
-    const r: Running = { q, id: f.id, token: f.token, ctx, opts, settled: false, lost: false, task: this.#tasks.get(f.name) };
+    const r: Running = { q, id: f.id, token: f.token, ctx, opts, settled: false, lost: false, task: this.#tasks.get(f.name), startedAt: Date.now(), readyAt: f.createdAt };
+    if (core.otel) r.span = attemptSpan(core.otel, job, opts.tp);
     const previous = this.#running.add(r, f.stalls > 0);
     try {
       this.#begin(q, f, r, previous);
@@ -148,6 +162,8 @@ export class Executor {
   abort(r: Running, reason: AbortReason): void {
     if (r.settled) return;
     if (r.ctx.abort(reason)) {
+      // counted by reason for /metrics (what the outcome counters cannot tell apart)
+      this.#core.send("HINCRBY", [r.q.keys.base + "stats", `abort:${reason}`, 1]).catch(() => {});
       this.#core.log(reason === "user" || reason === "shutdown" ? "info" : "warn", "job-abort", `job ${r.id} aborted: ${reason}`, { job: r.id, queue: r.q.name, reason });
     }
   }
@@ -185,6 +201,10 @@ export class Executor {
     r.settled = true;
     r.timer?.clear();
     this.#running.remove(r);
+    if (r.span) {
+      const outcome = r.lost ? "lost" : ok ? "completed" : r.ctx.abortReason === "user" ? "aborted" : r.ctx.abortReason === "shutdown" ? "interrupted" : "failed";
+      endAttemptSpan(r.span, outcome, r.ctx.abortReason, ok ? undefined : value);
+    }
     if (r.lost) {
       this.#running.release(r);
       this.#core.summary.lost++;

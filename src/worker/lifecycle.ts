@@ -23,6 +23,7 @@ import type { Maintenance } from "./maintenance.ts";
 import type { RunningJobs } from "./running-jobs.ts";
 import type { Pool } from "../pool/pool.ts";
 import { Queue } from "../queue.ts";
+import { loadOtel } from "../tracing.ts";
 import type { Watchdog } from "./watchdog.ts";
 import * as scripts from "./scripts.ts";
 
@@ -194,6 +195,7 @@ export class Lifecycle {
     try {
       const stopping = this.#core.shutdown.graceful;
       const steps = (async () => {
+        core.otel = await loadOtel();
         await this.#ensureGroups();
         const limit = core.settings.rateLimit;
         if (limit) for (const q of core.queues) await core.send("HSET", [q.keys.config, "rlMax", limit.max, "rlDur", limit.duration]);

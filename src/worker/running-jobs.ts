@@ -8,6 +8,7 @@ import type { Context } from "../context.ts";
 import type { StoredOptions } from "../options.ts";
 import type { LongTimeout } from "../timers.ts";
 import type { ResolvedTask } from "../worker-options.ts";
+import type { OtelSpan } from "../tracing.ts";
 import type { QueueState } from "./core.ts";
 
 /** One attempt of one job, running here. */
@@ -20,6 +21,11 @@ export interface Running {
   opts: StoredOptions;
   task?: ResolvedTask;
   timer?: LongTimeout;
+  /** When it started here (epoch ms), and when it could have started at the earliest (created or due). */
+  startedAt?: number;
+  readyAt?: number;
+  /** Its OpenTelemetry span, when one records. */
+  span?: OtelSpan;
   /** Its handler returned or threw (or it was abandoned). */
   settled: boolean;
   /** Another attempt owns the job now: nothing is written for this one. */
