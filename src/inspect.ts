@@ -51,7 +51,7 @@ export interface ListJobsOptions {
   /** Only jobs of this task. */
   task?: string;
   /**
-   * Only jobs whose id, data or error contains this text (case-insensitive). A filtered page looks
+   * Only jobs whose id, task name, data or error contains this text (case-insensitive, ASCII). A filtered page looks
    * through up to 20 times its size: it may hold fewer jobs than `limit` and still have a next page.
    */
   search?: string;
@@ -87,17 +87,19 @@ local scan = filtering and math.min(limit * 20, 5000) or limit
 local function row(id, extra)
   local f = redis.call('HMGET', base .. 'job:' .. id, ${FIELDS})
   -- name, data preview, max and created out of the packed p (name NUL data NUL opts NUL max NUL created)
-  local name, max, created, preview = false, false, false, false
+  local name, max, created, preview, dataText = false, false, false, false, false
   if f[2] then
     local cut = string.find(f[2], '\\0', 1, true) or (#f[2] + 1)
     name = string.sub(f[2], 1, cut - 1)
     local dataEnd = string.find(f[2], '\\0', cut + 1, true) or (#f[2] + 1)
-    preview = string.sub(f[2], cut + 1, math.min(dataEnd - 1, cut + 120))
+    dataText = string.sub(f[2], cut + 1, dataEnd - 1)
+    preview = string.sub(dataText, 1, 120)
     max, created = string.match(f[2], '%z([^%z]*)%z([^%z]*)$')
   end
   if ftask ~= '' and name ~= ftask then return nil end
   if fsearch ~= '' and not string.find(string.lower(id), fsearch, 1, true)
-    and not (f[2] and string.find(string.lower(f[2]), fsearch, 1, true))
+    and not (name and string.find(string.lower(name), fsearch, 1, true))
+    and not (dataText and string.find(string.lower(dataText), fsearch, 1, true))
     and not (f[8] and string.find(string.lower(f[8]), fsearch, 1, true)) then
     return nil
   end
@@ -132,11 +134,11 @@ if mode == 'waiting' or mode == 'active' then
   if mode == 'waiting' then
     -- the stream's undelivered entries first, then the jobs their groups hold back (zset held,
     -- oldest first; their cursor is h:<score>:<id>)
-    local heldFrom = 0
+    -- held scores come from a sequence: unique, so a page resumes after its cursor's score even
+    -- when that job has left the set since
+    local heldFrom = '-inf'
     if string.sub(cursor, 1, 2) == 'h:' then
-      local member = string.match(cursor, '^h:[^:]+:(.+)$')
-      local rank = member and redis.call('ZRANK', base .. 'held', member)
-      heldFrom = rank and rank + 1 or 0
+      heldFrom = '(' .. (string.match(cursor, '^h:([^:]+):') or '-inf')
     else
       local start = last or '0-0'
       if cursor ~= '' and idcmp(cursor, start) > 0 then start = cursor end
@@ -157,7 +159,7 @@ if mode == 'waiting' or mode == 'active' then
         return out
       end
     end
-    local held = redis.call('ZRANGE', base .. 'held', heldFrom, heldFrom + scan - 1, 'WITHSCORES')
+    local held = redis.call('ZRANGEBYSCORE', base .. 'held', heldFrom, '+inf', 'WITHSCORES', 'LIMIT', 0, scan)
     for i = 1, #held, 2 do
       local r = row(held[i], '')
       if r then out[#out + 1] = r end
@@ -232,6 +234,12 @@ local job = base .. 'job:' .. id
 local st = redis.call('HMGET', job, 'state', 'sid', 'g')
 if not st[1] then return {'missing', ''} end
 if st[1] == 'active' then return {'active', 'active'} end
+-- free first (at maxmemory a script's first write may not grow memory);
+-- stream ids are never reused, so an old entry id of a finished job can only miss
+if st[2] and st[2] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then
+  pcall(redis.call, 'XACK', KEYS[1], group, st[2])
+  redis.call('XDEL', KEYS[1], st[2])
+end
 if st[1] == 'waiting' and st[3] and st[3] ~= '' then
   if st[2] == '' then
     -- held by its group
@@ -240,11 +248,6 @@ if st[1] == 'waiting' and st[3] and st[3] ~= '' then
   else
     gleave(KEYS[1], base, st[3])
   end
-end
--- stream ids are never reused, so an old entry id of a finished job can only miss
-if st[2] and st[2] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then
-  pcall(redis.call, 'XACK', KEYS[1], group, st[2])
-  redis.call('XDEL', KEYS[1], st[2])
 end
 for i = 2, 6 do redis.call('ZREM', KEYS[i], id) end
 redis.call('DEL', job, base .. 'dedup:' .. id, base .. 'log:' .. id)

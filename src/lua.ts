@@ -311,7 +311,7 @@ for _, a in ipairs(apply) do
   local fin = token .. '|' .. flag
   if limited and kind ~= 'i' then
     finishes[#finishes + 1] = now
-    finishes[#finishes + 1] = token
+    finishes[#finishes + 1] = id .. '|' .. token
   end
   if kind == 'c' then
     redis.call('HSET', job, 'state', 'completed', 'result', payload, 'finished', now)
@@ -847,8 +847,11 @@ redis.call('SET', base .. 'sched:beat', prev .. '|' .. now, 'PX', 86400000)
 local out = {prev}
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
 for i = 1, #due, 2 do
+  -- the tick claimed first stays the claim's tick until the schedule moves on: a lease that ran
+  -- out (its claimer never advanced it) is taken again from that tick, not from the lease's end
+  redis.call('HSETNX', base .. 'sched:claim', due[i], due[i + 1])
   out[#out + 1] = due[i]
-  out[#out + 1] = due[i + 1]
+  out[#out + 1] = redis.call('HGET', base .. 'sched:claim', due[i])
   out[#out + 1] = redis.call('HGET', base .. 'schedules', due[i]) or ''
   redis.call('ZADD', KEYS[1], tonumber(now) + lease, due[i])
 end
@@ -867,6 +870,7 @@ local base, id, expected, nextTick, last = ARGV[1], ARGV[2], ARGV[3], ARGV[4], A
 local cur = redis.call('ZSCORE', KEYS[1], id)
 if not cur or tonumber(cur) ~= tonumber(expected) then return 0 end
 if nextTick == '' then redis.call('ZREM', KEYS[1], id) else redis.call('ZADD', KEYS[1], nextTick, id) end
+redis.call('HDEL', base .. 'sched:claim', id)
 if last ~= '' then redis.call('HSET', base .. 'schedules:last', id, last) end
 return 1
 `;
@@ -892,7 +896,8 @@ return 1
  *   clean (arg: age ms, state)   completed/failed/cancelled/aborted jobs finished before now - age deleted
  *   promote                      delayed jobs due now (their delay dropped)
  *   cancel                       waiting jobs (undelivered entries, and jobs their groups hold) cancelled
- * Returns the number of jobs touched by this chunk.
+ * Returns {touched, scanned}: the jobs this chunk changed, and the entries it looked at (the
+ * caller goes on while a chunk looks at any: stale entries are dropped on the way).
  * Repeat: each job is touched only from the state the action starts from; a re-sent chunk touches
  * the next jobs (or none), never one twice.
  */
@@ -900,10 +905,11 @@ export const BULK = EMIT + `
 local stream, delayed, events = KEYS[1], KEYS[2], KEYS[7]
 local base, group, action, now, limit, eventsMax, arg = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local zsets = {completed = KEYS[3], failed = KEYS[4], cancelled = KEYS[5], aborted = KEYS[6]}
-local n = 0
+local n, scanned = 0, 0
 if action == 'retry' then
   local z = zsets[arg]
   local ids = redis.call('ZRANGE', z, 0, limit - 1)
+  scanned = #ids
   for _, id in ipairs(ids) do
     redis.call('ZREM', z, id)
     local job = base .. 'job:' .. id
@@ -928,9 +934,11 @@ elseif action == 'clean' then
     end
     delmany(keys)
     n = #ids
+    scanned = #ids
   end
 elseif action == 'promote' then
   local ids = redis.call('ZRANGE', delayed, 0, limit - 1)
+  scanned = #ids
   if #ids > 0 then redis.call('ZREM', delayed, unpack(ids)) end
   for _, id in ipairs(ids) do
     local job = base .. 'job:' .. id
@@ -944,6 +952,7 @@ elseif action == 'promote' then
 elseif action == 'cancel' then
   -- held jobs first (their groups' lists), then the stream's undelivered entries
   local held = redis.call('ZRANGE', base .. 'held', 0, limit - 1)
+  scanned = #held
   for _, id in ipairs(held) do
     local job = base .. 'job:' .. id
     local st = redis.call('HMGET', job, 'state', 'g')
@@ -957,7 +966,7 @@ elseif action == 'cancel' then
       n = n + 1
     end
   end
-  if n == 0 and redis.call('EXISTS', stream) == 1 then
+  if scanned == 0 and redis.call('EXISTS', stream) == 1 then
     local last = '0-0'
     for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
       local name, lid
@@ -967,6 +976,7 @@ elseif action == 'cancel' then
       if name == group then last = lid end
     end
     local entries = redis.call('XRANGE', stream, '(' .. last, '+', 'COUNT', limit)
+    scanned = #entries
     for _, e in ipairs(entries) do
       local sid, id = e[1], nil
       for i = 1, #e[2], 2 do if e[2][i] == 'j' then id = e[2][i + 1] end end
@@ -986,5 +996,5 @@ elseif action == 'cancel' then
     end
   end
 end
-return n
+return {n, scanned}
 `;

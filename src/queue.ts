@@ -428,9 +428,9 @@ export class Queue {
     const k = this.keys;
     let total = 0;
     while (true) {
-      const n = Number(await scripts.bulk.run(this.#send, [k.stream, k.delayed, k.completed, k.failed, k.cancelled, k.aborted, k.events], [k.base, GROUP, action, Date.now(), 500, this.#eventsMaxLen, arg, state]));
-      if (n === 0) return total;
-      total += n;
+      const [n, scanned] = (await scripts.bulk.run(this.#send, [k.stream, k.delayed, k.completed, k.failed, k.cancelled, k.aborted, k.events], [k.base, GROUP, action, Date.now(), 500, this.#eventsMaxLen, arg, state])) as [number, number];
+      total += Number(n);
+      if (Number(scanned) === 0) return total;
     }
   }
 
@@ -514,6 +514,7 @@ export class Queue {
       this.#send("HDEL", [k.schedules, id]),
       this.#send("ZREM", [k.scheduleNext, id]),
       this.#send("HDEL", [k.scheduleLast, id]),
+      this.#send("HDEL", [k.base + "sched:claim", id]),
     ])) as number[];
     return Number(removed) === 1;
   }

@@ -196,14 +196,14 @@ test("operators on desktop and phone: search, bulk-retry the failed jobs, pause 
   const { url, queue, prefix, worker } = await setup();
   // failed jobs to find and retry, failed by a worker of their own (the setup's worker stops first)
   await worker.stop();
-  const bad = new Worker({ redis: redisUrl(), prefix, queues: ["web"], wait: false, tasks: { boom: (d: { n: number }) => { throw new Error(`broken #${d.n}`); } } });
-  await queue.enqueueMany(Array.from({ length: 6 }, (_, n) => ({ task: "boom", data: { n }, options: { attempts: 1 } })));
-  await waitFor(async () => {
+  const failAll = async () => {
+    const bad = new Worker({ redis: redisUrl(), prefix, queues: ["web"], wait: false, tasks: { boom: (d: { n: number }) => { throw new Error(`broken #${d.n}`); } } });
     await bad.run();
-    return (await queue.counts()).failed === 6;
-  }, "six failed jobs");
-  // the phone first: the desktop pass retries the failed jobs
+    expect((await queue.counts()).failed).toBe(6);
+  };
+  await queue.enqueueMany(Array.from({ length: 6 }, (_, n) => ({ task: "boom", data: { n }, options: { attempts: 1 } })));
   for (const [label, viewport] of [["phone", { width: 390, height: 844 }], ["desktop", { width: 1280, height: 800 }]] as const) {
+    await failAll();
     const context = await browser.newContext({ viewport, ...(label === "phone" ? { isMobile: true, hasTouch: true } : {}) });
     closers.push(() => context.close());
     const page = await context.newPage();
@@ -222,19 +222,19 @@ test("operators on desktop and phone: search, bulk-retry the failed jobs, pause 
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     expect([label, overflow <= 0]).toEqual([label, true]);
     await page.screenshot({ path: join(SHOTS, `search-${label}.png`), fullPage: true });
-    if (label === "desktop") {
-      // retry all failed from the bulk bar (confirmed), then pause and resume the queue
-      await page.goto(`${url}/queues/web?state=failed`);
-      await clickUntil(page, () => page.click("button:has-text('Retry all 6 failed')"), page.locator(".flash.ok", { hasText: "6 jobs retried" }));
-      expect(await queue.counts()).toMatchObject({ failed: 0, waiting: 6 });
-      await clickUntil(page, () => page.click("button:has-text('Pause')"), page.locator(".badge", { hasText: "paused" }));
-      expect(await queue.isPaused()).toBe(true);
-      await clickUntil(page, () => page.click("button:has-text('Resume')"), page.locator(".flash.ok", { hasText: "resumed" }));
-      expect(await queue.isPaused()).toBe(false);
-    } else {
-      // phone: rows are cards (no table header), the workers page too, its actions on screen
-      await expect(page.locator("table.cards thead").isVisible()).resolves.toBe(false);
-      const live = new Worker({ redis: redisUrl(), prefix, queues: ["web"], tasks: { slow: () => new Promise(() => {}) } });
+    if (label === "phone") await expect(page.locator("table.cards thead").isVisible()).resolves.toBe(false);
+    // retry all failed from the bulk bar (confirmed), then pause and resume the queue
+    await page.goto(`${url}/queues/web?state=failed`);
+    await clickUntil(page, () => page.click("button:has-text('Retry all 6 failed')"), page.locator(".flash.ok", { hasText: "6 jobs retried" }));
+    expect([label, await queue.counts()]).toEqual([label, expect.objectContaining({ failed: 0, waiting: 6 })]);
+    await clickUntil(page, () => page.click("button:has-text('Pause')"), page.locator(".badge", { hasText: "paused" }));
+    expect([label, await queue.isPaused()]).toEqual([label, true]);
+    await page.screenshot({ path: join(SHOTS, `paused-${label}.png`), fullPage: true });
+    await clickUntil(page, () => page.click("button:has-text('Resume')"), page.locator(".flash.ok", { hasText: "resumed" }));
+    expect([label, await queue.isPaused()]).toEqual([label, false]);
+    if (label === "phone") {
+      // the workers page: cards, its Stop button on screen
+      const live = new Worker({ redis: redisUrl(), prefix, queues: ["other"], tasks: { slow: () => new Promise(() => {}) } });
       closers.push(() => live.abandon());
       void live.run();
       await page.goto(`${url}/workers`);

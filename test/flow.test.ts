@@ -171,9 +171,14 @@ describe("schedules", () => {
     for (const [spec, message] of cases) await expect(queue.upsertSchedule("s", spec as never)).rejects.toThrow(message);
     expect(await queue.listSchedules()).toEqual([]);
     const a = await queue.upsertSchedule("daily", { cron: "0 0 3 * * *", tz: "Europe/Berlin", task: "report" });
-    await sleep(5);
-    const b = await queue.upsertSchedule("daily", { cron: "0 0 3 * * *", tz: "Europe/Berlin", task: "report" });
-    expect(b.next).toBe(a.next);
+    // an interval counts from when it was set: set again later with the same spec, it keeps its next tick
+    const e1 = await queue.upsertSchedule("often", { every: "1h", task: "report" });
+    await sleep(20);
+    const e2 = await queue.upsertSchedule("often", { every: "1h", task: "report" });
+    expect(e2.next).toBe(e1.next);
+    // a changed spec starts from now
+    const e3 = await queue.upsertSchedule("often", { every: "2h", task: "report" });
+    expect(e3.next).toBeGreaterThan(e1.next! + 3_000_000);
     // 03:00 in Berlin: 01:00 or 02:00 UTC depending on daylight saving time
     expect([1, 2]).toContain(new Date(a.next!).getUTCHours());
     expect(await queue.removeSchedule("daily")).toBe(true);
@@ -230,7 +235,10 @@ describe("groups", () => {
     expect(listed.jobs.map((j) => j.id)).toEqual([a.id, b.id]);
     const rest = await queue.listJobs("waiting", { cursor: listed.nextCursor! });
     expect(rest.jobs.map((j) => j.id)).toEqual([c.id, d.id]);
+    // the cursor's own job leaves the held set: the next page still starts after it
     expect((await queue.cancel(b.id)).outcome).toBe("cancelled");
+    const after = await queue.listJobs("waiting", { cursor: listed.nextCursor! });
+    expect(after.jobs.map((j) => j.id)).toEqual([c.id, d.id]);
     expect((await queue.deleteJob(c.id)).outcome).toBe("deleted");
     expect((await queue.counts()).waiting).toBe(2);
     // a's worker-less cancel releases the group's next: d

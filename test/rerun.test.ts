@@ -435,6 +435,12 @@ describe("flow-control scripts run twice", () => {
       const second = (await due.run(send, [k.scheduleNext], argv)) as string[];
       expect(first.slice(0, 3)).toEqual(["5000", "s", "1000"]);
       expect(second).toEqual(["5000"]); // the same gap; the schedule is leased to the first
+      // a claim whose lease ran out (its claimer never advanced it) is taken again from its real tick
+      const again = (await due.run(send, [k.scheduleNext], [k.base, 30_000, 10, 10_000])) as string[];
+      expect(again.slice(1, 3)).toEqual(["s", "1000"]);
+      const a0 = await adv.run(send, [k.scheduleNext], [k.base, "s", 19_000, 20_000, 9000]);
+      expect(a0).toBe(0); // the first claim's lease is gone
+      await redis.zadd(k.scheduleNext, 19_000, "s");
       const a1 = await adv.run(send, [k.scheduleNext], [k.base, "s", 19_000, 20_000, 9000]);
       const a2 = await adv.run(send, [k.scheduleNext], [k.base, "s", 19_000, 20_000, 9000]);
       expect([a1, a2, await redis.zscore(k.scheduleNext, "s")]).toEqual([1, 0, "20000"]);

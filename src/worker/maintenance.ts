@@ -81,7 +81,6 @@ export class Maintenance {
     for (const q of core.queues) await scripts.trim(core.send, q.keys, { now: Date.now(), keep: core.settings.keep });
   }
 
-  /** Moves due delayed jobs and retries to their streams; plans the next promotion. */
   /**
    * A scheduler pass: enqueues the jobs of the queues' due schedules and moves them on. Any worker
    * runs it; the schedules a pass claims are its own for a lease, and each tick's job id is its
@@ -126,6 +125,7 @@ export class Maintenance {
     }
   }
 
+  /** Moves due delayed jobs and retries to their streams; plans the next promotion. */
   async promoteAll(): Promise<void> {
     const core = this.#core;
     let next = Infinity;
