@@ -12,6 +12,8 @@ import { HISTOGRAM_BUCKETS } from "../job.ts";
 import type { FetchedJob, Gate, OutcomeResult } from "./scripts.ts";
 
 export class Completer {
+  /** Histogram observations not yet written, by queue (see flushHistograms). */
+  readonly #hist = new Map<QueueState, Map<string, number>>();
   readonly #core: WorkerCore;
   readonly #running: RunningJobs;
   readonly #buffers = new Map<QueueState, Outcome[]>();
@@ -62,11 +64,13 @@ export class Completer {
       throw e;
     }
     let requeued = false;
-    const hist = new Map<string, number>();
+    let hist = this.#hist.get(q);
+    if (!hist) this.#hist.set(q, (hist = new Map<string, number>()));
+    const h = hist;
     const observe = (name: "d" | "w", seconds: number) => {
       const le = HISTOGRAM_BUCKETS.find((b) => seconds <= b) ?? Infinity;
-      hist.set(`${name}:${le}`, (hist.get(`${name}:${le}`) ?? 0) + 1);
-      hist.set(`${name}:sum`, (hist.get(`${name}:sum`) ?? 0) + seconds);
+      h.set(`${name}:${le}`, (h.get(`${name}:${le}`) ?? 0) + 1);
+      h.set(`${name}:sum`, (h.get(`${name}:sum`) ?? 0) + seconds);
     };
     outs.forEach((o, i) => {
       if (reply.results[i] !== "fenced" && o.kind !== "interrupted" && o.r.startedAt !== undefined) {
@@ -80,15 +84,26 @@ export class Completer {
       this.#running.release(o.r);
       this.#report(o, result !== "fenced");
     });
-    // job duration and wait histograms for /metrics: bucket counts per batch, pipelined, not awaited
-    if (hist.size > 0) {
+    return { jobs: reply.jobs, requeued, gate: reply.gate };
+  }
+
+  /**
+   * Adds the job duration and wait-time observations gathered since the last call to each queue's
+   * histogram in Redis (for /metrics): on the heartbeat timer and at stop, so the hot path sends
+   * nothing for them. Observations a failed write carried are dropped (metrics, not outcomes).
+   */
+  async flushHistograms(): Promise<void> {
+    const core = this.#core;
+    const writes: Promise<unknown>[] = [];
+    for (const [q, hist] of this.#hist) {
+      if (hist.size === 0) continue;
       const key = q.keys.base + "hist";
       for (const [field, n] of hist) {
-        const p = field.endsWith(":sum") ? core.send("HINCRBYFLOAT", [key, field, n.toFixed(6)]) : core.send("HINCRBY", [key, field, n]);
-        p.catch(() => {});
+        writes.push(field.endsWith(":sum") ? core.send("HINCRBYFLOAT", [key, field, n.toFixed(6)]) : core.send("HINCRBY", [key, field, n]));
       }
+      hist.clear();
     }
-    return { jobs: reply.jobs, requeued, gate: reply.gate };
+    await Promise.all(writes.map((p) => p.catch(() => {})));
   }
 
   /** After the outcome's script ran: count it and tell listeners. */

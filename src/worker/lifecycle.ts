@@ -312,6 +312,7 @@ export class Lifecycle {
     this.#cleanups.push(() => this.#parts.watchdog.stop());
     every(s.heartbeatInterval, () => this.#parts.heartbeat.check(true));
     every(s.heartbeatInterval, () => this.#register());
+    every(s.heartbeatInterval, () => this.#parts.completer.flushHistograms());
     every(s.heartbeatInterval, async () => {
       if (this.#core.shutdown.phase !== "running") return;
       await this.#parts.maintenance.recover();
@@ -374,6 +375,7 @@ export class Lifecycle {
     const bounded = (p: Promise<unknown> | undefined) => deadline(Promise.resolve(p), CLEANUP_MS).catch(() => {});
     if (!this.#parts.fetcher.giveUp) {
       await bounded(this.#parts.fetcher.sideFlush);
+      await bounded(this.#parts.completer.flushHistograms());
       if (this.#began) {
         await bounded(this.#releaseConsumers());
         await bounded(unregister(this.#core.send, this.#core.settings.prefix, this.#core.id));
