@@ -20,8 +20,10 @@ interface OtelApi {
   trace: {
     getTracer(name: string, version?: string): { startSpan(name: string, options?: { kind?: number; attributes?: Record<string, string | number | boolean> }, context?: unknown): OtelSpan };
     setSpan(context: unknown, span: OtelSpan): unknown;
+    getTracerProvider(): { getDelegate?(): unknown };
   };
   context: { active(): unknown };
+  ProxyTracerProvider?: new () => { getDelegate(): unknown };
   propagation: {
     inject(context: unknown, carrier: Record<string, string>): void;
     extract(context: unknown, carrier: Record<string, string>): unknown;
@@ -35,6 +37,18 @@ const CONSUMER = 4;
 const ERROR = 2;
 
 let loading: Promise<OtelApi | null> | undefined;
+let noopProvider: unknown;
+
+/**
+ * Whether a tracer provider (an SDK) is registered: without one every span would be a no-op, and
+ * the hot paths skip them entirely (two property reads instead of a span per job).
+ */
+export function tracingActive(api: OtelApi): boolean {
+  const provider = api.trace.getTracerProvider();
+  if (typeof provider.getDelegate !== "function") return true; // a provider set some other way
+  if (noopProvider === undefined && api.ProxyTracerProvider) noopProvider = new api.ProxyTracerProvider().getDelegate();
+  return provider.getDelegate() !== noopProvider;
+}
 
 /** `@opentelemetry/api` when the app has it, else null. Loaded once, on first use. */
 export function loadOtel(): Promise<OtelApi | null> {
@@ -46,7 +60,7 @@ export function loadOtel(): Promise<OtelApi | null> {
 /** An enqueue's span, and the trace context to store with its jobs (when it records). */
 export async function enqueueSpan(queue: string, task: string, count: number): Promise<{ traceparent?: string; end(error?: unknown): void } | undefined> {
   const api = await loadOtel();
-  if (!api) return undefined;
+  if (!api || !tracingActive(api)) return undefined;
   const span = api.trace.getTracer("sluice").startSpan(`enqueue ${task}`, {
     kind: PRODUCER,
     attributes: { "messaging.system": "sluice", "messaging.operation.type": "send", "messaging.destination.name": queue, "sluice.task": task, "messaging.batch.message_count": count },
@@ -66,14 +80,20 @@ export async function enqueueSpan(queue: string, task: string, count: number): P
   };
 }
 
-/** Starts an attempt's span, a child of the enqueue's when its trace context was stored. */
+const tracers = new WeakMap<OtelApi, ReturnType<OtelApi["trace"]["getTracer"]>>();
+
+/**
+ * Starts an attempt's span, a child of the enqueue's when its trace context was stored. Kept cheap
+ * when nothing records (no SDK): one non-recording span, no attributes built.
+ */
 export function attemptSpan(api: OtelApi, job: { id: string; name: string; queue: string; attempt: number }, traceparent: string | undefined): OtelSpan | undefined {
-  const parent = traceparent ? api.propagation.extract(api.context.active(), { traceparent }) : api.context.active();
-  const span = api.trace.getTracer("sluice").startSpan(`process ${job.name}`, {
-    kind: CONSUMER,
-    attributes: { "messaging.system": "sluice", "messaging.operation.type": "process", "messaging.destination.name": job.queue, "messaging.message.id": job.id, "sluice.task": job.name, "sluice.attempt": job.attempt },
-  }, parent);
-  return span.isRecording() ? span : undefined;
+  let tracer = tracers.get(api);
+  if (!tracer) tracers.set(api, (tracer = api.trace.getTracer("sluice")));
+  const parent = traceparent ? api.propagation.extract(api.context.active(), { traceparent }) : undefined;
+  const span = tracer.startSpan(`process ${job.name}`, { kind: CONSUMER }, parent);
+  if (!span.isRecording()) return undefined;
+  span.setAttributes({ "messaging.system": "sluice", "messaging.operation.type": "process", "messaging.destination.name": job.queue, "messaging.message.id": job.id, "sluice.task": job.name, "sluice.attempt": job.attempt });
+  return span;
 }
 
 /** Ends an attempt's span with its outcome and abort reason. */

@@ -12,8 +12,8 @@ import { HISTOGRAM_BUCKETS } from "../job.ts";
 import type { FetchedJob, Gate, OutcomeResult } from "./scripts.ts";
 
 export class Completer {
-  /** Histogram observations not yet written, by queue (see flushHistograms). */
-  readonly #hist = new Map<QueueState, Map<string, number>>();
+  /** Histogram observations not yet written, by queue (see flushHistograms): counts per bucket and sums. */
+  readonly #hist = new Map<QueueState, { d: number[]; w: number[]; dSum: number; wSum: number }>();
   readonly #core: WorkerCore;
   readonly #running: RunningJobs;
   readonly #buffers = new Map<QueueState, Outcome[]>();
@@ -64,13 +64,18 @@ export class Completer {
       throw e;
     }
     let requeued = false;
-    let hist = this.#hist.get(q);
-    if (!hist) this.#hist.set(q, (hist = new Map<string, number>()));
-    const h = hist;
+    let h = this.#hist.get(q);
+    if (!h) this.#hist.set(q, (h = { d: new Array(HISTOGRAM_BUCKETS.length + 1).fill(0), w: new Array(HISTOGRAM_BUCKETS.length + 1).fill(0), dSum: 0, wSum: 0 }));
+    const hist = h;
+    const bucket = (seconds: number) => {
+      let i = 0;
+      while (i < HISTOGRAM_BUCKETS.length && seconds > HISTOGRAM_BUCKETS[i]!) i++;
+      return i;
+    };
     const observe = (name: "d" | "w", seconds: number) => {
-      const le = HISTOGRAM_BUCKETS.find((b) => seconds <= b) ?? Infinity;
-      h.set(`${name}:${le}`, (h.get(`${name}:${le}`) ?? 0) + 1);
-      h.set(`${name}:sum`, (h.get(`${name}:sum`) ?? 0) + seconds);
+      hist[name][bucket(seconds)]!++;
+      if (name === "d") hist.dSum += seconds;
+      else hist.wSum += seconds;
     };
     outs.forEach((o, i) => {
       if (reply.results[i] !== "fenced" && o.kind !== "interrupted" && o.r.startedAt !== undefined) {
@@ -95,13 +100,22 @@ export class Completer {
   async flushHistograms(): Promise<void> {
     const core = this.#core;
     const writes: Promise<unknown>[] = [];
-    for (const [q, hist] of this.#hist) {
-      if (hist.size === 0) continue;
+    for (const [q, h] of this.#hist) {
       const key = q.keys.base + "hist";
-      for (const [field, n] of hist) {
-        writes.push(field.endsWith(":sum") ? core.send("HINCRBYFLOAT", [key, field, n.toFixed(6)]) : core.send("HINCRBY", [key, field, n]));
+      for (const name of ["d", "w"] as const) {
+        const counts = h[name];
+        let any = false;
+        counts.forEach((n, i) => {
+          if (n === 0) return;
+          any = true;
+          writes.push(core.send("HINCRBY", [key, `${name}:${HISTOGRAM_BUCKETS[i] ?? Infinity}`, n]));
+          counts[i] = 0;
+        });
+        const sum = name === "d" ? h.dSum : h.wSum;
+        if (any) writes.push(core.send("HINCRBYFLOAT", [key, `${name}:sum`, sum.toFixed(6)]));
       }
-      hist.clear();
+      h.dSum = 0;
+      h.wSum = 0;
     }
     await Promise.all(writes.map((p) => p.catch(() => {})));
   }

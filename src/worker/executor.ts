@@ -13,7 +13,7 @@ import { backoffDelay, DEFAULT_BACKOFF, type StoredOptions } from "../options.ts
 import { setLongTimeout } from "../timers.ts";
 import type { ResolvedTask } from "../worker-options.ts";
 import type { Pool, PoolResult } from "../pool/pool.ts";
-import { attemptSpan, endAttemptSpan } from "../tracing.ts";
+import { attemptSpan, endAttemptSpan, tracingActive } from "../tracing.ts";
 import type { QueueState, WorkerCore } from "./core.ts";
 import type { Running, RunningJobs } from "./running-jobs.ts";
 import * as scripts from "./scripts.ts";
@@ -99,7 +99,7 @@ export class Executor {
       }
     }
     const r: Running = { q, id: f.id, token: f.token, ctx, opts, settled: false, lost: false, task: this.#tasks.get(f.name), startedAt: Date.now(), readyAt: f.createdAt };
-    if (core.otel) r.span = attemptSpan(core.otel, job, opts.tp);
+    if (core.otel && tracingActive(core.otel)) r.span = attemptSpan(core.otel, job, opts.tp);
     const previous = this.#running.add(r, f.stalls > 0);
     try {
       this.#begin(q, f, r, previous);
