@@ -83,6 +83,24 @@ local function grelease(stream, base, group, n)
     end
   end
 end
+-- A job becomes ready again (promoted, retried): to the stream, unless its group holds it back.
+local function ready(stream, base, job, id, grp, now)
+  if not grp or grp == '' or genter(base, job, id, grp, now) then requeue(stream, job, id) end
+end
+-- The consumer group's last-delivered id ('0-0' without the group): entries after it were never delivered.
+local function lastDelivered(stream, group)
+  local last = '0-0'
+  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', stream)
+  if not ok then return last end
+  for _, g in ipairs(groups) do
+    local name, lid
+    for i = 1, #g, 2 do
+      if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then lid = g[i + 1] end
+    end
+    if name == group and lid then last = lid end
+  end
+  return last
+end
 local function gleave(stream, base, group)
   local n = redis.call('HINCRBY', base .. 'gactive', group, -1)
   if n <= 0 then
@@ -674,7 +692,7 @@ for _, id in ipairs(ids) do
   local job = base .. 'job:' .. id
   local st = redis.call('HMGET', job, 'state', 'g')
   if st[1] == 'delayed' then
-    if not st[2] or st[2] == '' or genter(base, job, id, st[2], now) then requeue(stream, job, id) end
+    ready(stream, base, job, id, st[2], now)
     emit(KEYS[3], tonumber(ARGV[4]), 'waiting', id, now)
   end
 end
@@ -753,7 +771,7 @@ redis.call('ZREM', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('HSET', job, 'attempt', 0, 'stalls', 0, 'abort', '', 'op', callId .. ' ' .. state)
 redis.call('HDEL', job, 'finished')
-if not st[3] or st[3] == '' or genter(base, job, id, st[3], now) then requeue(KEYS[1], job, id) end
+ready(KEYS[1], base, job, id, st[3], now)
 emit(KEYS[4], tonumber(ARGV[4]), 'waiting', id, now, 'retry')
 return {1, state}
 `;
@@ -917,7 +935,7 @@ if action == 'retry' then
     if st[1] == arg then
       redis.call('HSET', job, 'attempt', 0, 'stalls', 0, 'abort', '')
       redis.call('HDEL', job, 'finished')
-      if not st[2] or st[2] == '' or genter(base, job, id, st[2], now) then requeue(stream, job, id) end
+      ready(stream, base, job, id, st[2], now)
       emit(events, eventsMax, 'waiting', id, now, 'retry')
       n = n + 1
     end
@@ -944,7 +962,7 @@ elseif action == 'promote' then
     local job = base .. 'job:' .. id
     local st = redis.call('HMGET', job, 'state', 'g')
     if st[1] == 'delayed' then
-      if not st[2] or st[2] == '' or genter(base, job, id, st[2], now) then requeue(stream, job, id) end
+      ready(stream, base, job, id, st[2], now)
       emit(events, eventsMax, 'waiting', id, now, 'promoted')
       n = n + 1
     end
@@ -967,15 +985,7 @@ elseif action == 'cancel' then
     end
   end
   if scanned == 0 and redis.call('EXISTS', stream) == 1 then
-    local last = '0-0'
-    for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
-      local name, lid
-      for i = 1, #g, 2 do
-        if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then lid = g[i + 1] end
-      end
-      if name == group then last = lid end
-    end
-    local entries = redis.call('XRANGE', stream, '(' .. last, '+', 'COUNT', limit)
+    local entries = redis.call('XRANGE', stream, '(' .. lastDelivered(stream, group), '+', 'COUNT', limit)
     scanned = #entries
     for _, e in ipairs(entries) do
       local sid, id = e[1], nil
