@@ -53,7 +53,9 @@ export function secureCookie(c: Context): boolean {
 /** The page context of a request; reads (and clears) the flash message. */
 export function pageContext(ctx: AdminContext, c: C): PageContext {
   let flash: PageContext["flash"];
-  const raw = getCookie(c, FLASH_COOKIE);
+  // a live update's fetch of the page never takes the flash: one in flight while a form was sent
+  // would take the message meant for the page the form's redirect loads
+  const raw = c.req.header("x-sluice-live") ? undefined : getCookie(c, FLASH_COOKIE);
   if (raw) {
     const [kind, ...rest] = raw.split("|");
     const message = rest.join("|").slice(0, 400);

@@ -21,7 +21,7 @@ export const LIVE_SCRIPT = `(() => {
     if (document.hidden || busy) { again = true; return; }
     busy = true;
     try {
-      const r = await fetch(location.href, { credentials: "same-origin", headers: { accept: "text/html" } });
+      const r = await fetch(location.href, { credentials: "same-origin", headers: { accept: "text/html", "x-sluice-live": "1" } });
       if (!r.ok || r.redirected) return;
       const doc = new DOMParser().parseFromString(await r.text(), "text/html");
       for (const el of document.querySelectorAll("[data-live]")) {
