@@ -2,7 +2,7 @@
  * Throughput: sluice against BullMQ and bee-queue, alternating rounds in one process against one Redis.
  *
  *   node_modules/.bin/bun run bench/throughput.ts [--jobs 20000] [--rounds 3] [--concurrency 100]
- *                                                 [--warmup 2000] [--only sluice,bullmq,bee] [--flush]
+ *                                                 [--warmup 2000] [--only sluice,bullmq,bee,floor] [--flush]
  *                                                 [--groups N [--group-concurrency C]]
  *
  * With --groups, sluice's jobs are spread over N groups (job i in group i mod N) under a group
@@ -23,10 +23,11 @@ import { Queue as BullQueue, Worker as BullWorker } from "bullmq";
 import { Queue, Worker } from "../mod.ts";
 import { type BenchRedis, benchRedis, hasFlag, intArg, median } from "./_redis.ts";
 
-type Lib = "sluice" | "bullmq" | "bee";
-const LIBS: Lib[] = ["sluice", "bullmq", "bee"];
-const LABEL: Record<Lib, string> = { sluice: "sluice", bullmq: "BullMQ", bee: "bee-queue" };
+type Lib = "sluice" | "bullmq" | "bee" | "floor";
+const LIBS: Lib[] = ["sluice", "bullmq", "bee", "floor"];
+const LABEL: Record<Lib, string> = { sluice: "sluice", bullmq: "BullMQ", bee: "bee-queue", floor: "floor" };
 const RETENTION: Record<Lib, string> = {
+  floor: "a bare Streams consumer: XADD, then XREADGROUP COUNT 100 with the previous batch's XACK+XDEL in the same round trip; no bookkeeping",
   sluice: "default retention: newest 1000 completed kept",
   bullmq: "removeOnComplete: 1000",
   bee: "removeOnSuccess: true (no keep-N option)",
@@ -38,6 +39,8 @@ interface Result {
   jobs: number;
   enqueueMs: number;
   processMs: number;
+  /** Redis CPU (user + sys) per job, enqueue and process together, in µs (from INFO cpu). */
+  redisUsPerJob: number;
   enqueuePerSec: number;
   processPerSec: number;
 }
@@ -165,11 +168,61 @@ async function runBee(redis: BenchRedis, n: number): Promise<[number, number]> {
   return [enqueueMs, processMs];
 }
 
+/**
+ * The floor: the least work a Streams queue can do per job — XADD in pipelined batches, then one
+ * consumer that reads COUNT 100 and acks and deletes the previous batch in the same round trip.
+ */
+async function runFloor(redis: BenchRedis, n: number): Promise<[number, number]> {
+  const c = redis.client();
+  const stream = "floor";
+  await c.xgroup("CREATE", stream, "g", "0", "MKSTREAM");
+  const data = payloads(n);
+  let t0 = performance.now();
+  for (let i = 0; i < n; i += 1000) {
+    const p = c.pipeline();
+    for (const d of data.slice(i, i + 1000)) p.xadd(stream, "*", "d", JSON.stringify(d));
+    await p.exec();
+  }
+  const enqueueMs = performance.now() - t0;
+  t0 = performance.now();
+  let done = 0;
+  let prev: string[] = [];
+  while (done < n) {
+    const p = c.pipeline();
+    if (prev.length > 0) {
+      p.xack(stream, "g", ...prev);
+      p.xdel(stream, ...prev);
+    }
+    p.xreadgroup("GROUP", "g", "c", "COUNT", 100, "STREAMS", stream, ">");
+    const replies = (await p.exec())!;
+    const reply = replies[replies.length - 1]![1] as [string, [string, string[]][]][] | null;
+    const entries = reply?.[0]?.[1] ?? [];
+    // the "handler": parse each job's data, as a worker would
+    for (const [, f] of entries) JSON.parse(f[1]!);
+    done += entries.length;
+    prev = entries.map(([id]) => id);
+  }
+  if (prev.length > 0) await c.pipeline().xack(stream, "g", ...prev).xdel(stream, ...prev).exec();
+  const processMs = performance.now() - t0;
+  c.disconnect();
+  return [enqueueMs, processMs];
+}
+
 const RUN: Record<Lib, (redis: BenchRedis, n: number) => Promise<[number, number]>> = {
   sluice: runSluice,
   bullmq: runBull,
   bee: runBee,
+  floor: runFloor,
 };
+
+/** Redis's CPU time so far (user + sys, µs), from INFO cpu. */
+async function redisCpuUs(redis: BenchRedis): Promise<number> {
+  const c = redis.client();
+  const info = String(await c.info("cpu"));
+  c.disconnect();
+  const v = (k: string) => Number(new RegExp(`${k}:([0-9.]+)`).exec(info)?.[1] ?? 0);
+  return Math.round((v("used_cpu_user") + v("used_cpu_sys")) * 1e6);
+}
 
 const rate = (n: number, ms: number) => Math.round((n * 1000) / ms);
 const fmt = (x: number) => (Number.isFinite(x) ? x.toLocaleString("en-US") : "-");
@@ -201,19 +254,21 @@ try {
   }
 
   console.log();
-  console.log(`${"round".padEnd(6)}${"library".padEnd(11)}${pad("enqueue/s", 12)}${pad("process/s", 12)}${pad("enqueue ms", 12)}${pad("process ms", 12)}`);
+  console.log(`${"round".padEnd(6)}${"library".padEnd(11)}${pad("enqueue/s", 12)}${pad("process/s", 12)}${pad("enqueue ms", 12)}${pad("process ms", 12)}${pad("redis µs/job", 14)}`);
   for (let round = 1; round <= ROUNDS; round++) {
     for (const lib of libs) {
       await redis.flush();
       gc();
+      const cpu0 = await redisCpuUs(redis);
       const [enqueueMs, processMs] = await RUN[lib](redis, N);
+      const redisUsPerJob = Math.round(((await redisCpuUs(redis)) - cpu0) / N * 10) / 10;
       const r: Result = {
-        lib, round, jobs: N, enqueueMs, processMs, enqueuePerSec: rate(N, enqueueMs), processPerSec: rate(N, processMs),
+        lib, round, jobs: N, enqueueMs, processMs, enqueuePerSec: rate(N, enqueueMs), processPerSec: rate(N, processMs), redisUsPerJob,
       };
       results.push(r);
       console.log(
         `${String(round).padEnd(6)}${LABEL[lib].padEnd(11)}${pad(fmt(r.enqueuePerSec), 12)}${pad(fmt(r.processPerSec), 12)}` +
-          `${pad(enqueueMs.toFixed(0), 12)}${pad(processMs.toFixed(0), 12)}`,
+          `${pad(enqueueMs.toFixed(0), 12)}${pad(processMs.toFixed(0), 12)}${pad(r.redisUsPerJob.toFixed(1), 14)}`,
       );
     }
   }
@@ -222,10 +277,14 @@ try {
   await redis.stop();
 }
 
-const medians = {} as Record<Lib, { enqueue: number; process: number }>;
+const medians = {} as Record<Lib, { enqueue: number; process: number; redisUsPerJob: number }>;
 for (const l of libs) {
   const rs = results.filter((r) => r.lib === l);
-  medians[l] = { enqueue: Math.round(median(rs.map((r) => r.enqueuePerSec))), process: Math.round(median(rs.map((r) => r.processPerSec))) };
+  medians[l] = {
+    enqueue: Math.round(median(rs.map((r) => r.enqueuePerSec))),
+    process: Math.round(median(rs.map((r) => r.processPerSec))),
+    redisUsPerJob: median(rs.map((r) => r.redisUsPerJob)),
+  };
 }
 const ratio = (a: number | undefined, b: number | undefined) => (a && b ? Math.round((a / b) * 100) / 100 : null);
 const ratios = {
@@ -233,18 +292,20 @@ const ratios = {
   processVsBullmq: ratio(medians.sluice?.process, medians.bullmq?.process),
   enqueueVsBee: ratio(medians.sluice?.enqueue, medians.bee?.enqueue),
   processVsBee: ratio(medians.sluice?.process, medians.bee?.process),
+  processVsFloor: ratio(medians.sluice?.process, medians.floor?.process),
 };
 
 console.log();
 console.log(`medians over ${ROUNDS} round(s), jobs/s`);
-console.log(`${"library".padEnd(11)}${pad("enqueue/s", 12)}${pad("process/s", 12)}`);
-for (const l of libs) console.log(`${LABEL[l].padEnd(11)}${pad(fmt(medians[l].enqueue), 12)}${pad(fmt(medians[l].process), 12)}`);
+console.log(`${"library".padEnd(11)}${pad("enqueue/s", 12)}${pad("process/s", 12)}${pad("redis µs/job", 14)}`);
+for (const l of libs) console.log(`${LABEL[l].padEnd(11)}${pad(fmt(medians[l].enqueue), 12)}${pad(fmt(medians[l].process), 12)}${pad(medians[l].redisUsPerJob.toFixed(1), 14)}`);
 if (medians.sluice && (medians.bullmq || medians.bee)) {
   console.log();
   console.log(`${"ratio".padEnd(22)}${pad("enqueue", 10)}${pad("process", 10)}`);
   const x = (v: number | null) => (v === null ? "-" : `${v.toFixed(2)}x`);
   if (medians.bullmq) console.log(`${"sluice / BullMQ".padEnd(22)}${pad(x(ratios.enqueueVsBullmq), 10)}${pad(x(ratios.processVsBullmq), 10)}`);
   if (medians.bee) console.log(`${"sluice / bee-queue".padEnd(22)}${pad(x(ratios.enqueueVsBee), 10)}${pad(x(ratios.processVsBee), 10)}`);
+  if (medians.floor) console.log(`${"sluice / floor".padEnd(22)}${pad("", 10)}${pad(`${Math.round((ratios.processVsFloor ?? 0) * 100)}%`, 10)}`);
 }
 console.log(`elapsed ${((performance.now() - started) / 1000).toFixed(1)} s`);
 console.log(JSON.stringify({
@@ -256,5 +317,5 @@ console.log(JSON.stringify({
   retention: Object.fromEntries(libs.map((l) => [l, RETENTION[l]])),
   medians,
   ratios,
-  runs: results.map(({ lib, round, enqueuePerSec, processPerSec }) => ({ lib, round, enqueuePerSec, processPerSec })),
+  runs: results.map(({ lib, round, enqueuePerSec, processPerSec, redisUsPerJob }) => ({ lib, round, enqueuePerSec, processPerSec, redisUsPerJob })),
 }));
