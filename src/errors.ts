@@ -118,7 +118,7 @@ export class EnqueueManyError extends Error {
  */
 /**
  * The thread or process that ran a job (`execution: "thread" | "process"`) exited before the job
- * settled: an uncaught error, out of memory, `process.exit` in the job. The attempt fails with it
+ * settled: an uncaught error, out of memory, an exit called by the job. The attempt fails with it
  * and goes through the retry policy; the worker replaces the child and carries on.
  */
 export class PoolChildError extends Error {

@@ -49,7 +49,7 @@ export interface PooledTaskDefinition {
   endCondition?: EndCondition;
 }
 
-/** Tasks by name: a handler, a handler with settings, or a task run in a thread or process. */
+/** Tasks by name: a handler, a handler with settings, or a task run off the main thread (execution "thread" or "process"). */
 // deno-lint-ignore no-explicit-any
 export type Tasks = Record<string, Handler<any, any> | TaskDefinition<any, any> | PooledTaskDefinition>;
 
@@ -147,7 +147,7 @@ export interface Settings {
   queues: string[];
   tasks: Map<string, ResolvedTask>;
   concurrency: number;
-  /** Set when a task runs in a thread or process. */
+  /** Set when a task has an execution (a pool thread or child). */
   pool: PoolSettings | undefined;
   rateLimit: { max: number; duration: number } | undefined;
   groupConcurrency: number | undefined;

@@ -7,7 +7,7 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { Queue } from "../src/queue.ts";
 import { GROUP, queueKeys } from "../src/keys.ts";
-import { ACTIVATE, CANCEL, CHECK, ENQUEUE, FINISH_AND_FETCH, GROUP_CONCURRENCY, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, RETRY, SCHEDULE_ADVANCE, SCHEDULE_DUE, SWEEP, TRIM } from "../src/lua.ts";
+import { ACTIVATE, BULK, CANCEL, CHECK, ENQUEUE, FINISH_AND_FETCH, GROUP_CONCURRENCY, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, RETRY, SCHEDULE_ADVANCE, SCHEDULE_DUE, SWEEP, TRIM } from "../src/lua.ts";
 import { packJob } from "../src/job.ts";
 import { Script, type Send } from "../src/redis.ts";
 import { streamEntries } from "../src/worker/fetcher.ts";
@@ -444,6 +444,40 @@ describe("flow-control scripts run twice", () => {
       const a1 = await adv.run(send, [k.scheduleNext], [k.base, "s", 19_000, 20_000, 9000]);
       const a2 = await adv.run(send, [k.scheduleNext], [k.base, "s", 19_000, 20_000, 9000]);
       expect([a1, a2, await redis.zscore(k.scheduleNext, "s")]).toEqual([1, 0, "20000"]);
+    } finally {
+      await close();
+    }
+  });
+});
+
+describe("bulk and grouped cancel run twice", () => {
+  test("BULK: a re-sent chunk touches no job twice (retry, promote, cancel)", async () => {
+    const { k, queue, twice, close } = setup();
+    try {
+      const bulk = new Script(BULK);
+      const keys = [k.stream, k.delayed, k.completed, k.failed, k.cancelled, k.aborted, k.events];
+      await queue.enqueueMany([1, 2, 3].map((i) => ({ task: "t", data: i, options: { delay: "1h" } })));
+      const [p1, p2] = (await twice(bulk, keys, [k.base, GROUP, "promote", Date.now(), 500, 100, "", ""])) as [number[], number[]];
+      expect([p1[0], p2[0]]).toEqual([3, 0]);
+      expect((await queue.counts()).waiting).toBe(3);
+      const [c1, c2] = (await twice(bulk, keys, [k.base, GROUP, "cancel", Date.now(), 500, 100, "", ""])) as [number[], number[]];
+      expect([c1[0], c2[0]]).toEqual([3, 0]);
+      expect(await queue.counts()).toMatchObject({ waiting: 0, cancelled: 3 });
+    } finally {
+      await close();
+    }
+  });
+
+  test("CANCEL of a released grouped job: a repeat lets the group's next job in once", async () => {
+    const { redis, k, queue, twice, close } = setup();
+    try {
+      await queue.setGroupConcurrency(1);
+      const a = await queue.enqueue("t", 1, { group: "g" });
+      const b = await queue.enqueue("t", 2, { group: "g" });
+      const [r1, r2] = await twice(scripts.cancel, [k.stream, k.delayed, k.cancelled, k.events], [k.base, GROUP, a.id, Date.now(), 0, 0, 100, k.abortChannel, "call-gc"]);
+      expect([r1, r2]).toEqual([["cancelled", "waiting"], ["cancelled", "waiting"]]);
+      expect([await redis.hget(k.base + "gactive", "g"), await redis.llen(k.base + "g:g"), await redis.xlen(k.stream)]).toEqual(["1", 0, 1]);
+      expect((await redis.hget(k.job(b.id), "sid")) !== "").toBe(true);
     } finally {
       await close();
     }

@@ -104,7 +104,7 @@ export class Pool {
   }
 
   /**
-   * Runs one attempt in a thread or process. Never rejects: resolves with the handler's result,
+   * Runs one attempt in a pool thread or child. Never rejects: resolves with the handler's result,
    * its error, the abort that ended it (a `JobAborted` whose reason is the context's), or a
    * `PoolChildError` when its child crashed.
    */

@@ -2,7 +2,7 @@
  * The contract between a worker's pool and the threads and processes it runs jobs in: the
  * messages each side sends (structured clones), and what a runtime adapter supplies to start and
  * end a child (`PoolSpawner`). The core knows nothing of `worker_threads`, Web Workers or
- * `Bun.spawn`; adapters/ implement this in a few lines each.
+ * Bun's spawn; adapters/ implement this in a few lines each.
  * @module
  */
 import type { JobDescriptor } from "../context.ts";
