@@ -3,7 +3,12 @@
  *
  *   node_modules/.bin/bun run bench/throughput.ts [--jobs 20000] [--rounds 3] [--concurrency 100]
  *                                                 [--warmup 2000] [--only sluice,bullmq,bee,floor] [--flush]
- *                                                 [--groups N [--group-concurrency C]]
+ *                                                 [--groups N [--group-concurrency C]] [--payload BYTES]
+ *                                                 [--commandstats]
+ *   npm run bench:node -- [same options]     (the same file on Node, bundled with esbuild)
+ *
+ * --payload pads each job's data to about BYTES of JSON (default: `{"i":N}`, a few bytes).
+ * --commandstats prints, per library, where Redis spent its time (INFO commandstats, µs per job).
  *
  * With --groups, sluice's jobs are spread over N groups (job i in group i mod N) under a group
  * concurrency of C (default 2); the other libraries run as usual.
@@ -78,8 +83,14 @@ function counter(n: number) {
   };
 }
 
-function payloads(n: number): { i: number }[] {
-  return Array.from({ length: n }, (_, i) => ({ i }));
+const PAYLOAD = argv.some((a) => a === "--payload" || a.startsWith("--payload=")) ? intArg(argv, "payload", 1024) : 0;
+const COMMANDSTATS = hasFlag(argv, "commandstats");
+const RUNTIME = process.versions.bun ? `bun ${process.versions.bun}` : `node ${process.versions.node}`;
+
+function payloads(n: number): { i: number; pad?: string }[] {
+  // {"i":12345,"pad":"xxx…"}: about PAYLOAD bytes of JSON
+  const pad = PAYLOAD > 0 ? "x".repeat(Math.max(0, PAYLOAD - 20)) : undefined;
+  return Array.from({ length: n }, (_, i) => (pad === undefined ? { i } : { i, pad }));
 }
 
 async function runSluice(redis: BenchRedis, n: number): Promise<[number, number]> {
@@ -224,6 +235,16 @@ async function redisCpuUs(redis: BenchRedis): Promise<number> {
   return Math.round((v("used_cpu_user") + v("used_cpu_sys")) * 1e6);
 }
 
+/** Per-command calls and µs from INFO commandstats (reset before each run with CONFIG RESETSTAT). */
+async function commandStats(redis: BenchRedis): Promise<Map<string, { calls: number; usec: number }>> {
+  const c = redis.client();
+  const info = String(await c.info("commandstats"));
+  c.disconnect();
+  const out = new Map<string, { calls: number; usec: number }>();
+  for (const m of info.matchAll(/cmdstat_([^:]+):calls=(\d+),usec=(\d+)/g)) out.set(m[1]!, { calls: Number(m[2]), usec: Number(m[3]) });
+  return out;
+}
+
 const rate = (n: number, ms: number) => Math.round((n * 1000) / ms);
 const fmt = (x: number) => (Number.isFinite(x) ? x.toLocaleString("en-US") : "-");
 const pad = (s: string, w: number) => s.padStart(w);
@@ -238,9 +259,9 @@ try {
     c.disconnect();
     return /redis_version:(\S+)/.exec(info)?.[1] ?? "?";
   })());
-  console.log(`throughput: ${N} noop jobs, concurrency ${CONCURRENCY}, ${ROUNDS} round(s), libraries ${libs.map((l) => LABEL[l]).join(", ")}`);
+  console.log(`throughput: ${N} noop jobs${PAYLOAD ? ` of ~${PAYLOAD} B` : ""}, concurrency ${CONCURRENCY}, ${ROUNDS} round(s), libraries ${libs.map((l) => LABEL[l]).join(", ")}`);
   if (GROUPS > 0) console.log(`sluice jobs spread over ${GROUPS} groups, group concurrency ${GROUP_CONCURRENCY}`);
-  console.log(`runtime: bun ${process.versions.bun ?? "-"}; redis ${version} at ${redis.url}${redis.own ? " (throwaway)" : ""}; FLUSHALL before each run`);
+  console.log(`runtime: ${RUNTIME}; redis ${version} at ${redis.url}${redis.own ? " (throwaway)" : ""}; FLUSHALL before each run`);
   for (const l of libs) console.log(`retention ${LABEL[l]}: ${RETENTION[l]}`);
 
   if (WARMUP > 0) {
@@ -259,6 +280,11 @@ try {
     for (const lib of libs) {
       await redis.flush();
       gc();
+      if (COMMANDSTATS) await (async () => {
+        const c = redis.client();
+        await c.config("RESETSTAT");
+        c.disconnect();
+      })();
       const cpu0 = await redisCpuUs(redis);
       const [enqueueMs, processMs] = await RUN[lib](redis, N);
       const redisUsPerJob = Math.round(((await redisCpuUs(redis)) - cpu0) / N * 10) / 10;
@@ -270,6 +296,10 @@ try {
         `${String(round).padEnd(6)}${LABEL[lib].padEnd(11)}${pad(fmt(r.enqueuePerSec), 12)}${pad(fmt(r.processPerSec), 12)}` +
           `${pad(enqueueMs.toFixed(0), 12)}${pad(processMs.toFixed(0), 12)}${pad(r.redisUsPerJob.toFixed(1), 14)}`,
       );
+      if (COMMANDSTATS) {
+        const stats = [...(await commandStats(redis)).entries()].sort((a, b) => b[1].usec - a[1].usec).slice(0, 12);
+        console.log(`      commandstats (µs per job, calls per job): ${stats.map(([k, v]) => `${k} ${(v.usec / N).toFixed(2)}/${(v.calls / N).toFixed(2)}`).join(", ")}`);
+      }
     }
   }
 } finally {
@@ -313,7 +343,8 @@ console.log(JSON.stringify({
   jobs: N,
   rounds: ROUNDS,
   concurrency: CONCURRENCY,
-  runtime: `bun ${process.versions.bun ?? ""}`,
+  runtime: RUNTIME,
+  payload: PAYLOAD,
   retention: Object.fromEntries(libs.map((l) => [l, RETENTION[l]])),
   medians,
   ratios,

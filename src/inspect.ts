@@ -14,7 +14,7 @@ export interface JobSummary {
   id: string;
   queue: string;
   name: string;
-  /** The job's state as stored with it (an entry just delivered to a worker can still read `waiting`). */
+  /** The job's state (`active` while a worker runs it: its entry is in the pending list). */
   state: JobState;
   attempt: number;
   maxAttempts: number;
@@ -24,7 +24,7 @@ export interface JobSummary {
   finishedAt?: number;
   /** Worker (consumer) that holds it, for active jobs. */
   owner?: string;
-  /** Milliseconds since its worker last heartbeated it, for active jobs. */
+  /** Milliseconds since its worker last heartbeated (since the job started, before its first heartbeat), for active jobs. */
   idleMs?: number;
   /** The stored error's name and message, for failed, aborted and retried jobs. */
   error?: Pick<StoredError, "name" | "message" | "abortReason">;
@@ -64,7 +64,7 @@ export interface DeleteResult {
   previousState?: JobState;
 }
 
-const FIELDS = `'state', 'p', 'attempt', 'runAt', 'started', 'finished', 'owner', 'error', 'abort', 'progress'`;
+const FIELDS = `'state', 'p', 'attempt', 'runAt', 'started', 'finished', 'sid', 'error', 'abort', 'progress'`;
 
 /**
  * One page of jobs. KEYS: the stream (waiting, active) or the state's zset.
@@ -72,7 +72,8 @@ const FIELDS = `'state', 'p', 'attempt', 'runAt', 'started', 'finished', 'owner'
  * desc (finished: newest first). Returns {nextCursor or '', {id, extra, fields...}...}.
  *
  * waiting: stream entries after the group's last-delivered id (never delivered), oldest first.
- * active: the group's pending entries (delivered, being run), oldest first; extra = consumer,idle.
+ * active: the group's pending entries (delivered, being run), oldest first; extra =
+ * entry,consumer,ms since delivery (the attempt's start),the consumer's last heartbeat.
  * zsets: the cursor is `score:id`; a page starts after the cursor's member (by ZRANK/ZREVRANK),
  * or, when that member has gone meanwhile, after where it would be.
  */
@@ -175,7 +176,7 @@ if mode == 'waiting' or mode == 'active' then
     for _, p in ipairs(pending) do
       local e = redis.call('XRANGE', key, p[1], p[1])
       local id = e[1] and e[1][2][2]
-      local r = id and row(id, p[2] .. ',' .. p[3])
+      local r = id and row(id, p[1] .. ',' .. p[2] .. ',' .. p[3] .. ',' .. (redis.call('ZSCORE', base .. 'alive', p[2]) or ''))
       if r then out[#out + 1] = r end
       if #out - 1 == limit then
         out[1] = p[1]
@@ -234,6 +235,8 @@ local job = base .. 'job:' .. id
 local st = redis.call('HMGET', job, 'state', 'sid', 'g')
 if not st[1] then return {'missing', ''} end
 if st[1] == 'active' then return {'active', 'active'} end
+-- a job waiting on an entry that was delivered is running (the pending list holds its attempt)
+if st[1] == 'waiting' and st[2] and st[2] ~= '' and delivered(KEYS[1], group, st[2]) then return {'active', 'active'} end
 -- free first (at maxmemory a script's first write may not grow memory);
 -- stream ids are never reused, so an old entry id of a finished job can only miss
 if st[2] and st[2] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then
@@ -315,7 +318,7 @@ export async function listJobs(send: Send, queue: string, keys: QueueKeys, state
   const jobs: JobSummary[] = [];
   for (let i = 1; i < reply.length; i++) {
     const r = reply[i] as unknown[];
-    const [id, extra, st, name, attempt, max, created, runAt, started, finished, owner, error, abort, progress, preview] = r;
+    const [id, extra, st, name, attempt, max, created, runAt, started, finished, sid, error, abort, progress, preview] = r;
     if (str(st) === undefined) continue; // the entry outlived its job (deleted meanwhile)
     const job: JobSummary = {
       id: String(id),
@@ -329,11 +332,16 @@ export async function listJobs(send: Send, queue: string, keys: QueueKeys, state
     if (num(runAt) !== undefined) job.runAt = num(runAt);
     if (num(started) !== undefined) job.startedAt = num(started);
     if (num(finished) !== undefined) job.finishedAt = num(finished);
-    if (str(owner)) job.owner = str(owner);
     if (state === "active" && typeof extra === "string") {
-      const [consumer, idle] = extra.split(",");
-      job.owner ??= consumer;
-      job.idleMs = Number(idle);
+      const [entry, consumer, idle, beat] = extra.split(",");
+      // the job waits on this delivered entry: its attempt runs (nothing stored says `active`)
+      if (job.state === "waiting" && str(sid) === entry) {
+        job.state = "active";
+        job.attempt += 1;
+        job.startedAt = Date.now() - Number(idle);
+      }
+      job.owner = consumer;
+      job.idleMs = beat ? Math.max(0, Math.min(Number(idle), Date.now() - Number(beat))) : Number(idle);
     }
     const err = parseJson(error) as StoredError | string | undefined;
     if (err !== undefined) {

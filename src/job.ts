@@ -116,7 +116,6 @@ export function jobFromHash(queue: string, id: string, h: Record<string, string>
     result: json(h.result),
     error: json(h.error) as StoredError | undefined,
     progress: json(h.progress),
-    owner: h.owner || undefined,
     abortRequested: h.abort || undefined,
   };
 }

@@ -11,11 +11,19 @@
  * with `noeviction`, Redis refuses a script's first write command when nothing was written before
  * it, and a full queue must still be able to drain.
  *
- * Job hash fields: p (name NUL data NUL opts NUL max NUL created, fixed for the job's life) state
- * attempt stalls sid owner token runAt started finished result error progress abort fin op.
- * `fin` is `<token>|<flag>` of the last retry or interruption applied; `op` is `<call id> <state>`
+ * Job hash fields: state sid p (name NUL data NUL opts NUL max NUL created, fixed for the job's
+ * life) n g attempt stalls runAt started finished result error progress abort fin op.
+ * `fin` is `<entry id>|<flag>` of the last retry or interruption applied; `op` is `<call id> <state>`
  * of the last cancel or retry. Per-queue counters live in the hash `stats`; live consumers with
  * their last heartbeat in the zset `alive`; reserved job ids in `dedup:<id>`.
+ *
+ * Active is not written: a job is active while its hash says `waiting` for an entry (`sid`) that
+ * the consumer group's pending list holds. The pending list already records the owner (its
+ * consumer) and when the attempt started (its delivery time, which no heartbeat moves), so a
+ * fetch writes nothing. The entry id is the attempt's fencing token: every path that takes a job
+ * from a worker (recovery, hand-back, retry) re-queues it under a new entry, and every path that
+ * drops a job (cancel, delete) deletes its entry, so an attempt holds its job exactly while the
+ * hash still names its entry. `attempt` counts the attempts before the running one.
  */
 
 /** Shared helpers, prepended to scripts that need them. */
@@ -35,14 +43,17 @@ end
 local function stat(base, field, n)
   if n > 0 then redis.call('HINCRBY', base .. 'stats', field, n) end
 end
--- A stream entry carries what running the job needs, so a fetch reads no hash:
---   j <id>  a <attempts so far>  s <stalls>  p <name NUL data NUL opts NUL max NUL created>
--- p never changes in a job's life; the job hash holds the same string in its field p.
+-- A stream entry names its job only (j <id>): the fetch reads the job from its hash, in the same
+-- read that checks the job still waits on the entry (the data is stored once).
 local function requeue(stream, job, id)
-  local f = redis.call('HMGET', job, 'p', 'attempt', 'stalls')
-  local sid = redis.call('XADD', stream, '*', 'j', id, 'a', f[2] or '0', 's', f[3] or '0', 'p', f[1])
-  redis.call('HSET', job, 'state', 'waiting', 'sid', sid, 'owner', '', 'token', '')
+  local sid = redis.call('XADD', stream, '*', 'j', id)
+  redis.call('HSET', job, 'state', 'waiting', 'sid', sid)
   return sid
+end
+-- Whether entry \`sid\` was delivered and not acknowledged: the attempt it started is running.
+local function delivered(stream, group, sid)
+  local ok, p = pcall(redis.call, 'XPENDING', stream, group, sid, sid, 1)
+  return ok and #p > 0
 end
 -- Groups. A job with a group (hash field g) is "released" while it is in the stream or running;
 -- hash \`gactive\` counts the released jobs of each group, at most the queue's group concurrency
@@ -59,7 +70,7 @@ local function genter(base, job, id, group, now)
     redis.call('RPUSH', base .. 'g:' .. group, id)
     -- scored by a sequence: listed in the order they were held
     redis.call('ZADD', base .. 'held', redis.call('INCR', base .. 'heldseq'), id)
-    redis.call('HSET', job, 'state', 'waiting', 'sid', '', 'owner', '', 'token', '')
+    redis.call('HSET', job, 'state', 'waiting', 'sid', '')
     return false
   end
   redis.call('HINCRBY', base .. 'gactive', group, 1)
@@ -114,47 +125,41 @@ local function delmany(keys)
     redis.call('DEL', unpack(keys, i, math.min(i + 499, #keys)))
   end
 end
--- The one activation rule of both fetch paths. f: the entry's fields. A job runs only when its
--- hash says it waits for exactly this entry; the same consumer and token asking again (a repeat
--- of the call) get the same row. Any other entry is dropped: its job was cancelled, finished,
--- re-queued under a newer entry, or its hash is gone (an event 'missing' says so).
--- Returns the row the worker reads, NUL-joined: id sid token attempt stalls name data opts max
--- created; or false.
--- repeatable: the entry may have been delivered before (a blocking read's activation, re-sent);
--- entries a '>' read returns never were, so that path reads two fields only.
-local function activate(stream, group, consumer, base, sid, f, token, now, events, eventsMax, repeatable)
-  local id = f[2]
-  local job = base .. 'job:' .. id
-  local st = repeatable and redis.call('HMGET', job, 'state', 'sid', 'owner', 'token') or redis.call('HMGET', job, 'state', 'sid')
-  local attempt = tonumber(f[4]) + 1
+-- The activation rule of the fetch. A job runs only when its hash says it waits for
+-- exactly this entry; nothing is written (the pending list holds the attempt). Any other entry is
+-- dropped: its job's hash is gone (an event 'missing' says so) or names another entry (a path
+-- that moved the job on left this one behind).
+-- Appends to \`out\` the row the worker reads: id sid attempts-so-far stalls p group (a missing
+-- attempt or stall count is 0 to every reader). Returns whether it did.
+local function activate(stream, group, base, sid, id, now, events, eventsMax, out)
+  local st = redis.call('HMGET', base .. 'job:' .. id, 'state', 'sid', 'p', 'attempt', 'stalls', 'g')
   if st[1] == 'waiting' and st[2] == sid then
-    redis.call('HSET', job, 'state', 'active', 'owner', consumer, 'token', token, 'started', now, 'attempt', attempt)
-  elseif not (repeatable and st[1] == 'active' and st[2] == sid and st[3] == consumer and st[4] == token) then
-    redis.call('XACK', stream, group, sid)
-    redis.call('XDEL', stream, sid)
-    if not st[1] then
-      stat(base, 'missing', 1)
-      emit(events, eventsMax, 'missing', id, now)
-    end
-    return false
+    local n = #out
+    out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5], out[n + 6] = id, sid, st[4] or '0', st[5] or '0', st[3], st[6] or ''
+    return true
   end
-  return id .. '\\0' .. sid .. '\\0' .. token .. '\\0' .. attempt .. '\\0' .. f[6] .. '\\0' .. f[8]
+  redis.call('XACK', stream, group, sid)
+  redis.call('XDEL', stream, sid)
+  if not st[1] then
+    stat(base, 'missing', 1)
+    emit(events, eventsMax, 'missing', id, now)
+  end
+  return false
 end
 -- The queue's flow gate, read once per fetch from its hash \`config\`: paused (field paused = 1), or
 -- rate limited (rlMax jobs per rlDur ms, across all workers). The limit counts attempts that
 -- finished in the last rlDur ms (zset \`rl\`, written as they finish) plus those running now (the
 -- group's pending entries): a job may start only while that sum is below rlMax, so no window of
--- rlDur ms ever holds more than rlMax finished attempts. \`mine\` pending entries are not counted
--- (a blocking read's own deliveries). Returns how many may start (up to want) and, when none may,
--- a wait hint: 'p' (paused) or 'w<ms>'.
-local function gate(stream, group, base, now, want, mine)
+-- rlDur ms ever holds more than rlMax finished attempts. Returns how many may start (up to want)
+-- and, when none may, a wait hint: 'p' (paused) or 'w<ms>'.
+local function gate(stream, group, base, now, want)
   local cfg = redis.call('HMGET', base .. 'config', 'paused', 'rlMax', 'rlDur')
   if cfg[1] == '1' then return 0, 'p' end
   if not cfg[2] then return want, '' end
   local max, dur = tonumber(cfg[2]), tonumber(cfg[3])
   local rl = base .. 'rl'
   redis.call('ZREMRANGEBYSCORE', rl, '-inf', now - dur)
-  local allowed = max - redis.call('ZCARD', rl) - (redis.call('XPENDING', stream, group)[1] - mine)
+  local allowed = max - redis.call('ZCARD', rl) - redis.call('XPENDING', stream, group)[1]
   if allowed >= want then return want, '' end
   if allowed > 0 then return allowed, '' end
   local oldest = redis.call('ZRANGE', rl, 0, 0, 'WITHSCORES')
@@ -233,7 +238,7 @@ while ARGV[i] do
   elseif nonce ~= '' and dedupTtl > 0 and not redis.call('SET', base .. 'dedup:' .. id, '1', 'NX', 'PX', dedupTtl) then
     out[#out + 1] = '=removed'
   elseif runAt > now then
-    redis.call('HSET', job, 'p', p, 'state', 'delayed', 'runAt', runAt)
+    redis.call('HSET', job, 'state', 'delayed', 'runAt', ARGV[i + 2], 'p', p)
     if nonce ~= '' then redis.call('HSET', job, 'n', nonce) end
     if grp ~= '' then redis.call('HSET', job, 'g', grp) end
     redis.call('ZADD', KEYS[2], runAt, id)
@@ -245,14 +250,20 @@ while ARGV[i] do
     if nonce ~= '' then redis.call('HSET', job, 'n', nonce) end
     waiting[#waiting + 1] = id
     out[#out + 1] = '+waiting'
+  elseif grp ~= '' then
+    -- state and sid first: they are the fields every later script reads
+    local sid = redis.call('XADD', stream, '*', 'j', id)
+    redis.call('HSET', job, 'state', 'waiting', 'sid', sid, 'p', p, 'g', grp)
+    if nonce ~= '' then redis.call('HSET', job, 'n', nonce) end
+    waiting[#waiting + 1] = id
+    out[#out + 1] = '+waiting'
   else
-    local sid = redis.call('XADD', stream, '*', 'j', id, 'a', '0', 's', '0', 'p', p)
+    local sid = redis.call('XADD', stream, '*', 'j', id)
     if nonce ~= '' then
-      redis.call('HSET', job, 'p', p, 'state', 'waiting', 'sid', sid, 'n', nonce)
+      redis.call('HSET', job, 'state', 'waiting', 'sid', sid, 'p', p, 'n', nonce)
     else
-      redis.call('HSET', job, 'p', p, 'state', 'waiting', 'sid', sid)
+      redis.call('HSET', job, 'state', 'waiting', 'sid', sid, 'p', p)
     end
-    if grp ~= '' then redis.call('HSET', job, 'g', grp) end
     waiting[#waiting + 1] = id
     out[#out + 1] = '+waiting'
   end
@@ -266,43 +277,57 @@ return out
 `;
 
 /**
- * finish a batch of outcomes, then fetch and activate up to N ready jobs (one round trip).
+ * finish a batch of outcomes, then fetch up to N ready jobs (one round trip).
  * KEYS: stream delayed completed failed aborted events
- * ARGV: base group consumer now fetchCount tokenBase keepCompleted ageCompleted keepFailed ageFailed
- *       eventsMax nOutcomes, then per outcome: id token kind payload retryAt
+ * ARGV: base group consumer now fetchCount keepCompleted ageCompleted keepFailed ageFailed
+ *       eventsMax nOutcomes, then per outcome: id sid kind payload retryAt started attempt group
+ *   sid: the entry the attempt ran from (its fencing token); started: when it started (epoch
+ *   ms); attempt: its number; group: the job's group ('' for none), all as the fetch gave them.
  *   kind: c completed, f failed, a aborted (by user), r retry, i interrupted (re-queue, attempt not counted)
- * Returns { flags, row, row... }: flags is a string with '1' per outcome applied, '2' per retry or
- * interruption applied as `aborted` instead (an abort was requested for the job), and '0' per
- * outcome fenced out (the job is no longer this attempt's); each row is a job started, its fields
- * joined by NUL: id sid token attempt stalls name data opts max created.
+ * Returns { head, id, sid, a, s, p, g, id, sid, … }: head is `flags|hint|last`. flags is a string
+ * with '1' per outcome applied, '2' per retry or interruption applied as `aborted` instead (an
+ * abort was requested for the job), and '0' per outcome fenced out (the job is no longer this
+ * attempt's); hint says why the fetch started nothing: paused ('p') or rate limited ('w<ms>');
+ * last, when the fetch found fewer ready jobs than asked, is the newest entry id in the stream
+ * ('0-0' for none): every entry after it is new, so a worker waits for one with a plain
+ * `XREAD BLOCK … <last>`, which delivers nothing (only this script delivers, and it activates
+ * what it delivers). Then six fields per job started: id, entry id, attempts before this one,
+ * stalls, the packed p and the group.
  * Repeat: an outcome this attempt applied already reports the flag it got then: a finished job
- * keeps the owner and token that finished it; a retry or interruption leaves `fin`.
+ * keeps the entry id that finished it; a retry or interruption leaves `fin`.
  * The jobs the first run fetched are not fetched again: they stay pending under this consumer,
  * and the worker hands them back (RECONCILE) once every call it had in flight was answered.
  */
 export const FINISH_AND_FETCH = EMIT + `
 local stream, delayed, events = KEYS[1], KEYS[2], KEYS[6]
 local base, group, consumer = ARGV[1], ARGV[2], ARGV[3]
-local now, fetchCount, tokenBase = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
-local eventsMax = tonumber(ARGV[11])
-local n = tonumber(ARGV[12])
+-- nowS is written as given: a Lua number would be formatted back to text for every write
+local nowS, fetchCount = ARGV[4], tonumber(ARGV[5])
+local now = tonumber(nowS)
+local eventsMax = tonumber(ARGV[10])
+local n = tonumber(ARGV[11])
 local flags, acks, apply = {}, {}, {}
 for i = 0, n - 1 do
-  local o = 13 + i * 5
-  local id, token, kind = ARGV[o], ARGV[o + 1], ARGV[o + 2]
-  local st = redis.call('HMGET', base .. 'job:' .. id, 'state', 'owner', 'token', 'sid', 'abort', 'fin', 'g')
-  if st[1] == 'active' and st[2] == consumer and st[3] == token then
-    acks[#acks + 1] = st[4]
-    apply[#apply + 1] = {i, st[5], st[7]}
+  local o = 12 + i * 8
+  local sid = ARGV[o + 1]
+  local job = base .. 'job:' .. ARGV[o]
+  local st = redis.call('HMGET', job, 'state', 'sid')
+  if st[1] == 'waiting' and st[2] == sid then
+    -- the job still waits on the entry this attempt ran from: the attempt holds it
+    acks[#acks + 1] = sid
+    apply[#apply + 1] = i
     flags[i + 1] = '1'
-  elseif st[2] == consumer and st[3] == token and (st[1] == 'completed' or st[1] == 'failed' or st[1] == 'aborted') then
-    -- this attempt ended the job already (the owner and token stay with a finished job)
-    flags[i + 1] = (st[1] == 'aborted' and kind ~= 'a') and '2' or '1'
-  elseif st[6] and string.sub(st[6], 1, #token + 1) == token .. '|' then
-    -- a retry or an interruption this attempt applied already (they clear owner and token)
-    flags[i + 1] = string.sub(st[6], #token + 2)
+  elseif st[2] == sid and (st[1] == 'completed' or st[1] == 'failed' or st[1] == 'aborted') then
+    -- this attempt ended the job already (a finished job keeps the entry id that finished it)
+    flags[i + 1] = (st[1] == 'aborted' and ARGV[o + 2] ~= 'a') and '2' or '1'
   else
-    flags[i + 1] = '0'
+    -- a retry or an interruption this attempt applied already (they move the job to a new entry)
+    local fin = st[1] and redis.call('HGET', job, 'fin')
+    if fin and string.sub(fin, 1, #sid + 1) == sid .. '|' then
+      flags[i + 1] = string.sub(fin, #sid + 2)
+    else
+      flags[i + 1] = '0'
+    end
   end
 end
 -- free before writing: at maxmemory a script whose first write is refused does nothing at all
@@ -312,55 +337,54 @@ if #acks > 0 then
 end
 local done, doneIds, bad = {}, {}, false
 local nc, nf, na, nr, ni = 0, 0, 0, 0, 0
--- a rate-limited queue records when each attempt finished (member: the attempt's token)
+-- a rate-limited queue records when each attempt finished (member: the attempt's entry)
 local limited = #apply > 0 and redis.call('HEXISTS', base .. 'config', 'rlMax') == 1
 local finishes = {}
-for _, a in ipairs(apply) do
-  local i, abortFlag, grp = a[1], a[2], a[3]
-  local o = 13 + i * 5
-  local id, token, kind, payload = ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
+for _, i in ipairs(apply) do
+  local o = 12 + i * 8
+  local id, sid, kind, payload = ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
+  local started, attempt, grp = ARGV[o + 5], ARGV[o + 6], ARGV[o + 7]
   local job = base .. 'job:' .. id
   local flag = '1'
-  if (kind == 'r' or kind == 'i') and abortFlag and abortFlag ~= '' then
+  if kind == 'r' or kind == 'i' then
     -- a user asked to abort it: an aborted job is never retried, whatever ended this attempt
-    kind, flag = 'a', '2'
+    local abort = redis.call('HGET', job, 'abort')
+    if abort and abort ~= '' then kind, flag = 'a', '2' end
   end
   flags[i + 1] = flag
-  local fin = token .. '|' .. flag
   if limited and kind ~= 'i' then
-    finishes[#finishes + 1] = now
-    finishes[#finishes + 1] = id .. '|' .. token
+    finishes[#finishes + 1] = nowS
+    finishes[#finishes + 1] = id .. '|' .. sid
   end
   if kind == 'c' then
-    redis.call('HSET', job, 'state', 'completed', 'result', payload, 'finished', now)
-    if grp and grp ~= '' then gleave(stream, base, grp) end
-    done[#done + 1] = now
+    redis.call('HSET', job, 'state', 'completed', 'result', payload, 'finished', nowS, 'started', started, 'attempt', attempt)
+    if grp ~= '' then gleave(stream, base, grp) end
+    done[#done + 1] = nowS
     done[#done + 1] = id
     doneIds[#doneIds + 1] = id
     nc = nc + 1
   elseif kind == 'f' or kind == 'a' then
     local state = kind == 'f' and 'failed' or 'aborted'
-    redis.call('HSET', job, 'state', state, 'error', payload, 'finished', now)
-    redis.call('ZADD', kind == 'f' and KEYS[4] or KEYS[5], now, id)
-    if grp and grp ~= '' then gleave(stream, base, grp) end
+    redis.call('HSET', job, 'state', state, 'error', payload, 'finished', nowS, 'started', started, 'attempt', attempt)
+    redis.call('ZADD', kind == 'f' and KEYS[4] or KEYS[5], nowS, id)
+    if grp ~= '' then gleave(stream, base, grp) end
     bad = true
     if kind == 'f' then nf = nf + 1 else na = na + 1 end
     emit(events, eventsMax, state, id, now)
   elseif kind == 'r' then
-    local retryAt = tonumber(ARGV[o + 4])
-    redis.call('HSET', job, 'error', payload, 'owner', '', 'token', '', 'fin', fin)
-    if retryAt > now then
+    local retryAt = ARGV[o + 4]
+    redis.call('HSET', job, 'error', payload, 'started', started, 'attempt', attempt, 'fin', sid .. '|' .. flag)
+    if tonumber(retryAt) > now then
       redis.call('HSET', job, 'state', 'delayed', 'runAt', retryAt)
       redis.call('ZADD', delayed, retryAt, id)
-      if grp and grp ~= '' then gleave(stream, base, grp) end
+      if grp ~= '' then gleave(stream, base, grp) end
     else
       requeue(stream, job, id)
     end
     nr = nr + 1
     emit(events, eventsMax, 'retrying', id, now)
   else
-    redis.call('HINCRBY', job, 'attempt', -1)
-    redis.call('HSET', job, 'fin', fin)
+    redis.call('HSET', job, 'fin', sid .. '|' .. flag)
     requeue(stream, job, id)
     ni = ni + 1
     emit(events, eventsMax, 'interrupted', id, now)
@@ -383,103 +407,66 @@ if #done > 0 then
   redis.call('ZADD', KEYS[3], unpack(done))
   -- one event for the batch: ids are space-separated (job ids contain no whitespace)
   emit(events, eventsMax, 'completed', table.concat(doneIds, ' '), now, nil, #doneIds)
-  trim(KEYS[3], base, tonumber(ARGV[7]), tonumber(ARGV[8]), now)
+  trim(KEYS[3], base, tonumber(ARGV[6]), tonumber(ARGV[7]), now)
 end
 if bad then
-  trim(KEYS[4], base, tonumber(ARGV[9]), tonumber(ARGV[10]), now)
-  trim(KEYS[5], base, tonumber(ARGV[9]), tonumber(ARGV[10]), now)
+  trim(KEYS[4], base, tonumber(ARGV[8]), tonumber(ARGV[9]), now)
+  trim(KEYS[5], base, tonumber(ARGV[8]), tonumber(ARGV[9]), now)
 end
-local hint = ''
-if fetchCount > 0 then fetchCount, hint = gate(stream, group, base, now, fetchCount, 0) end
-local out = {table.concat(flags) .. (hint ~= '' and ('|' .. hint) or '')}
+local hint, last = '', ''
+if fetchCount > 0 then fetchCount, hint = gate(stream, group, base, now, fetchCount) end
+local out = {''}
 if fetchCount > 0 then
   local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', fetchCount, 'STREAMS', stream, '>')
-  if r then
-    local entries = r[1][2]
-    for i = 1, #entries do
-      local row = activate(stream, group, consumer, base, entries[i][1], entries[i][2], tokenBase .. i, now, events, eventsMax, false)
-      if row then out[#out + 1] = row end
-    end
+  local entries = r and r[1][2] or {}
+  for i = 1, #entries do
+    activate(stream, group, base, entries[i][1], entries[i][2][2], now, events, eventsMax, out)
+  end
+  if #entries < fetchCount then
+    local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+    last = newest[1] and newest[1][1] or '0-0'
   end
 end
-return out
-`;
-
-/**
- * activate entries a blocking XREADGROUP delivered. KEYS: stream events.
- * ARGV: base group consumer now tokenBase n eventsMax, then sid id pairs. Entries beyond the first
- * `n` activatable ones go back to the tail of the stream (the worker had no free slot for them).
- * Returns the same job rows as FINISH_AND_FETCH (without the flags).
- * Repeat: an entry this call activated is still active under this consumer with the token this
- * call gave it, so the repeat returns the same rows; the entries it re-queued were re-added under
- * new ids and are not touched again.
- */
-export const ACTIVATE = EMIT + `
-local function ours(job, sid, consumer, token)
-  local st = redis.call('HMGET', job, 'state', 'sid', 'owner', 'token')
-  return st[1] == 'active' and st[2] == sid and st[3] == consumer and st[4] == token
-end
-local stream, base, group, consumer = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-local now, tokenBase, n, eventsMax = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
-local out = {}
--- a queue paused or rate limited while the read blocked: what the gate refuses goes back
-n = gate(stream, group, base, now, n, (#ARGV - 7) / 2)
--- a claim of a delivered entry to its own consumer changes nothing but comes first: at maxmemory
--- a script's first write may only be one that does not grow memory, and the HSETs follow
-if ARGV[8] then redis.call('XCLAIM', stream, group, consumer, 0, ARGV[8], 'JUSTID') end
-local i = 8
-while ARGV[i] do
-  local sid, id = ARGV[i], ARGV[i + 1]
-  local job = base .. 'job:' .. id
-  local e = redis.call('XRANGE', stream, sid, sid)
-  if not e[1] then
-    redis.call('XACK', stream, group, sid)
-  elseif #out < n or ours(job, sid, consumer, tokenBase .. i) then
-    -- (an entry this call activated before, when the call is a repeat, is returned again)
-    local row = activate(stream, group, consumer, base, sid, e[1][2], tokenBase .. i, now, KEYS[2], eventsMax, true)
-    if row then out[#out + 1] = row end
-  else
-    -- no free slot for it: back to the tail of the stream, for any worker
-    redis.call('XACK', stream, group, sid)
-    redis.call('XDEL', stream, sid)
-    local st = redis.call('HMGET', job, 'state', 'sid')
-    if st[1] == 'waiting' and st[2] == sid then requeue(stream, job, id) end
-  end
-  i = i + 2
-end
+out[1] = table.concat(flags) .. '|' .. hint .. '|' .. last
 return out
 `;
 
 /**
  * heartbeat / abort poll for a worker's active jobs of one queue. KEYS: stream.
- * ARGV: base group consumer claim(1|0) now, then id token pairs.
+ * ARGV: base group consumer claim(1|0) now, then id token started triples (token: the entry the
+ * attempt ran from; started: when it started, epoch ms).
  * For each job: 0 still ours, 1 lost (reclaimed or finished elsewhere), 2 still ours and an abort
- * was requested. With claim=1 (a heartbeat) the consumer's time in `alive` is refreshed and
- * entries still ours get their idle time reset (XCLAIM … JUSTID). A job still ours whose entry was
- * deleted from the stream stays ours: its outcome is still written (and counted as `orphaned`).
+ * was requested. With claim=1 (a heartbeat) the consumer's time in `alive` is refreshed (what
+ * recovery reads), and entries still ours are claimed again with their delivery time kept at
+ * the attempt's start (XCLAIM … IDLE … JUSTID: the pending list tells when it started). A job
+ * still ours whose entry was deleted from the stream stays ours: its outcome is still written
+ * (and counted as `orphaned`).
  * Repeat: the same answers; refreshing twice does no harm.
  */
 export const CHECK = EMIT + `
 local stream, base, group, consumer = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local claim = ARGV[4] == '1'
+local now = tonumber(ARGV[5])
 local out = {}
 local i = 6
 while ARGV[i] do
-  local st = redis.call('HMGET', base .. 'job:' .. ARGV[i], 'state', 'owner', 'token', 'sid', 'abort')
+  local sid = ARGV[i + 1]
+  local st = redis.call('HMGET', base .. 'job:' .. ARGV[i], 'state', 'sid', 'abort')
   local r = 1
-  if st[1] == 'active' and st[2] == consumer and st[3] == ARGV[i + 1] then
+  if st[1] == 'waiting' and st[2] == sid then
     r = 0
     if claim then
-      local c = redis.call('XCLAIM', stream, group, consumer, 0, st[4], 'JUSTID')
-      if #c == 0 and redis.call('XRANGE', stream, st[4], st[4])[1] == nil then stat(base, 'orphaned', 1) end
+      local idle = math.max(0, now - (tonumber(ARGV[i + 2]) or now))
+      local c = redis.call('XCLAIM', stream, group, consumer, 0, sid, 'IDLE', idle, 'JUSTID')
+      if #c == 0 and redis.call('XRANGE', stream, sid, sid)[1] == nil then stat(base, 'orphaned', 1) end
     end
-    if st[5] and st[5] ~= '' then r = 2 end
+    if st[3] and st[3] ~= '' then r = 2 end
   end
   out[#out + 1] = r
-  i = i + 2
+  i = i + 3
 end
 -- after the claims: at maxmemory a script's first write may only be one that does not grow memory
-if claim then redis.call('ZADD', base .. 'alive', tonumber(ARGV[5]), consumer) end
+if claim then redis.call('ZADD', base .. 'alive', ARGV[5], consumer) end
 return out
 `;
 
@@ -489,8 +476,9 @@ return out
  * An entry whose owner heartbeated within minIdle (its time in `alive`) is left alone: its worker
  * lives (after a Redis outage every entry is idle, and that proves nothing). Others are claimed.
  * A claimed active job counts a stall: it goes back to the stream (its attempt not counted) or,
- * past maxStalled, fails; one whose abort was requested ends aborted. A delivered-but-never-
- * activated entry goes back to the stream. An entry deleted from the stream meanwhile leaves the
+ * past maxStalled, fails; one whose abort was requested ends aborted. (An entry a blocking read
+ * delivered to a worker that died before it ran the job counts a stall too: nothing tells it from
+ * one that ran.) An entry deleted from the stream meanwhile leaves the
  * pending list; its id is returned so the worker can find its job. When the scan wraps, consumers
  * that own nothing and stopped heartbeating are deleted from the group.
  * Returns {nextCursor, {recovered ids}, {failed ids}, {deleted entry ids}, consumers deleted}.
@@ -521,22 +509,26 @@ for _, p in ipairs(pend) do
       local fields = e[2]
       local id = fields and fields[2]
       local job = id and base .. 'job:' .. id
-      local st = job and redis.call('HMGET', job, 'state', 'sid', 'stalls', 'abort', 'g') or {}
+      local st = job and redis.call('HMGET', job, 'state', 'sid', 'stalls', 'abort', 'g', 'attempt') or {}
       redis.call('XACK', stream, group, sid)
       redis.call('XDEL', stream, sid)
-      if st[2] == sid and st[1] == 'active' then
+      if st[2] == sid and st[1] == 'waiting' then
+        -- the attempt this entry started (the worker's attempt counts when the job ends here)
         local stalls = tonumber(st[3] or '0') + 1
+        local attempt = tonumber(st[6] or '0') + 1
         nstalled = nstalled + 1
         if st[4] and st[4] ~= '' then
           -- its abort was requested: it ends aborted instead of running again elsewhere
-          redis.call('HSET', job, 'state', 'aborted', 'finished', now, 'owner', '', 'token', '', 'error',
+          -- (sid cleared: the attempt that ran from this entry did not end the job, and a late
+          -- outcome of it must read as fenced, not as its own repeat)
+          redis.call('HSET', job, 'state', 'aborted', 'sid', '', 'finished', now, 'started', now - p[3], 'attempt', attempt, 'error',
             cjson.encode({name = 'JobAborted', message = 'Job aborted: user (its worker stopped heartbeating)', abortReason = 'user'}))
           redis.call('ZADD', base .. 'aborted', now, id)
           if st[5] and st[5] ~= '' then gleave(stream, base, st[5]) end
           stat(base, 'aborted', 1)
           emit(KEYS[3], eventsMax, 'aborted', id, now)
         elseif stalls > maxStalled then
-          redis.call('HSET', job, 'state', 'failed', 'stalls', stalls, 'finished', now, 'owner', '', 'token', '',
+          redis.call('HSET', job, 'state', 'failed', 'sid', '', 'stalls', stalls, 'finished', now, 'started', now - p[3], 'attempt', attempt,
             'error', cjson.encode({name = 'StalledError', message = 'job stalled more than maxStalled (' .. maxStalled .. ') times'}))
           redis.call('ZADD', KEYS[2], now, id)
           if st[5] and st[5] ~= '' then gleave(stream, base, st[5]) end
@@ -545,13 +537,10 @@ for _, p in ipairs(pend) do
           emit(KEYS[3], eventsMax, 'failed', id, now, 'stalled')
         else
           redis.call('HSET', job, 'stalls', stalls)
-          redis.call('HINCRBY', job, 'attempt', -1)
           requeue(stream, job, id)
           recovered[#recovered + 1] = id
           emit(KEYS[3], eventsMax, 'stalled', id, now)
         end
-      elseif st[2] == sid and st[1] == 'waiting' then
-        requeue(stream, job, id)
       end
     end
   end
@@ -591,10 +580,10 @@ return {nextCursor, recovered, failed, deleted, removed}
  * reply was lost activated or delivered for it (DESIGN section 6). Run only while no call of this
  * consumer that fetches is in flight. KEYS: stream events.
  * ARGV: base group consumer now eventsMax, then `<job id> <token>` of each attempt the worker holds
- * (running, or whose outcome is not yet written).
- * Entries of attempts it holds stay. A job active under this consumer with another token goes
- * back to the stream at once, its attempt not counted and no stall counted; a delivered entry
- * never activated goes back too; entries of jobs that moved on or vanished are dropped.
+ * (running, or whose outcome is not yet written; the token is the attempt's entry id).
+ * Entries of attempts it holds stay. Any other entry its job still waits on goes back to the
+ * stream at once (under a new entry), no attempt and no stall counted; entries of jobs that
+ * moved on or vanished are dropped.
  * Returns the ids of the jobs handed back. Repeat: what it handed back left the pending list.
  */
 export const RECONCILE = EMIT + `
@@ -612,14 +601,13 @@ while true do
     local e = redis.call('XRANGE', stream, sid, sid)
     local id = e[1] and e[1][2][2]
     local job = id and base .. 'job:' .. id
-    local st = job and redis.call('HMGET', job, 'state', 'sid', 'owner', 'token') or {}
-    if st[1] == 'active' and st[2] == sid and st[3] == consumer and held[id .. ' ' .. (st[4] or '')] then
+    local st = job and redis.call('HMGET', job, 'state', 'sid') or {}
+    if st[1] == 'waiting' and st[2] == sid and held[id .. ' ' .. sid] then
       -- still ours
     else
       redis.call('XACK', stream, group, sid)
       if e[1] then redis.call('XDEL', stream, sid) end
-      if st[2] == sid and (st[1] == 'waiting' or (st[1] == 'active' and st[3] == consumer)) then
-        if st[1] == 'active' then redis.call('HINCRBY', job, 'attempt', -1) end
+      if st[2] == sid and st[1] == 'waiting' then
         requeue(stream, job, id)
         out[#out + 1] = id
         emit(KEYS[2], eventsMax, 'requeued', id, now)
@@ -636,7 +624,7 @@ return out
 /**
  * find the jobs whose pending stream entries were deleted outside sluice (RECOVER names the entries:
  * an entry gone from the stream no longer says which job it was). One SCAN step over the queue's
- * job hashes; a job still `active` on one of those entries goes back to the stream with a stall
+ * job hashes; a job still waiting on one of those entries (it was running) goes back to the stream with a stall
  * counted, like any job of a worker that stopped heartbeating. KEYS: stream events.
  * ARGV: base cursor count now eventsMax, then the deleted entry ids.
  * Returns {next cursor ('0' when done), {ids re-queued}}. Repeat: a re-queued job has a new entry.
@@ -651,10 +639,9 @@ local r = redis.call('SCAN', ARGV[2], 'MATCH', pattern, 'COUNT', tonumber(ARGV[3
 local out = {}
 for _, key in ipairs(r[2]) do
   local st = redis.call('HMGET', key, 'state', 'sid', 'stalls')
-  if st[1] == 'active' and st[2] and deleted[st[2]] then
+  if st[1] == 'waiting' and st[2] and deleted[st[2]] then
     local id = string.sub(key, #base + 5)
     redis.call('HSET', key, 'stalls', tonumber(st[3] or '0') + 1)
-    redis.call('HINCRBY', key, 'attempt', -1)
     requeue(stream, key, id)
     out[#out + 1] = id
     emit(KEYS[2], eventsMax, 'stalled', id, now, 'entry-deleted')
@@ -666,13 +653,14 @@ return {r[1], out}
 
 /**
  * store a running job's progress, only while the attempt still holds the job. KEYS: job.
- * ARGV: owner token payload. Returns 1 when stored, 0 when the attempt no longer holds the job
- * (nothing written, and a hash retention deleted is not re-created). Repeat: the same write.
+ * ARGV: token payload (token: the attempt's entry id). Returns 1 when stored, 0 when the attempt
+ * no longer holds the job (nothing written, and a hash retention deleted is not re-created).
+ * Repeat: the same write.
  */
 export const PROGRESS = `
-local st = redis.call('HMGET', KEYS[1], 'state', 'owner', 'token')
-if st[1] == 'active' and st[2] == ARGV[1] and st[3] == ARGV[2] then
-  redis.call('HSET', KEYS[1], 'progress', ARGV[3])
+local st = redis.call('HMGET', KEYS[1], 'state', 'sid')
+if st[1] == 'waiting' and st[2] == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'progress', ARGV[2])
   return 1
 end
 return 0
@@ -719,6 +707,8 @@ if not state then return {'missing', ''} end
 if st[3] and string.sub(st[3], 1, #callId + 1) == callId .. ' ' then
   return {'cancelled', string.sub(st[3], #callId + 2)}
 end
+-- a job waiting on an entry that was delivered is running (the pending list holds its attempt)
+if state == 'waiting' and st[2] and st[2] ~= '' and delivered(stream, group, st[2]) then state = 'active' end
 if state == 'waiting' or state == 'delayed' then
   local grp = st[4]
   if state == 'waiting' and grp and grp ~= '' and st[2] == '' then
@@ -792,14 +782,17 @@ return 1
 `;
 
 /**
- * a stopping consumer's clean-up. KEYS: stream. ARGV: base group consumer.
- * Entries delivered to it but never activated go back to the stream; then the consumer is deleted
- * only if it owns no pending entry (deleting one that does makes its entries unclaimable).
- * Returns the number of pending entries it still owns. Repeat: nothing left to release.
+ * a stopping consumer's clean-up. KEYS: stream. ARGV: base group consumer, then `<job id> <token>`
+ * of each attempt the worker still holds (an outcome it could not write).
+ * Entries delivered to it that it does not hold (never started) go back to the stream; then the
+ * consumer is deleted only if it owns no pending entry (deleting one that does makes its entries
+ * unclaimable). Returns the number of pending entries it still owns. Repeat: nothing left to release.
  */
 export const RELEASE_CONSUMER = EMIT + `
 local stream, base, group, consumer = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 if redis.call('EXISTS', stream) == 0 then return 0 end
+local held = {}
+for i = 4, #ARGV do held[ARGV[i]] = true end
 local pending = redis.call('XPENDING', stream, group, '-', '+', 1000, consumer)
 local left = 0
 for _, p in ipairs(pending) do
@@ -807,7 +800,7 @@ for _, p in ipairs(pending) do
   local e = redis.call('XRANGE', stream, sid, sid)
   local id = e[1] and e[1][2][2]
   local st = id and redis.call('HMGET', base .. 'job:' .. id, 'state', 'sid') or {}
-  if st[1] == 'waiting' and st[2] == sid then
+  if st[1] == 'waiting' and st[2] == sid and not held[id .. ' ' .. sid] then
     redis.call('XACK', stream, group, sid)
     redis.call('XDEL', stream, sid)
     requeue(stream, base .. 'job:' .. id, id)
@@ -823,6 +816,25 @@ if left == 0 then
   redis.call('ZREM', base .. 'alive', consumer)
 end
 return left
+`;
+
+/**
+ * one job as stored, and whether it runs now. KEYS: job stream. ARGV: group.
+ * Returns {HGETALL fields, pending}: pending is {consumer, ms since delivery} when the job waits
+ * on an entry the consumer group delivered (its attempt runs: the pending list holds it), else {}.
+ */
+export const GET_JOB = `
+local h = redis.call('HGETALL', KEYS[1])
+local pending = {}
+local state, sid
+for i = 1, #h, 2 do
+  if h[i] == 'state' then state = h[i + 1] elseif h[i] == 'sid' then sid = h[i + 1] end
+end
+if state == 'waiting' and sid and sid ~= '' then
+  local ok, p = pcall(redis.call, 'XPENDING', KEYS[2], ARGV[1], sid, sid, 1)
+  if ok and p[1] then pending = {p[1][2], p[1][3]} end
+end
+return {h, pending}
 `;
 
 /**

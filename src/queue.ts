@@ -16,7 +16,7 @@ import { enqueueSpan } from "./tracing.ts";
 import { jsonDepth, MAX_DATA_DEPTH } from "./json.ts";
 import { checkName } from "./names.ts";
 import { deleteJob, type DeleteResult, type JobPage, listJobs, type ListJobsOptions } from "./inspect.ts";
-import { BULK, CANCEL, COUNTS, ENQUEUE, GROUP_CONCURRENCY, RETRY } from "./lua.ts";
+import { BULK, CANCEL, COUNTS, ENQUEUE, GET_JOB, GROUP_CONCURRENCY, RETRY } from "./lua.ts";
 import {
   DEFAULT_ATTEMPTS,
   type EnqueueOptions,
@@ -55,6 +55,7 @@ export interface JobSpec {
 
 const scripts = {
   enqueue: new Script(ENQUEUE),
+  getJob: new Script(GET_JOB),
   cancel: new Script(CANCEL),
   retry: new Script(RETRY),
   counts: new Script(COUNTS),
@@ -372,10 +373,18 @@ export class Queue {
   /** Reads one job, or null when there is no such job (never was, or removed by retention). */
   async getJob(id: string): Promise<JobInfo | null> {
     checkId(id, "getJob");
-    const reply = await this.#send("HGETALL", [this.keys.job(id)]);
-    const h = toObject(reply);
+    const [fields, pending] = (await scripts.getJob.run(this.#send, [this.keys.job(id), this.keys.stream], [GROUP])) as [unknown, unknown[]];
+    const h = toObject(fields);
     if (!h.state) return null;
-    return jobFromHash(this.name, id, h);
+    const job = jobFromHash(this.name, id, h);
+    if (Array.isArray(pending) && pending.length === 2) {
+      // it waits on an entry a worker was delivered: that attempt runs (nothing stored says `active`)
+      job.state = "active";
+      job.owner = String(pending[0]);
+      job.attempt += 1;
+      job.startedAt = Date.now() - Number(pending[1]);
+    }
+    return job;
   }
 
   /**

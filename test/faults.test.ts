@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { type JobContext, Queue, Worker, type WorkerOptions } from "../mod.ts";
-import { ACTIVATE, ENQUEUE, FINISH_AND_FETCH } from "../src/lua.ts";
+import { ENQUEUE, FINISH_AND_FETCH } from "../src/lua.ts";
 import { client, redisUrl, uniquePrefix, waitFor } from "./harness.ts";
 import { type FaultProxy, startProxy } from "./proxy.ts";
 import { sleep, within } from "./helpers.ts";
@@ -96,7 +96,7 @@ describe("a connection cut after Redis ran the command", () => {
     expect(requeued.length).toBe((await q.stats()).requeued ?? 0);
   });
 
-  test("a cut activation after a blocking read: the re-sent call returns the same job, which runs once", async () => {
+  test("a job that arrives while the worker waits: the fetch after the wait is cut and re-sent, and the job runs once, no stall", async () => {
     const prefix = uniquePrefix("cut");
     const p = await proxy();
     const q = queue(prefix);
@@ -105,9 +105,10 @@ describe("a connection cut after Redis ran the command", () => {
     const run = w.run();
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) {
-      // the worker idles in its blocking read; a job arrives; its activation's reply is lost
+      // the worker idles in its blocking wait (which delivers nothing); a job arrives; the reply of
+      // the fetch that delivers and activates it is lost
       await sleep(100);
-      const cut = p.cutAfter({ command: "EVALSHA", match: script(ACTIVATE) });
+      const cut = p.cutAfter({ command: "EVALSHA", match: script(FINISH_AND_FETCH) });
       ids.push((await q.enqueue("t", i)).id);
       await cut;
       await waitFor(async () => (await q.getJob(ids[i]!))?.state === "completed", `job ${i} to complete`);

@@ -9,7 +9,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Redis, type RedisOptions } from "ioredis";
 
-export const ROOT = resolve(import.meta.dir, "..");
+// under Bun, this file's directory; bundled for Node (`npm run bench:node`), the directory npm runs in
+export const ROOT = (import.meta as { dir?: string }).dir ? resolve((import.meta as { dir?: string }).dir!, "..") : process.cwd();
 export const BIN = join(ROOT, "node_modules", ".bin");
 
 export function freePort(): Promise<number> {

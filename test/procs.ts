@@ -136,11 +136,24 @@ export function inProcess(prefix: string, options: Omit<WorkerOptions, "redis" |
  * The job hash as an object. A job that never started has no `attempt` or `stalls` field (absent
  * reads as 0, as `Queue.getJob` reads it): both are filled in as "0" here.
  */
+/**
+ * A job's hash, with a running job shown as such: nothing stored says `active` (the job waits on
+ * an entry the consumer group's pending list holds), so this adds what `getJob` derives: state
+ * `active`, its owner, and the running attempt counted.
+ */
 export async function jobHash(redis: Redis, prefix: string, id: string, queue = "default"): Promise<Record<string, string>> {
   const h = await redis.hgetall(`${prefix}:{${queue}}:job:${id}`);
   if (h.state !== undefined) {
     h.attempt ??= "0";
     h.stalls ??= "0";
+  }
+  if (h.state === "waiting" && h.sid) {
+    const p = (await redis.xpending(`${prefix}:{${queue}}:stream`, "sluice", h.sid, h.sid, 1).catch(() => [])) as [string, string][];
+    if (p.length > 0) {
+      h.state = "active";
+      h.owner = p[0]![1];
+      h.attempt = String(Number(h.attempt) + 1);
+    }
   }
   return h;
 }

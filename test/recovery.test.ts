@@ -123,9 +123,9 @@ describe("stalled recovery", () => {
     const q = s.queue("ghosts");
     const redis = s.redis();
     await q.enqueue("work", null, { jobId: "g1", attempts: 3 });
-    // a consumer takes the job, marks it active and dies without another word
+    // a consumer takes the job (the delivery is the attempt's start) and dies without another word
     await redis.call("XREADGROUP", "GROUP", "sluice", "ghost", "COUNT", 1, "STREAMS", q.keys.stream, ">");
-    await redis.hset(q.keys.job("g1"), { state: "active", owner: "ghost", token: "ghost-token", attempt: 1, started: Date.now() });
+    expect(await q.getJob("g1")).toMatchObject({ state: "active", owner: "ghost", attempt: 1 });
 
     let ran = 0;
     const stalled: StalledDetail[] = [];
@@ -145,19 +145,19 @@ describe("stalled recovery", () => {
     expect(((await redis.xpending(q.keys.stream, "sluice")) as [number])[0]).toBe(0);
   }, 30_000);
 
-  test("an entry delivered to a consumer that died before activating it is delivered again, no stall counted", async () => {
+  test("an entry delivered to a consumer that died is its attempt: run again elsewhere with one stall counted, that attempt not counted", async () => {
     const s = scope();
     const q = s.queue("ghosts");
     const redis = s.redis();
     await q.enqueue("work", { v: 1 }, { jobId: "g2" });
-    // delivered (in the ghost's pending list) but the ghost never ran the activation script
+    // delivered (in the ghost's pending list): nothing tells a delivery from a started attempt
     await redis.call("XREADGROUP", "GROUP", "sluice", "ghost", "COUNT", 1, "STREAMS", q.keys.stream, ">");
     expect(await q.counts()).toMatchObject({ active: 1 });
 
     const w = s.worker({ queues: ["ghosts"], stalledTimeout: 600, heartbeatInterval: 100, tasks: { work: (d: { v: number }) => d.v + 1 } });
     w.run();
     const info = await settled(q, "g2", "completed");
-    expect(info).toMatchObject({ result: 2, attempt: 1, stalls: 0 });
+    expect(info).toMatchObject({ result: 2, attempt: 1, stalls: 1 });
     expect(await q.counts()).toMatchObject({ waiting: 0, active: 0, completed: 1 });
   }, 30_000);
 
@@ -243,16 +243,17 @@ describe("fencing", () => {
     a.run();
     await q.enqueue("job", null, { jobId: "f1", attempts: 1 });
     await within(startedA.promise, 10_000, "A to start the job");
-    const tokenA = await redis.hget(q.keys.job("f1"), "token");
+    // the attempt's fencing token is the entry it runs from
+    const tokenA = await redis.hget(q.keys.job("f1"), "sid");
 
     // B's short stalledTimeout makes A's job look stalled: B reclaims and runs it
     const { b, startedB, gateB } = reclaimer(s);
     await within(startedB.promise, 10_000, "B to reclaim and start the job");
     const taken = await q.getJob("f1");
     expect(taken).toMatchObject({ state: "active", owner: "new-b", stalls: 1, attempt: 1 });
-    expect(await redis.hget(q.keys.job("f1"), "token")).not.toBe(tokenA);
+    expect(await redis.hget(q.keys.job("f1"), "sid")).not.toBe(tokenA);
 
-    // A's handler returns now: the completion script refuses it (owner and token no longer match)
+    // A's handler returns now: the completion script refuses it (the job no longer waits on the entry A ran from)
     gateA.resolve();
     await waitFor(() => lostA.length === 1, "A to report the job lost");
     expect(lostA[0]!.job.id).toBe("f1");

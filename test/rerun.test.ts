@@ -7,10 +7,9 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { Queue } from "../src/queue.ts";
 import { GROUP, queueKeys } from "../src/keys.ts";
-import { ACTIVATE, BULK, CANCEL, CHECK, ENQUEUE, FINISH_AND_FETCH, GROUP_CONCURRENCY, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, RETRY, SCHEDULE_ADVANCE, SCHEDULE_DUE, SWEEP, TRIM } from "../src/lua.ts";
+import { BULK, CANCEL, CHECK, ENQUEUE, FINISH_AND_FETCH, GROUP_CONCURRENCY, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, RETRY, SCHEDULE_ADVANCE, SCHEDULE_DUE, SWEEP, TRIM } from "../src/lua.ts";
 import { packJob } from "../src/job.ts";
 import { Script, type Send } from "../src/redis.ts";
-import { streamEntries } from "../src/worker/fetcher.ts";
 import { client, redisUrl, uniquePrefix } from "./harness.ts";
 
 setDefaultTimeout(30_000);
@@ -18,7 +17,6 @@ setDefaultTimeout(30_000);
 const scripts = {
   enqueue: new Script(ENQUEUE),
   finish: new Script(FINISH_AND_FETCH),
-  activate: new Script(ACTIVATE),
   reconcile: new Script(RECONCILE),
   recover: new Script(RECOVER),
   check: new Script(CHECK),
@@ -38,8 +36,9 @@ function setup() {
   const queue = new Queue("q", { redis: redisUrl(), prefix });
   const twice = async (s: Script, keys: string[], argv: (string | number)[]) => [await s.run(send, keys, argv), await s.run(send, keys, argv)];
   const finishKeys = [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events];
-  const finishArgv = (consumer: string, fetch: number, tokenBase: string, outcomes: (string | number)[][] = [], now = Date.now()) => [
-    k.base, GROUP, consumer, now, fetch, tokenBase, 1000, 86_400_000, -1, -1, 1000, outcomes.length, ...outcomes.flat(),
+  // outcomes: [id, token, kind, payload, retryAt], sent with started = now, attempt 1, no group
+  const finishArgv = (consumer: string, fetch: number, outcomes: (string | number)[][] = [], now = Date.now()) => [
+    k.base, GROUP, consumer, now, fetch, 1000, 86_400_000, -1, -1, 1000, outcomes.length, ...outcomes.flatMap((o) => [...o, now, 1, ""]),
   ];
   const close = async () => {
     redis.disconnect();
@@ -60,45 +59,34 @@ async function sweepAll(send: Send, k: ReturnType<typeof queueKeys>, deleted: st
   return found;
 }
 
-const rowId = (row: string) => row.split("\0")[0];
-const rowToken = (row: string) => row.split("\0")[2];
+/** The jobs a fetch returned (six fields each after the head): id and token (its entry id). */
+function rowsOf(reply: unknown): { id: string; token: string }[] {
+  const r = reply as string[];
+  const out: { id: string; token: string }[] = [];
+  for (let i = 1; i + 5 < r.length; i += 6) out.push({ id: r[i]!, token: r[i + 1]! });
+  return out;
+}
 
 describe("a script run twice (a re-sent command)", () => {
-  test("ACTIVATE: the repeat returns the same row and the job stays active and pending (it was XDELed and stuck `active` before)", async () => {
-    const { redis, k, queue, twice, close } = setup();
-    const job = await queue.enqueue("t", { n: 1 });
-    const r = (await redis.xreadgroup("GROUP", GROUP, "w1", "COUNT", 10, "STREAMS", k.stream, ">")) as [string, [string, string[]][]][];
-    const [sid, fields] = r[0]![1][0]!;
-    const [first, second] = (await twice(scripts.activate, [k.stream, k.events], [k.base, GROUP, "w1", Date.now(), "tb:", 5, 100, sid, fields[1]!])) as [string[], string[]];
-    expect(first).toHaveLength(1);
-    expect(second).toEqual(first);
-    expect(await redis.hget(k.job(job.id), "state")).toBe("active");
-    expect(await redis.hget(k.job(job.id), "attempt")).toBe("1");
-    expect(await redis.xlen(k.stream)).toBe(1);
-    expect(((await redis.xpending(k.stream, GROUP)) as unknown[])[0]).toBe(1);
-    expect(await queue.counts()).toMatchObject({ active: 1, waiting: 0 });
-    await close();
-  });
-
   test("FINISH_AND_FETCH: a repeated finish reports its outcomes as applied, not lost; the repeat's fetch leaves the first batch pending, and RECONCILE hands it back with no stall and no attempt counted", async () => {
     const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
     const jobs = await queue.enqueueMany(Array.from({ length: 4 }, (_, i) => ({ task: "t", data: i })));
     // a first call fetches two jobs
-    const fetched = ((await scripts.finish.run(send, finishKeys, finishArgv("w1", 2, "a:"))) as string[]).slice(1);
+    const fetched = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 2)));
     expect(fetched).toHaveLength(2);
     // the worker completes them; this call is run twice, and also fetches
-    const outcomes = fetched.map((row) => [rowId(row)!, rowToken(row)!, "c", '"ok"', 0]);
-    const [first, second] = (await twice(scripts.finish, finishKeys, finishArgv("w1", 1, "b:", outcomes))) as [string[], string[]];
-    expect(first[0]).toBe("11");
-    expect(second[0]).toBe("11"); // applied by the first run: still reported applied
-    expect(first.length).toBe(2);
-    expect(second.length).toBe(2);
-    const strandedId = rowId(first[1]!)!; // the first run's row: its reply was lost
-    const runningRow = second[1]!; // the repeat's row: the worker runs this one
-    expect(rowId(runningRow)).not.toBe(strandedId);
+    const outcomes = fetched.map((row) => [row.id, row.token, "c", '"ok"', 0]);
+    const [first, second] = (await twice(scripts.finish, finishKeys, finishArgv("w1", 1, outcomes))) as [string[], string[]];
+    expect(first[0]).toBe("11||");
+    expect(second[0]).toBe("11||"); // applied by the first run: still reported applied
+    expect(rowsOf(first)).toHaveLength(1);
+    expect(rowsOf(second)).toHaveLength(1);
+    const strandedId = rowsOf(first)[0]!.id; // the first run's row: its reply was lost
+    const runningRow = rowsOf(second)[0]!; // the repeat's row: the worker runs this one
+    expect(runningRow.id).not.toBe(strandedId);
     expect(await queue.counts()).toMatchObject({ completed: 2, active: 2, waiting: 0 });
     // RECONCILE with what the worker holds: the stranded job goes back at once, uncounted
-    const handed = (await scripts.reconcile.run(send, [k.stream, k.events], [k.base, GROUP, "w1", Date.now(), 100, `${rowId(runningRow)} ${rowToken(runningRow)}`])) as string[];
+    const handed = (await scripts.reconcile.run(send, [k.stream, k.events], [k.base, GROUP, "w1", Date.now(), 100, `${runningRow.id} ${runningRow.token}`])) as string[];
     expect(handed).toEqual([strandedId]);
     const h = await redis.hgetall(k.job(strandedId));
     expect(h.state).toBe("waiting");
@@ -106,24 +94,24 @@ describe("a script run twice (a re-sent command)", () => {
     expect(h.stalls ?? "0").toBe("0");
     expect(await queue.counts()).toMatchObject({ completed: 2, active: 1, waiting: 1 });
     // the job the worker runs is untouched
-    expect(await redis.hget(k.job(rowId(runningRow)!), "state")).toBe("active");
+    expect((await queue.getJob(runningRow.id))?.state).toBe("active");
     expect(jobs).toHaveLength(4);
     await close();
   });
 
-  test("FINISH_AND_FETCH: a repeated retry or interruption is applied once (attempt decremented once, one stream entry)", async () => {
+  test("FINISH_AND_FETCH: a repeated retry or interruption is applied once (the interruption's attempt not counted, one stream entry each)", async () => {
     const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
     const a = await queue.enqueue("t", 1);
     const b = await queue.enqueue("t", 2);
-    const rows = ((await scripts.finish.run(send, finishKeys, finishArgv("w1", 2, "a:"))) as string[]).slice(1);
-    const byId = new Map(rows.map((r) => [rowId(r)!, rowToken(r)!]));
-    const [first, second] = (await twice(scripts.finish, finishKeys, finishArgv("w1", 0, "b:", [
+    const rows = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 2)));
+    const byId = new Map(rows.map((r) => [r.id, r.token]));
+    const [first, second] = (await twice(scripts.finish, finishKeys, finishArgv("w1", 0, [
       [a.id, byId.get(a.id)!, "i", '{"name":"JobAborted"}', 0],
       [b.id, byId.get(b.id)!, "r", '{"name":"Error"}', 0],
     ]))) as [string[], string[]];
-    expect(first[0]).toBe("11");
-    expect(second[0]).toBe("11");
-    expect(await redis.hget(k.job(a.id), "attempt")).toBe("0");
+    expect(first[0]).toBe("11||");
+    expect(second[0]).toBe("11||");
+    expect(await redis.hget(k.job(a.id), "attempt") ?? "0").toBe("0");
     expect(await redis.hget(k.job(b.id), "attempt")).toBe("1");
     expect(await redis.xlen(k.stream)).toBe(2);
     expect(await queue.counts()).toMatchObject({ waiting: 2, active: 0 });
@@ -160,25 +148,23 @@ describe("a script run twice (a re-sent command)", () => {
     const { redis, send, k, queue, finishKeys, finishArgv, close } = setup();
     const job = await queue.enqueue("t", 1);
     const p = await redis.hget(k.job(job.id), "p");
+    expect(p).toBeTruthy();
     // a second entry for the same job (what a repeated ENQUEUE wrote before)
-    await redis.xadd(k.stream, "*", "j", job.id, "a", "0", "s", "0", "p", p!);
-    const rows = ((await scripts.finish.run(send, finishKeys, finishArgv("w1", 10, "a:"))) as string[]).slice(1);
-    expect(rows.map(rowId)).toEqual([job.id]);
+    await redis.xadd(k.stream, "*", "j", job.id);
+    const rows = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 10)));
+    expect(rows.map((r) => r.id)).toEqual([job.id]);
     expect(await redis.xlen(k.stream)).toBe(1);
     await close();
   });
 
-  test("a fetch of an entry whose job hash is gone drops the entry and says so with a `missing` event (both fetch paths)", async () => {
+  test("a fetch of an entry whose job hash is gone drops the entry and says so with a `missing` event", async () => {
     const { redis, send, k, finishKeys, finishArgv, close } = setup();
     await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], [k.base, GROUP, Date.now(), 100, 0, "call-x", "x", packJob("t", "1", "", 3, 1), 0, "", ""]);
     await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], [k.base, GROUP, Date.now(), 100, 0, "call-y", "y", packJob("t", "1", "", 3, 1), 0, "", ""]);
     await redis.del(k.job("x"));
-    const rows = ((await scripts.finish.run(send, finishKeys, finishArgv("w1", 1, "a:"))) as string[]).slice(1);
-    expect(rows).toEqual([]);
+    expect(rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 1)))).toEqual([]);
     await redis.del(k.job("y"));
-    const r = (await redis.xreadgroup("GROUP", GROUP, "w1", "COUNT", 10, "STREAMS", k.stream, ">")) as [string, [string, string[]][]][];
-    const [sid, fields] = r[0]![1][0]!;
-    expect(await scripts.activate.run(send, [k.stream, k.events], [k.base, GROUP, "w1", Date.now(), "tb:", 5, 100, sid, fields[1]!])).toEqual([]);
+    expect(rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 5)))).toEqual([]);
     expect(await redis.xlen(k.stream)).toBe(0);
     expect(((await redis.xpending(k.stream, GROUP)) as unknown[])[0]).toBe(0);
     expect(await redis.exists(k.job("x"), k.job("y"))).toBe(0); // no half hash written
@@ -209,14 +195,17 @@ describe("a script run twice (a re-sent command)", () => {
   test("PROGRESS is fenced in Redis: a stale attempt writes nothing and never re-creates a deleted hash", async () => {
     const { redis, k, queue, send, finishKeys, finishArgv, close } = setup();
     const job = await queue.enqueue("t", 1);
-    const [row] = ((await scripts.finish.run(send, finishKeys, finishArgv("w1", 1, "a:"))) as string[]).slice(1);
-    const token = rowToken(row!)!;
-    expect(await scripts.progress.run(send, [k.job(job.id)], ["w1", token, "10"])).toBe(1);
-    expect(await scripts.progress.run(send, [k.job(job.id)], ["w1", "old-token", "99"])).toBe(0);
-    expect(await scripts.progress.run(send, [k.job(job.id)], ["w2", token, "99"])).toBe(0);
+    const [row] = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 1)));
+    const token = row!.token;
+    expect(await scripts.progress.run(send, [k.job(job.id)], [token, "10"])).toBe(1);
+    expect(await scripts.progress.run(send, [k.job(job.id)], ["1-1", "99"])).toBe(0);
+    expect(await redis.hget(k.job(job.id), "progress")).toBe("10");
+    // once the job moved on to another entry (recovered elsewhere), the old attempt writes nothing
+    await redis.hset(k.job(job.id), "sid", "9-9");
+    expect(await scripts.progress.run(send, [k.job(job.id)], [token, "99"])).toBe(0);
     expect(await redis.hget(k.job(job.id), "progress")).toBe("10");
     await redis.del(k.job(job.id));
-    expect(await scripts.progress.run(send, [k.job(job.id)], ["w1", token, "50"])).toBe(0);
+    expect(await scripts.progress.run(send, [k.job(job.id)], [token, "50"])).toBe(0);
     expect(await redis.exists(k.job(job.id))).toBe(0);
     await close();
   });
@@ -226,20 +215,23 @@ describe("the maintenance scripts run twice", () => {
   test("RECONCILE, CHECK, PROGRESS, PROMOTE, TRIM and RELEASE_CONSUMER: the repeat answers the same or finds nothing left, and changes nothing more", async () => {
     const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
     const jobs = await queue.enqueueMany([{ task: "t", data: 1 }, { task: "t", data: 2 }]);
-    const rows = ((await scripts.finish.run(send, finishKeys, finishArgv("w1", 2, "a:"))) as string[]).slice(1);
+    const rows = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 2)));
     expect(rows).toHaveLength(2);
-    const [held, stranded] = rows as [string, string];
+    const [held, stranded] = rows as [{ id: string; token: string }, { id: string; token: string }];
     // RECONCILE: hands back the job it does not hold, once
-    const [r1, r2] = (await twice(scripts.reconcile, [k.stream, k.events], [k.base, GROUP, "w1", Date.now(), 100, `${rowId(held)} ${rowToken(held)}`])) as [string[], string[]];
-    expect([r1, r2]).toEqual([[rowId(stranded)], []]);
+    const [r1, r2] = (await twice(scripts.reconcile, [k.stream, k.events], [k.base, GROUP, "w1", Date.now(), 100, `${held.id} ${held.token}`])) as [string[], string[]];
+    expect([r1, r2]).toEqual([[stranded.id], []]);
     expect(await redis.xlen(k.stream)).toBe(2);
-    expect(await redis.hget(k.job(rowId(stranded)!), "attempt")).toBe("0");
-    // CHECK: the same answer both times
-    const checkArgv = [k.base, GROUP, "w1", 1, Date.now(), rowId(held)!, rowToken(held)!];
+    expect(await redis.hget(k.job(stranded.id), "attempt") ?? "0").toBe("0");
+    // CHECK: the same answer both times; the claim keeps the entry's delivery time at the attempt's start
+    const started = Date.now() - 5000;
+    const checkArgv = [k.base, GROUP, "w1", 1, Date.now(), held.id, held.token, started];
     expect(await twice(scripts.check, [k.stream], checkArgv)).toEqual([[0], [0]]);
+    const startedAt = (await queue.getJob(held.id))?.startedAt ?? 0;
+    expect(startedAt).toBeLessThanOrEqual(started + 1000);
     // PROGRESS: the same write twice
-    expect(await twice(scripts.progress, [k.job(rowId(held)!)], ["w1", rowToken(held)!, "50"])).toEqual([1, 1]);
-    expect(await redis.hget(k.job(rowId(held)!), "progress")).toBe("50");
+    expect(await twice(scripts.progress, [k.job(held.id)], [held.token, "50"])).toEqual([1, 1]);
+    expect(await redis.hget(k.job(held.id), "progress")).toBe("50");
     // PROMOTE: a due delayed job moves once
     const later = await queue.enqueue("t", 3, { runAt: Date.now() + 60_000 });
     const [p1, p2] = (await twice(scripts.promote, [k.stream, k.delayed, k.events], [k.base, Date.now() + 120_000, 100, 100])) as [[number, string], [number, string]];
@@ -251,7 +243,11 @@ describe("the maintenance scripts run twice", () => {
     await twice(scripts.trim, [k.completed, k.failed, k.aborted, k.cancelled], [k.base, Date.now(), 1, -1, -1, -1, -1, -1]);
     expect(await redis.zrange(k.completed, "0", "-1")).toEqual(["done-2"]);
     // RELEASE_CONSUMER: the held job is still pending under w1, so w1 is kept; the repeat says the same
-    expect(await twice(scripts.release, [k.stream], [k.base, GROUP, "w1"])).toEqual([1, 1]);
+    expect(await twice(scripts.release, [k.stream], [k.base, GROUP, "w1", `${held.id} ${held.token}`])).toEqual([1, 1]);
+    // without the worker holding it, the entry goes back to the stream once, and w1 leaves the group
+    expect(await twice(scripts.release, [k.stream], [k.base, GROUP, "w1"])).toEqual([0, 0]);
+    expect((await queue.getJob(held.id))?.state).toBe("waiting");
+    expect(await redis.xlen(k.stream)).toBe(3);
     expect(jobs).toHaveLength(2);
     await close();
   });
@@ -261,13 +257,13 @@ describe("recovery edge cases", () => {
   test("an attempt whose job recovery failed (stalled too often) is fenced out, not reported as applied", async () => {
     const { redis, k, queue, send, finishKeys, finishArgv, close } = setup();
     const job = await queue.enqueue("t", 1);
-    const [row] = ((await scripts.finish.run(send, finishKeys, finishArgv("slow", 1, "a:"))) as string[]).slice(1);
+    const [row] = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("slow", 1)));
     // the owner looks dead: recovery with maxStalled 0 fails the job
     const r = (await scripts.recover.run(send, [k.stream, k.failed, k.events], [k.base, GROUP, "rescuer", Date.now(), 0, "0-0", 100, 0, 100])) as unknown[];
     expect(r[2]).toEqual([job.id]);
     // the slow attempt was alive after all, and now reports its outcome
-    const [flags] = (await scripts.finish.run(send, finishKeys, finishArgv("slow", 0, "b:", [[job.id, rowToken(row!)!, "c", '"late"', 0]]))) as string[];
-    expect(flags).toBe("0");
+    const [flags] = (await scripts.finish.run(send, finishKeys, finishArgv("slow", 0, [[job.id, row!.token, "c", '"late"', 0]]))) as string[];
+    expect(flags).toBe("0||");
     expect(await redis.hget(k.job(job.id), "state")).toBe("failed");
     await close();
   });
@@ -284,10 +280,10 @@ describe("recovery edge cases", () => {
       const other = new Queue("sX", { redis: redisUrl(), prefix });
       await other.enqueue("t", 1);
       await other.close();
-      const [row] = ((await scripts.finish.run(send, [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events], [
-        k.base, GROUP, "dead", Date.now(), 1, "a:", 1000, 86_400_000, -1, -1, 1000, 0,
-      ])) as string[]).slice(1);
-      const sid = row!.split("\0")[1]!;
+      const [row] = rowsOf(await scripts.finish.run(send, [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events], [
+        k.base, GROUP, "dead", Date.now(), 1, 1000, 86_400_000, -1, -1, 1000, 0,
+      ]));
+      const sid = row!.token;
       await redis.xdel(k.stream, sid);
       expect([name, await sweepAll(send, k, [sid])]).toEqual([name, [job.id]]);
       await q.close();
@@ -300,16 +296,16 @@ describe("recovery respects live owners", () => {
   test("RECOVER leaves an idle entry whose owner heartbeats, and takes it once the owner is silent", async () => {
     const { redis, k, queue, send, finishKeys, finishArgv, close } = setup();
     const job = await queue.enqueue("t", 1);
-    const [row] = ((await scripts.finish.run(send, finishKeys, finishArgv("owner", 1, "a:"))) as string[]).slice(1);
+    const [row] = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("owner", 1)));
     const now = Date.now();
     // the owner heartbeats (CHECK with claim writes its time in `alive`)
-    expect(await scripts.check.run(send, [k.stream], [k.base, GROUP, "owner", 1, now, job.id, rowToken(row!)!])).toEqual([0]);
+    expect(await scripts.check.run(send, [k.stream], [k.base, GROUP, "owner", 1, now, job.id, row!.token, now])).toEqual([0]);
     const recoverArgv = (at: number) => [k.base, GROUP, "rescuer", at, 0, "0-0", 100, 1, 100];
     // idle 0 >= minIdle 0, but the owner was seen within minIdle: nothing taken
     const recoverKeys = [k.stream, k.failed, k.events];
     const stay = (await scripts.recover.run(send, recoverKeys, [k.base, GROUP, "rescuer", now, 5000, "0-0", 100, 1, 100])) as unknown[];
     expect(stay[1]).toEqual([]);
-    expect(await redis.hget(k.job(job.id), "state")).toBe("active");
+    expect((await queue.getJob(job.id))?.state).toBe("active");
     // the owner's last heartbeat is older than minIdle: it is taken
     await redis.zadd(k.base + "alive", now - 60_000, "owner");
     const taken = (await scripts.recover.run(send, recoverKeys, recoverArgv(now))) as unknown[];
@@ -327,8 +323,8 @@ describe("recovery respects live owners", () => {
     const { redis, k, queue, send, finishKeys, finishArgv, close } = setup();
     await queue.enqueue("t", 1);
     await queue.enqueue("t", 2);
-    const rows = ((await scripts.finish.run(send, finishKeys, finishArgv("dead", 2, "a:"))) as string[]).slice(1);
-    const sid = rows[0]!.split("\0")[1]!;
+    const rows = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("dead", 2)));
+    const sid = rows[0]!.token;
     await redis.xdel(k.stream, sid);
     await redis.xgroup("CREATECONSUMER", k.stream, GROUP, "idle-ghost");
     const r = (await scripts.recover.run(send, [k.stream, k.failed, k.events], [k.base, GROUP, "rescuer", Date.now(), 0, "0-0", 100, 1, 100])) as unknown[];
@@ -338,9 +334,9 @@ describe("recovery respects live owners", () => {
     expect(consumers).not.toContain("dead");
     expect(consumers).not.toContain("idle-ghost");
     expect(((await redis.xpending(k.stream, GROUP)) as unknown[])[0]).toBe(0);
-    // the job of the deleted entry is still `active` under a dead owner: the sweep finds it
-    const orphan = rowId(rows[0]!)!;
-    expect(await redis.hget(k.job(orphan), "state")).toBe("active");
+    // the job of the deleted entry still waits on it (its attempt ran under a dead owner): the sweep finds it
+    const orphan = rows[0]!.id;
+    expect(await redis.hget(k.job(orphan), "sid")).toBe(sid);
     expect(await sweepAll(send, k, [sid])).toEqual([orphan]);
     // run again: the job has a new entry now, nothing more is found
     expect(await sweepAll(send, k, [sid])).toEqual([]);
@@ -357,38 +353,35 @@ describe("flow-control scripts run twice", () => {
       await queue.setRateLimit({ max: 2, duration: 60_000 });
       await queue.enqueueMany([1, 2, 3].map((i) => ({ task: "t", data: i })));
       const now = Date.now();
-      const [a] = (await twice(scripts.finish, finishKeys, finishArgv("c1", 3, "tb-", [], now))) as [string[]];
+      const [a] = (await twice(scripts.finish, finishKeys, finishArgv("c1", 3, [], now))) as [string[]];
       // two started (the limit), none more on the repeat: the third stays in the stream
-      expect(a.length - 1).toBe(2);
-      const [id1, , tok1] = a[1]!.split("\0");
-      const [fin1, fin2] = (await twice(scripts.finish, finishKeys, finishArgv("c1", 1, "tc-", [[id1!, tok1!, "c", "1", 0]], now + 1))) as [string[], string[]];
+      expect(rowsOf(a)).toHaveLength(2);
+      const { id: id1, token: tok1 } = rowsOf(a)[0]!;
+      const [fin1, fin2] = (await twice(scripts.finish, finishKeys, finishArgv("c1", 1, [[id1, tok1, "c", "1", 0]], now + 1))) as [string[], string[]];
       expect([fin1[0], fin2[0]]).toEqual([fin1[0], fin1[0]]);
       expect(await redis.zcard(k.base + "rl")).toBe(1);
       // one finished and one running: the limit (2) is reached, the third waits with a hint
-      expect(fin1[0]).toMatch(/^1\|w\d+$/);
+      expect(fin1[0]).toMatch(/^1\|w\d+\|$/);
       expect((await queue.counts()).waiting).toBe(1);
     } finally {
       await close();
     }
   });
 
-  test("ACTIVATE of a paused queue hands every entry back once; a repeat of an activation that ran before the pause returns the same job", async () => {
-    const { redis, send, k, queue, twice, close } = setup();
+  test("FINISH_AND_FETCH of a paused queue starts nothing, says so, and names the newest entry for the wait; a repeat answers the same", async () => {
+    const { redis, k, queue, twice, finishKeys, finishArgv, close } = setup();
     try {
-      const job = await queue.enqueue("t", 1);
-      const sid = streamEntries(await redis.call("XREADGROUP", "GROUP", GROUP, "c1", "COUNT", 1, "STREAMS", k.stream, ">"))[0]![1][0]![0];
-      const argv = [k.base, GROUP, "c1", Date.now(), "ta-", 1, 100, sid, job.id];
-      const first = (await scripts.activate.run(send, [k.stream, k.events], argv)) as string[];
-      expect(first.length).toBe(1);
+      await queue.enqueue("t", 1);
+      const second = await queue.enqueue("t", 2);
       await queue.pause();
-      // the re-send after the pause: still its own activation
-      expect(await scripts.activate.run(send, [k.stream, k.events], argv)).toEqual(first);
-      const other = await queue.enqueue("t", 2);
-      const sid2 = streamEntries(await redis.call("XREADGROUP", "GROUP", GROUP, "c1", "COUNT", 1, "STREAMS", k.stream, ">"))[0]![1][0]![0];
-      const [r1, r2] = await twice(scripts.activate, [k.stream, k.events], [k.base, GROUP, "c1", Date.now(), "tb-", 1, 100, sid2, other.id]);
-      expect([r1, r2]).toEqual([[], []]);
-      expect((await queue.getJob(other.id))?.state).toBe("waiting");
-      expect(await redis.xlen(k.stream)).toBe(2); // the active job's entry and the paused one's, once
+      const [f1, f2] = (await twice(scripts.finish, finishKeys, finishArgv("c1", 5))) as [string[], string[]];
+      expect([f1, f2]).toEqual([["|p|"], ["|p|"]]);
+      expect(((await redis.xpending(k.stream, GROUP)) as unknown[])[0]).toBe(0);
+      await queue.resume();
+      // short of jobs: the head ends with the newest entry id, after which a wait reads
+      const [r] = (await twice(scripts.finish, finishKeys, finishArgv("c1", 5))) as [string[]];
+      expect(rowsOf(r)).toHaveLength(2);
+      expect(r[0]).toBe(`||${await redis.hget(k.job(second.id), "sid")}`);
     } finally {
       await close();
     }
@@ -404,10 +397,11 @@ describe("flow-control scripts run twice", () => {
       expect([e1, e2]).toEqual([["+waiting", "+waiting"], ["+waiting", "+waiting"]]);
       expect(await redis.hget(k.base + "gactive", "team")).toBe("1");
       expect(await redis.llen(k.base + "g:team")).toBe(1);
-      const [f] = (await twice(scripts.finish, finishKeys, finishArgv("c1", 1, "tf-"))) as [string[]];
-      const [id, , token] = f[1]!.split("\0");
+      const [f] = (await twice(scripts.finish, finishKeys, finishArgv("c1", 1))) as [string[]];
+      const { id, token } = rowsOf(f)[0]!;
       expect(id).toBe("g1");
-      await twice(scripts.finish, finishKeys, finishArgv("c1", 0, "tg-", [[id!, token!, "c", "1", 0]]));
+      expect(f[6]).toBe("team"); // the row carries the job's group
+      await twice(scripts.finish, finishKeys, [...finishArgv("c1", 0, [[id, token, "c", "1", 0]])].map((v, i, all) => (i === all.length - 1 ? "team" : v)));
       // g1 left and let g2 in, once
       expect(await redis.hget(k.base + "gactive", "team")).toBe("1");
       expect([await redis.llen(k.base + "g:team"), await redis.xlen(k.stream)]).toEqual([0, 1]);

@@ -49,15 +49,18 @@ export class Completer {
    * interruption): a fetch that found the stream empty before it should look again. On an error
    * the outcomes go back to the buffer; writing them again is safe (a repeat is recognised).
    */
-  async finishAndFetch(q: QueueState, want: number): Promise<{ jobs: FetchedJob[]; requeued: boolean; gate: Gate }> {
+  async finishAndFetch(q: QueueState, want: number): Promise<{ jobs: FetchedJob[]; requeued: boolean; gate: Gate; last?: string }> {
     const core = this.#core;
     const outs = this.#buffers.get(q)!.splice(0);
     const now = Date.now();
-    let reply: { results: OutcomeResult[]; jobs: FetchedJob[]; gate: Gate };
+    let reply: { results: OutcomeResult[]; jobs: FetchedJob[]; gate: Gate; last?: string };
     try {
       reply = await scripts.finishAndFetch(core.send, q.keys, {
         consumer: core.id, now, fetch: want, keep: core.settings.keep, eventsMax: core.settings.eventsMaxLen,
-        outcomes: outs.map((o) => ({ id: o.r.id, token: o.r.token, kind: o.kind, payload: o.payload, retryAt: o.retryAt })),
+        outcomes: outs.map((o) => ({
+          id: o.r.id, token: o.r.token, started: o.r.startedAt ?? now, attempt: o.r.ctx.job.attempt, group: o.r.group,
+          kind: o.kind, payload: o.payload, retryAt: o.retryAt,
+        })),
       });
     } catch (e) {
       this.#buffers.get(q)!.unshift(...outs);
@@ -89,7 +92,7 @@ export class Completer {
       this.#running.release(o.r);
       this.#report(o, result !== "fenced");
     });
-    return { jobs: reply.jobs, requeued, gate: reply.gate };
+    return { jobs: reply.jobs, requeued, gate: reply.gate, last: reply.last };
   }
 
   /**

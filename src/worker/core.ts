@@ -58,6 +58,8 @@ export interface QueueState {
   recheck?: boolean;
   /** Rate limited: no fetch from it before this time (ms). */
   holdUntil?: number;
+  /** The newest entry id its last short fetch saw: a wait for new jobs reads after it. */
+  last?: string;
 }
 
 /** The worker's shared state and voice, handed to each of its parts. */

@@ -98,7 +98,7 @@ export class Executor {
         // unreadable options: run with the defaults rather than not at all
       }
     }
-    const r: Running = { q, id: f.id, token: f.token, ctx, opts, settled: false, lost: false, task: this.#tasks.get(f.name), startedAt: Date.now(), readyAt: f.createdAt };
+    const r: Running = { q, id: f.id, token: f.token, group: f.group, ctx, opts, settled: false, lost: false, task: this.#tasks.get(f.name), startedAt: Date.now(), readyAt: f.createdAt };
     if (core.otel && tracingActive(core.otel)) r.span = attemptSpan(core.otel, job, opts.tp);
     const previous = this.#running.add(r, f.stalls > 0);
     try {
@@ -249,6 +249,6 @@ export class Executor {
     if (r.settled || r.lost) return; // the attempt is over: its progress no longer matters
     // fenced in Redis too: a stale attempt never overwrites the new owner's progress, nor
     // re-creates a hash that retention deleted
-    await scripts.progress(this.#core.send, r.q.keys, { id: r.id, consumer: this.#core.id, token: r.token, payload });
+    await scripts.progress(this.#core.send, r.q.keys, { id: r.id, token: r.token, payload });
   }
 }

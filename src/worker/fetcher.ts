@@ -5,7 +5,6 @@
  * @module
  */
 import { abortable } from "../async.ts";
-import { GROUP } from "../keys.ts";
 import type { IORedis } from "../redis.ts";
 import type { Completer } from "./completer.ts";
 import type { QueueState, WorkerCore } from "./core.ts";
@@ -49,6 +48,8 @@ export class Fetcher {
   #empty = false;
   #errors = 0;
   #sideFlush: Promise<void> | undefined;
+  /** Blocking waits so far (a cluster's queues take turns). */
+  #waits = 0;
   /** A connection came back: hand back what a lost reply delivered, once nothing that fetches is in flight. */
   #needReconcile = false;
   /** Set once an abandoning stop has waited for Redis long enough: stop without writing the rest. */
@@ -178,7 +179,7 @@ export class Fetcher {
           continue;
         }
         try {
-          await this.#blockingRead(free);
+          await this.#blockingRead();
           this.#errors = 0;
         } catch (e) {
           this.#failed(e);
@@ -236,7 +237,8 @@ export class Fetcher {
 
   /** Writes `q`'s outcomes and fetches up to `want` jobs in one script; starts them. Returns how many. */
   async #finishAndFetch(q: QueueState, want: number): Promise<number> {
-    const { jobs, requeued, gate } = await this.#completer.finishAndFetch(q, want);
+    const { jobs, requeued, gate, last } = await this.#completer.finishAndFetch(q, want);
+    if (last !== undefined) q.last = last;
     for (const f of jobs) this.#executor.start(q, f);
     if (gate.paused) this.pause(q, true);
     else if (q.paused && want > 0) this.pause(q, false); // resumed: its resume message was missed
@@ -314,7 +316,13 @@ export class Fetcher {
     })();
   }
 
-  async #blockingRead(free: number): Promise<void> {
+  /**
+   * Waits until a queue has an entry newer than its last short fetch saw (or the block times out).
+   * A plain XREAD: it delivers nothing, so nothing is pending for this worker unless the fetch
+   * script delivered and activated it, and a worker that dies while it waits leaves nothing behind.
+   * The loop's next pass fetches what arrived.
+   */
+  async #blockingRead(): Promise<void> {
     const core = this.#core;
     const block = this.#block();
     if (!block || core.shutdown.graceful.aborted) return;
@@ -322,20 +330,18 @@ export class Fetcher {
     const queues = core.queues.filter((q) => !this.#gated(q));
     if (queues.length === 0) return await this.#sleep();
     const isCluster = "nodes" in block && typeof (block as { nodes?: unknown }).nodes === "function";
-    // one XREADGROUP over all streams where they can share it (not across cluster slots)
-    const qs = isCluster && queues.length > 1 ? [queues[this.#executor.started % queues.length]!] : queues;
-    const count = qs.length === 1 ? free : 1;
+    // one XREAD over all streams where they can share it (not across cluster slots)
+    const qs = isCluster && queues.length > 1 ? [queues[this.#waits++ % queues.length]!] : queues;
     const blockMs = isCluster && queues.length > 1 ? Math.min(core.settings.blockTimeout, 250) : core.settings.blockTimeout;
     this.#blocking = true;
     this.#flushAside();
-    let reply: unknown;
     try {
       // raced with the graceful signal: a read queued on a connection that lost Redis does not
       // settle when the connection is dropped, and must not hold the stop
-      reply = await abortable(
+      await abortable(
         block.call(
-          "XREADGROUP", "GROUP", GROUP, core.id, "COUNT", count, "BLOCK", blockMs,
-          "STREAMS", ...qs.map((q) => q.keys.stream), ...qs.map(() => ">"),
+          "XREAD", "COUNT", 1, "BLOCK", blockMs,
+          "STREAMS", ...qs.map((q) => q.keys.stream), ...qs.map((q) => q.last ?? "$"),
         ),
         core.shutdown.graceful,
       );
@@ -344,17 +350,6 @@ export class Fetcher {
       throw e;
     } finally {
       this.#blocking = false;
-    }
-    if (!reply) return;
-    let room = this.#free();
-    for (const [stream, entries] of streamEntries(reply)) {
-      const q = queues.find((x) => x.keys.stream === stream)!;
-      const jobs = await scripts.activate(core.send, q.keys, {
-        consumer: core.id, now: Date.now(), room, eventsMax: core.settings.eventsMaxLen,
-        entries: entries.map(([sid, fields]) => ({ sid, id: fields[1]! })),
-      });
-      for (const f of jobs) this.#executor.start(q, f);
-      room -= jobs.length;
     }
   }
 }

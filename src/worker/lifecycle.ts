@@ -394,7 +394,7 @@ export class Lifecycle {
   async #releaseConsumers(): Promise<void> {
     for (const q of this.#core.queues) {
       try {
-        const left = await scripts.release(this.#core.send, q.keys, this.#core.id);
+        const left = await scripts.release(this.#core.send, q.keys, this.#core.id, this.#parts.running.held());
         if (left > 0) {
           this.#core.log("warn", "stopped", `consumer kept on ${q.name}: it still owns ${left} pending job(s), recoverable after stalledTimeout`);
         }

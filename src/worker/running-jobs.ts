@@ -17,6 +17,8 @@ export interface Running {
   id: string;
   /** The attempt's fencing token: unique per attempt, so attempts of one job never collide. */
   token: string;
+  /** The job's group, or "". */
+  group: string;
   ctx: Context;
   opts: StoredOptions;
   task?: ResolvedTask;

@@ -5,12 +5,11 @@
  * @module
  */
 import { GROUP, type QueueKeys } from "../keys.ts";
-import { ACTIVATE, CHECK, FINISH_AND_FETCH, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, SWEEP, TRIM, SCHEDULE_ADVANCE, SCHEDULE_DUE } from "../lua.ts";
+import { CHECK, FINISH_AND_FETCH, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, SWEEP, TRIM, SCHEDULE_ADVANCE, SCHEDULE_DUE } from "../lua.ts";
 import { Script, type Send } from "../redis.ts";
 
 const scripts = {
   finish: new Script(FINISH_AND_FETCH),
-  activate: new Script(ACTIVATE),
   check: new Script(CHECK),
   recover: new Script(RECOVER),
   promote: new Script(PROMOTE),
@@ -28,9 +27,14 @@ export interface FetchedJob {
   id: string;
   /** Its stream entry. */
   sid: string;
-  /** The fencing token of this attempt: its outcome is written only while the job holds it. */
+  /**
+   * The fencing token of this attempt: its outcome is written only while the job holds it. It is
+   * the entry id: a job that leaves a worker is always re-queued under a new entry.
+   */
   token: string;
   attempt: number;
+  /** The job's group, or "". */
+  group: string;
   stalls: number;
   name: string;
   /** The job's data, as JSON. */
@@ -48,6 +52,10 @@ export type OutcomeKind = "completed" | "failed" | "aborted" | "retry" | "interr
 export interface OutcomeWrite {
   id: string;
   token: string;
+  /** When the attempt started (epoch ms), its number and the job's group, as fetched. */
+  started: number;
+  attempt: number;
+  group: string;
   kind: OutcomeKind;
   /** The result or the stored error, as JSON. */
   payload: string;
@@ -71,39 +79,47 @@ export interface Keep {
 const LETTER: Record<OutcomeKind, string> = { completed: "c", failed: "f", aborted: "a", retry: "r", interrupted: "i" };
 const RESULT: Record<string, OutcomeResult> = { "1": "applied", "2": "aborted", "0": "fenced" };
 
-function parseRow(row: string): FetchedJob {
-  const [id, sid, token, attempt, stalls, name, data, opts, max, created] = row.split("\0");
-  return {
-    id: id!, sid: sid!, token: token!, attempt: Number(attempt), stalls: Number(stalls ?? 0), name: name!,
-    data: data!, opts: opts ?? "", maxAttempts: Number(max), createdAt: Number(created),
-  };
-}
-
-/** A token prefix unique to one call: with the entry's index it makes each attempt's token. */
-function tokenBase(): string {
-  return crypto.randomUUID().slice(0, 8) + ":";
+/** The job rows of a fetch: six fields each (id, entry id, attempts before, stalls, packed p, group) from `from`. */
+function parseRows(reply: string[], from: number): FetchedJob[] {
+  const jobs: FetchedJob[] = [];
+  for (let i = from; i + 5 < reply.length; i += 6) {
+    const p = reply[i + 4]!;
+    // p: name NUL data NUL opts NUL max NUL created (data is JSON and holds no NUL)
+    const a = p.indexOf("\0");
+    const b = p.indexOf("\0", a + 1);
+    const c = p.indexOf("\0", b + 1);
+    const d = p.indexOf("\0", c + 1);
+    const sid = reply[i + 1]!;
+    jobs.push({
+      id: reply[i]!, sid, token: sid, attempt: Number(reply[i + 2]) + 1, stalls: Number(reply[i + 3] || 0), group: reply[i + 5] ?? "",
+      name: p.slice(0, a), data: p.slice(a + 1, b), opts: p.slice(b + 1, c), maxAttempts: Number(p.slice(c + 1, d)), createdAt: Number(p.slice(d + 1)),
+    });
+  }
+  return jobs;
 }
 
 /**
  * Writes a batch of outcomes, then fetches and activates up to `fetch` ready jobs, in one script.
  * Safe to re-send: a repeat reports what it applied; jobs a lost reply fetched are handed back by
- * `reconcile`.
+ * `reconcile`. `last`: when it found fewer jobs than asked, the newest entry id of the stream
+ * (a wait for new jobs reads after it).
  */
 export async function finishAndFetch(send: Send, k: QueueKeys, a: {
   consumer: string; now: number; fetch: number; keep: Keep; eventsMax: number; outcomes: OutcomeWrite[];
-}): Promise<{ results: OutcomeResult[]; jobs: FetchedJob[]; gate: Gate }> {
+}): Promise<{ results: OutcomeResult[]; jobs: FetchedJob[]; gate: Gate; last?: string }> {
   const argv: (string | number)[] = [
-    k.base, GROUP, a.consumer, a.now, a.fetch, tokenBase(),
+    k.base, GROUP, a.consumer, a.now, a.fetch,
     a.keep.completed.count, a.keep.completed.age, a.keep.failed.count, a.keep.failed.age,
     a.eventsMax, a.outcomes.length,
   ];
-  for (const o of a.outcomes) argv.push(o.id, o.token, LETTER[o.kind], o.payload, o.retryAt);
+  for (const o of a.outcomes) argv.push(o.id, o.token, LETTER[o.kind], o.payload, o.retryAt, o.started, o.attempt, o.group);
   const reply = (await scripts.finish.run(send, [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events], argv)) as string[];
-  const [flags = "", hint = ""] = (reply[0] ?? "").split("|");
+  const [flags = "", hint = "", last = ""] = (reply[0] ?? "").split("|");
   return {
     results: a.outcomes.map((_, i) => RESULT[flags[i]!] ?? "fenced"),
-    jobs: reply.slice(1).map(parseRow),
+    jobs: parseRows(reply, 1),
     gate: hint === "p" ? { paused: true } : hint.startsWith("w") ? { waitMs: Number(hint.slice(1)) } : {},
+    last: last || undefined,
   };
 }
 
@@ -111,18 +127,6 @@ export async function finishAndFetch(send: Send, k: QueueKeys, a: {
 export interface Gate {
   paused?: boolean;
   waitMs?: number;
-}
-
-/**
- * Activates entries a blocking read delivered, up to `room`; the rest go back to the stream.
- * Safe to re-send: a repeat returns the same jobs.
- */
-export async function activate(send: Send, k: QueueKeys, a: {
-  consumer: string; now: number; room: number; eventsMax: number; entries: { sid: string; id: string }[];
-}): Promise<FetchedJob[]> {
-  const argv: (string | number)[] = [k.base, GROUP, a.consumer, a.now, tokenBase(), a.room, a.eventsMax];
-  for (const e of a.entries) argv.push(e.sid, e.id);
-  return ((await scripts.activate.run(send, [k.stream, k.events], argv)) as string[]).map(parseRow);
 }
 
 /** What a heartbeat or abort poll learnt of one running attempt. */
@@ -133,10 +137,10 @@ export type CheckResult = "ours" | "lost" | "abort-requested";
  * for the attempts given.
  */
 export async function check(send: Send, k: QueueKeys, a: {
-  consumer: string; claim: boolean; now: number; attempts: { id: string; token: string }[];
+  consumer: string; claim: boolean; now: number; attempts: { id: string; token: string; startedAt?: number }[];
 }): Promise<CheckResult[]> {
   const argv: (string | number)[] = [k.base, GROUP, a.consumer, a.claim ? 1 : 0, a.now];
-  for (const r of a.attempts) argv.push(r.id, r.token);
+  for (const r of a.attempts) argv.push(r.id, r.token, r.startedAt ?? a.now);
   const flags = (await scripts.check.run(send, [k.stream], argv)) as number[];
   return flags.map((f) => (Number(f) === 0 ? "ours" : Number(f) === 2 ? "abort-requested" : "lost"));
 }
@@ -184,14 +188,19 @@ export async function promote(send: Send, k: QueueKeys, a: { now: number; limit:
   return d >= 0 ? d : undefined;
 }
 
-/** A stopping consumer's clean-up. Returns the pending entries it still owns. */
-export async function release(send: Send, k: QueueKeys, consumer: string): Promise<number> {
-  return Number(await scripts.release.run(send, [k.stream], [k.base, GROUP, consumer]));
+/**
+ * A stopping consumer's clean-up: what it was delivered and does not hold (`held`: attempts with
+ * an outcome it could not write) goes back. Returns the pending entries it still owns.
+ */
+export async function release(send: Send, k: QueueKeys, consumer: string, held: Iterable<{ id: string; token: string }>): Promise<number> {
+  const argv: (string | number)[] = [k.base, GROUP, consumer];
+  for (const h of held) argv.push(h.id + " " + h.token);
+  return Number(await scripts.release.run(send, [k.stream], argv));
 }
 
 /** Stores progress while the attempt holds its job. Returns false when it no longer does. */
-export async function progress(send: Send, k: QueueKeys, a: { id: string; consumer: string; token: string; payload: string }): Promise<boolean> {
-  return Number(await scripts.progress.run(send, [k.job(a.id)], [a.consumer, a.token, a.payload])) === 1;
+export async function progress(send: Send, k: QueueKeys, a: { id: string; token: string; payload: string }): Promise<boolean> {
+  return Number(await scripts.progress.run(send, [k.job(a.id)], [a.token, a.payload])) === 1;
 }
 
 /** A schedule claimed by a scheduler pass (see SCHEDULE_DUE). */
