@@ -110,7 +110,10 @@ export function lazyConnection(url: string): LazyConnection {
       const c = await client;
       if (c.status === "end") return;
       if (c.status !== "ready") return c.disconnect();
-      await Promise.race([c.quit(), new Promise((r) => setTimeout(r, 3000))]).catch(() => {});
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      // the bound's timer is cleared: left armed, it would hold the process open for its 3 s
+      await Promise.race([c.quit(), new Promise((r) => (timer = setTimeout(r, 3000)))]).catch(() => {});
+      clearTimeout(timer);
       if ((c.status as string) !== "end") c.disconnect();
     },
   };

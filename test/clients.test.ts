@@ -47,3 +47,33 @@ test("Queue works on any function that sends a command", async () => {
   expect(sent.some((c) => c === "EVALSHA" || c === "EVAL")).toBe(true);
   io.disconnect();
 });
+
+test("a closed queue and a stopped worker leave no timer of theirs armed (it would hold a Node process open)", async () => {
+  // under Node, with the compiled package as an app gets it; every timer is recorded with where it
+  // was armed, and after the close no ref'd timer armed by sluice's own code may still be pending
+  const dist = new URL("../dist/", import.meta.url).href;
+  const script = `
+    const pending = new Set();
+    const st = globalThis.setTimeout, ct = globalThis.clearTimeout;
+    globalThis.setTimeout = (fn, ms, ...a) => {
+      const t = st(() => { pending.delete(t); fn(...a); }, ms);
+      t.where = new Error().stack.split("\\n").slice(2, 4).join(" ");
+      pending.add(t);
+      return t;
+    };
+    globalThis.clearTimeout = (t) => { pending.delete(t); ct(t); };
+    const { Queue, Worker } = await import(${JSON.stringify(dist + "mod.js")});
+    const url = ${JSON.stringify(redisUrl())};
+    const queue = new Queue("close-clean", { redis: url });
+    await queue.enqueue("t", 1);
+    const worker = new Worker({ redis: url, queues: ["close-clean"], wait: false, tasks: { t: () => 2 } });
+    const summary = await worker.run();
+    await queue.close();
+    const ours = [...pending].filter((t) => t.hasRef() && t.where.includes(${JSON.stringify(dist)})).map((t) => t.where);
+    console.log(JSON.stringify({ completed: summary.completed, ours }));
+  `;
+  const child = Bun.spawn(["node", "--input-type=module", "-e", script], { stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  expect([code, err]).toEqual([0, ""]);
+  expect(JSON.parse(out.trim().split("\n").pop()!)).toEqual({ completed: 1, ours: [] });
+});
