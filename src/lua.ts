@@ -134,8 +134,7 @@ end
 local function activate(stream, group, base, sid, id, now, events, eventsMax, out)
   local st = redis.call('HMGET', base .. 'job:' .. id, 'state', 'sid', 'p', 'attempt', 'stalls', 'g')
   if st[1] == 'waiting' and st[2] == sid then
-    local n = #out
-    out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5], out[n + 6] = id, sid, st[4] or '0', st[5] or '0', st[3], st[6] or ''
+    out[#out + 1] = id .. '\\0' .. sid .. '\\0' .. (st[4] or '0') .. '\\0' .. (st[5] or '0') .. '\\0' .. (st[6] or '') .. '\\0' .. st[3]
     return true
   end
   redis.call('XACK', stream, group, sid)

@@ -59,12 +59,12 @@ async function sweepAll(send: Send, k: ReturnType<typeof queueKeys>, deleted: st
   return found;
 }
 
-/** The jobs a fetch returned (six fields each after the head): id and token (its entry id). */
-function rowsOf(reply: unknown): { id: string; token: string }[] {
-  const r = reply as string[];
-  const out: { id: string; token: string }[] = [];
-  for (let i = 1; i + 5 < r.length; i += 6) out.push({ id: r[i]!, token: r[i + 1]! });
-  return out;
+/** The jobs a fetch returned (one NUL-joined row each after the head): id, token (its entry id) and group. */
+function rowsOf(reply: unknown): { id: string; token: string; group: string }[] {
+  return (reply as string[]).slice(1).map((row) => {
+    const [id, token, , , group] = row.split("\0");
+    return { id: id!, token: token!, group: group! };
+  });
 }
 
 describe("a script run twice (a re-sent command)", () => {
@@ -217,7 +217,7 @@ describe("the maintenance scripts run twice", () => {
     const jobs = await queue.enqueueMany([{ task: "t", data: 1 }, { task: "t", data: 2 }]);
     const rows = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 2)));
     expect(rows).toHaveLength(2);
-    const [held, stranded] = rows as [{ id: string; token: string }, { id: string; token: string }];
+    const [held, stranded] = rows as [{ id: string; token: string; group: string }, { id: string; token: string; group: string }];
     // RECONCILE: hands back the job it does not hold, once
     const [r1, r2] = (await twice(scripts.reconcile, [k.stream, k.events], [k.base, GROUP, "w1", Date.now(), 100, `${held.id} ${held.token}`])) as [string[], string[]];
     expect([r1, r2]).toEqual([[stranded.id], []]);
@@ -400,7 +400,7 @@ describe("flow-control scripts run twice", () => {
       const [f] = (await twice(scripts.finish, finishKeys, finishArgv("c1", 1))) as [string[]];
       const { id, token } = rowsOf(f)[0]!;
       expect(id).toBe("g1");
-      expect(f[6]).toBe("team"); // the row carries the job's group
+      expect(rowsOf(f)[0]!.group).toBe("team"); // the row carries the job's group
       await twice(scripts.finish, finishKeys, [...finishArgv("c1", 0, [[id, token, "c", "1", 0]])].map((v, i, all) => (i === all.length - 1 ? "team" : v)));
       // g1 left and let g2 in, once
       expect(await redis.hget(k.base + "gactive", "team")).toBe("1");

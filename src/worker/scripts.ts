@@ -79,20 +79,18 @@ export interface Keep {
 const LETTER: Record<OutcomeKind, string> = { completed: "c", failed: "f", aborted: "a", retry: "r", interrupted: "i" };
 const RESULT: Record<string, OutcomeResult> = { "1": "applied", "2": "aborted", "0": "fenced" };
 
-/** The job rows of a fetch: six fields each (id, entry id, attempts before, stalls, packed p, group) from `from`. */
+/** The job rows of a fetch, from `from`: each is id, entry id, attempts before, stalls, group and the packed p, NUL-joined. */
 function parseRows(reply: string[], from: number): FetchedJob[] {
   const jobs: FetchedJob[] = [];
-  for (let i = from; i + 5 < reply.length; i += 6) {
-    const p = reply[i + 4]!;
-    // p: name NUL data NUL opts NUL max NUL created (data is JSON and holds no NUL)
-    const a = p.indexOf("\0");
-    const b = p.indexOf("\0", a + 1);
-    const c = p.indexOf("\0", b + 1);
-    const d = p.indexOf("\0", c + 1);
-    const sid = reply[i + 1]!;
+  for (let i = from; i < reply.length; i++) {
+    const row = reply[i]!;
+    // id NUL sid NUL attempts NUL stalls NUL group NUL name NUL data NUL opts NUL max NUL created
+    // (data is JSON and holds no NUL)
+    const f = row.split("\0");
+    const sid = f[1]!;
     jobs.push({
-      id: reply[i]!, sid, token: sid, attempt: Number(reply[i + 2]) + 1, stalls: Number(reply[i + 3] || 0), group: reply[i + 5] ?? "",
-      name: p.slice(0, a), data: p.slice(a + 1, b), opts: p.slice(b + 1, c), maxAttempts: Number(p.slice(c + 1, d)), createdAt: Number(p.slice(d + 1)),
+      id: f[0]!, sid, token: sid, attempt: Number(f[2]) + 1, stalls: Number(f[3] || 0), group: f[4]!,
+      name: f[5]!, data: f[6]!, opts: f[7]!, maxAttempts: Number(f[8]), createdAt: Number(f[9]),
     });
   }
   return jobs;
