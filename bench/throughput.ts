@@ -32,7 +32,7 @@ type Lib = "sluice" | "bullmq" | "bee" | "floor";
 const LIBS: Lib[] = ["sluice", "bullmq", "bee", "floor"];
 const LABEL: Record<Lib, string> = { sluice: "sluice", bullmq: "BullMQ", bee: "bee-queue", floor: "floor" };
 const RETENTION: Record<Lib, string> = {
-  floor: "a bare Streams consumer: XADD, then XREADGROUP COUNT 100 with the previous batch's XACK+XDEL in the same round trip; no bookkeeping",
+  floor: "a bare Streams consumer: XADD, then XREADGROUP COUNT <concurrency> with the previous batch's XACK+XDEL in the same round trip; no bookkeeping",
   sluice: "default retention: newest 1000 completed kept",
   bullmq: "removeOnComplete: 1000",
   bee: "removeOnSuccess: true (no keep-N option)",
@@ -181,7 +181,8 @@ async function runBee(redis: BenchRedis, n: number): Promise<[number, number]> {
 
 /**
  * The floor: the least work a Streams queue can do per job — XADD in pipelined batches, then one
- * consumer that reads COUNT 100 and acks and deletes the previous batch in the same round trip.
+ * consumer that reads COUNT <concurrency> (the most a worker of that concurrency may hold; 100 at
+ * the default) and acks and deletes the previous batch in the same round trip.
  */
 async function runFloor(redis: BenchRedis, n: number): Promise<[number, number]> {
   const c = redis.client();
@@ -204,7 +205,7 @@ async function runFloor(redis: BenchRedis, n: number): Promise<[number, number]>
       p.xack(stream, "g", ...prev);
       p.xdel(stream, ...prev);
     }
-    p.xreadgroup("GROUP", "g", "c", "COUNT", 100, "STREAMS", stream, ">");
+    p.xreadgroup("GROUP", "g", "c", "COUNT", CONCURRENCY, "STREAMS", stream, ">");
     const replies = (await p.exec())!;
     const reply = replies[replies.length - 1]![1] as [string, [string, string[]][]][] | null;
     const entries = reply?.[0]?.[1] ?? [];
