@@ -2,7 +2,7 @@
  * Lifecycle latencies of worker processes, with BullMQ measured alongside where it has an equivalent.
  *
  *   node_modules/.bin/bun run bench/lifecycle.ts [--idle 10] [--aborts 50] [--kills 5] [--hard 5]
- *     [--hard-jobs 5] [--stalled 2000] [--heartbeat 250] [--only sluice,bullmq] [--flush]
+ *     [--hard-jobs 5] [--pickups 30] [--stalled 2000] [--heartbeat 250] [--only sluice,bullmq] [--flush]
  *
  * (a) idle shutdown: a worker process idle on an empty queue; time from SIGTERM to process exit.
  *     BullMQ: the same fixture shape, `await worker.close()` then exit on SIGTERM.
@@ -15,6 +15,8 @@
  * (d) hard shutdown: SIGTERM, then a second SIGTERM once the worker drains, to a worker running
  *     `--hard-jobs` jobs; time from the second SIGTERM until all of them run on another worker.
  *     BullMQ has no equivalent (a forced close leaves its active jobs to stalled recovery).
+ * (e) pickup: a worker process idle on an empty queue (waiting in its blocking read); time from
+ *     just before an enqueue here to the handler's start in the worker (its own timestamp).
  *
  * Worker processes run under Bun (bench/fixtures/*.ts). A throwaway redis-server is started when
  * REDIS_URL is unset. The last line of output is a JSON summary.
@@ -37,6 +39,7 @@ const HARD = intArg(argv, "hard", 5);
 const HARD_JOBS = intArg(argv, "hard-jobs", 5);
 const STALLED = intArg(argv, "stalled", 2000);
 const HEARTBEAT = intArg(argv, "heartbeat", 250);
+const PICKUPS = intArg(argv, "pickups", 30);
 const onlyArg = argv.find((_, i) => argv[i - 1] === "--only") ?? argv.find((a) => a.startsWith("--only="))?.slice(7);
 const libs = (["sluice", "bullmq"] as Lib[]).filter((l) => !onlyArg || onlyArg.split(",").includes(l));
 
@@ -319,13 +322,40 @@ async function hardShutdown(): Promise<void> {
   record("hard stop → process exit", "sluice", exit, "from the 2nd SIGTERM");
 }
 
+/** (e) enqueue here → handler start in an idle worker process, alternating libraries. */
+async function pickup(): Promise<void> {
+  for (const lib of libs) {
+    const name = qname("pickup");
+    const p = worker(lib, `${lib} pickup`, { BENCH_QUEUE: name, BENCH_CONCURRENCY: String(PICKUPS + 1) });
+    const sluiceQ = lib === "sluice" ? new Queue(name, { redis: redis.url }) : undefined;
+    const bullQ = lib === "bullmq" ? new BullQueue(name, { connection: { host: redis.host, port: redis.port, maxRetriesPerRequest: null } }) : undefined;
+    const samples: number[] = [];
+    try {
+      await p.ev("ready");
+      await (sluiceQ ? sluiceQ.counts() : bullQ!.waitUntilReady()); // connected before the clock starts
+      for (let i = 0; i < PICKUPS; i++) {
+        await sleep(100); // back in its blocking read
+        const t0 = now();
+        const id = sluiceQ ? (await sluiceQ.enqueue("hold", { i })).id : (await bullQ!.add("hold", { i })).id!;
+        const s = await p.ev("start", id, 10_000);
+        samples.push(s.t - t0);
+      }
+    } finally {
+      await p.end();
+      await sluiceQ?.close();
+      await bullQ?.close();
+    }
+    record("pickup: enqueue → handler start (idle worker)", lib, samples, "worker's timestamp");
+  }
+}
+
 // ---- main
 
 const started = now();
 try {
   await redis.flush();
   console.log(`lifecycle: worker processes under bun ${process.versions.bun ?? "?"}, redis at ${redis.url}${redis.own ? " (throwaway)" : ""}`);
-  console.log(`samples: idle ${IDLE}/library, aborts ${ABORTS}, kills ${KILLS}/library, hard stops ${HARD} x ${HARD_JOBS} jobs`);
+  console.log(`samples: idle ${IDLE}/library, aborts ${ABORTS}, kills ${KILLS}/library, hard stops ${HARD} x ${HARD_JOBS} jobs, pickups ${PICKUPS}/library`);
   const step = async (label: string, fn: () => Promise<void>) => {
     const t = now();
     process.stdout.write(`${label} …`);
@@ -336,6 +366,7 @@ try {
   if (libs.includes("sluice")) await step("(b) abort propagation", abortPropagation);
   await step("(c) SIGKILL recovery", killRecovery);
   if (libs.includes("sluice")) await step("(d) hard shutdown", hardShutdown);
+  await step("(e) pickup", pickup);
 } finally {
   await Promise.all([...live].map((p) => p.end()));
   await redis.flush().catch(() => {});
@@ -361,7 +392,7 @@ console.log(`elapsed ${((now() - started) / 1000).toFixed(1)} s`);
 console.log(JSON.stringify({
   bench: "lifecycle",
   runtime: `bun ${process.versions.bun ?? ""}`,
-  settings: { idle: IDLE, aborts: ABORTS, kills: KILLS, hard: HARD, hardJobs: HARD_JOBS, stalledMs: STALLED, heartbeatMs: HEARTBEAT },
+  settings: { idle: IDLE, aborts: ABORTS, kills: KILLS, hard: HARD, hardJobs: HARD_JOBS, pickups: PICKUPS, stalledMs: STALLED, heartbeatMs: HEARTBEAT },
   results: stats,
   failures,
 }));

@@ -227,10 +227,12 @@ while ARGV[i] do
   local job = base .. 'job:' .. id
   local nonce, grp = ARGV[i + 3], ARGV[i + 4]
   -- an id given twice in one batch exists by its second time
-  local f = (anyExists or created[id]) and redis.call('HMGET', job, 'state', 'n') or {}
+  local f = (anyExists or created[id]) and redis.call('HMGET', job, 'state', 'n', 'sid') or {}
   created[id] = true
   if f[1] then
-    out[#out + 1] = ((nonce == '' or f[2] == nonce) and '+' or '=') .. f[1]
+    -- (a job waiting on an entry a worker was delivered is running)
+    local state = (f[1] == 'waiting' and f[3] and f[3] ~= '' and delivered(stream, group, f[3])) and 'active' or f[1]
+    out[#out + 1] = ((nonce == '' or f[2] == nonce) and '+' or '=') .. state
   elseif repeated then
     -- the first run wrote it; it ran and retention removed it since: not written again
     out[#out + 1] = (nonce == '' and '+' or '=') .. 'removed'
@@ -279,9 +281,11 @@ return out
  * finish a batch of outcomes, then fetch up to N ready jobs (one round trip).
  * KEYS: stream delayed completed failed aborted events
  * ARGV: base group consumer now fetchCount keepCompleted ageCompleted keepFailed ageFailed
- *       eventsMax nOutcomes, then per outcome: id sid kind payload retryAt started attempt group
- *   sid: the entry the attempt ran from (its fencing token); started: when it started (epoch
- *   ms); attempt: its number; group: the job's group ('' for none), all as the fetch gave them.
+ *       eventsMax nOutcomes, then per outcome: id sid payload meta, where meta is
+ *   `<kind><started> <attempt> <retryAt> <group>` (four arguments a job rather than eight: each
+ *   one costs the client and the server more than the parse). sid: the entry the attempt ran
+ *   from (its fencing token); started: when it started (epoch ms); attempt: its number; group:
+ *   the job's group ('' for none, no whitespace), as the fetch gave them.
  *   kind: c completed, f failed, a aborted (by user), r retry, i interrupted (re-queue, attempt not counted)
  * Returns { head, id, sid, a, s, p, g, id, sid, … }: head is `flags|hint|last`. flags is a string
  * with '1' per outcome applied, '2' per retry or interruption applied as `aborted` instead (an
@@ -307,7 +311,7 @@ local eventsMax = tonumber(ARGV[10])
 local n = tonumber(ARGV[11])
 local flags, acks, apply = {}, {}, {}
 for i = 0, n - 1 do
-  local o = 12 + i * 8
+  local o = 12 + i * 4
   local sid = ARGV[o + 1]
   local job = base .. 'job:' .. ARGV[o]
   local st = redis.call('HMGET', job, 'state', 'sid')
@@ -318,7 +322,7 @@ for i = 0, n - 1 do
     flags[i + 1] = '1'
   elseif st[2] == sid and (st[1] == 'completed' or st[1] == 'failed' or st[1] == 'aborted') then
     -- this attempt ended the job already (a finished job keeps the entry id that finished it)
-    flags[i + 1] = (st[1] == 'aborted' and ARGV[o + 2] ~= 'a') and '2' or '1'
+    flags[i + 1] = (st[1] == 'aborted' and string.sub(ARGV[o + 3], 1, 1) ~= 'a') and '2' or '1'
   else
     -- a retry or an interruption this attempt applied already (they move the job to a new entry)
     local fin = st[1] and redis.call('HGET', job, 'fin')
@@ -340,9 +344,9 @@ local nc, nf, na, nr, ni = 0, 0, 0, 0, 0
 local limited = #apply > 0 and redis.call('HEXISTS', base .. 'config', 'rlMax') == 1
 local finishes = {}
 for _, i in ipairs(apply) do
-  local o = 12 + i * 8
-  local id, sid, kind, payload = ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
-  local started, attempt, grp = ARGV[o + 5], ARGV[o + 6], ARGV[o + 7]
+  local o = 12 + i * 4
+  local id, sid, payload = ARGV[o], ARGV[o + 1], ARGV[o + 2]
+  local kind, started, attempt, retryAt, grp = string.match(ARGV[o + 3], '^(%a)(%d+) (%d+) (%d+) (.*)$')
   local job = base .. 'job:' .. id
   local flag = '1'
   if kind == 'r' or kind == 'i' then
@@ -371,7 +375,6 @@ for _, i in ipairs(apply) do
     if kind == 'f' then nf = nf + 1 else na = na + 1 end
     emit(events, eventsMax, state, id, now)
   elseif kind == 'r' then
-    local retryAt = ARGV[o + 4]
     redis.call('HSET', job, 'error', payload, 'started', started, 'attempt', attempt, 'fin', sid .. '|' .. flag)
     if tonumber(retryAt) > now then
       redis.call('HSET', job, 'state', 'delayed', 'runAt', retryAt)

@@ -81,6 +81,12 @@ describe("Queue.enqueue", () => {
     expect(await q.enqueue("later", null, { jobId: "d1" })).toMatchObject({ state: "delayed", duplicate: true });
     await q.cancel("d1");
     expect(await q.enqueue("later", null, { jobId: "d1" })).toMatchObject({ state: "cancelled", duplicate: true });
+    // a running job: nothing stored says so (its entry is in the pending list), and it reads active
+    await q.enqueue("now", null, { jobId: "d2" });
+    expect(await q.enqueue("now", null, { jobId: "d2" })).toMatchObject({ state: "waiting", duplicate: true });
+    await scope().redis().call("XREADGROUP", "GROUP", "sluice", "a-worker", "COUNT", 10, "STREAMS", q.keys.stream, ">");
+    expect(await q.enqueue("now", null, { jobId: "d2" })).toMatchObject({ state: "active", duplicate: true });
+    expect(await q.getJob("d2")).toMatchObject({ state: "active", owner: "a-worker", attempt: 1 });
   });
 
   test("delay puts a job in the delayed set scored by its run-at time", async () => {

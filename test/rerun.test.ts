@@ -36,9 +36,10 @@ function setup() {
   const queue = new Queue("q", { redis: redisUrl(), prefix });
   const twice = async (s: Script, keys: string[], argv: (string | number)[]) => [await s.run(send, keys, argv), await s.run(send, keys, argv)];
   const finishKeys = [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events];
-  // outcomes: [id, token, kind, payload, retryAt], sent with started = now, attempt 1, no group
+  // outcomes: [id, token, kind, payload, retryAt, group?], sent with started = now and attempt 1
   const finishArgv = (consumer: string, fetch: number, outcomes: (string | number)[][] = [], now = Date.now()) => [
-    k.base, GROUP, consumer, now, fetch, 1000, 86_400_000, -1, -1, 1000, outcomes.length, ...outcomes.flatMap((o) => [...o, now, 1, ""]),
+    k.base, GROUP, consumer, now, fetch, 1000, 86_400_000, -1, -1, 1000, outcomes.length,
+    ...outcomes.flatMap(([id, token, kind, payload, retryAt, group = ""]) => [id!, token!, payload!, `${kind}${now} 1 ${retryAt} ${group}`]),
   ];
   const close = async () => {
     redis.disconnect();
@@ -401,7 +402,7 @@ describe("flow-control scripts run twice", () => {
       const { id, token } = rowsOf(f)[0]!;
       expect(id).toBe("g1");
       expect(rowsOf(f)[0]!.group).toBe("team"); // the row carries the job's group
-      await twice(scripts.finish, finishKeys, [...finishArgv("c1", 0, [[id, token, "c", "1", 0]])].map((v, i, all) => (i === all.length - 1 ? "team" : v)));
+      await twice(scripts.finish, finishKeys, finishArgv("c1", 0, [[id, token, "c", "1", 0, "team"]]));
       // g1 left and let g2 in, once
       expect(await redis.hget(k.base + "gactive", "team")).toBe("1");
       expect([await redis.llen(k.base + "g:team"), await redis.xlen(k.stream)]).toEqual([0, 1]);

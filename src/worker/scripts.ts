@@ -110,7 +110,9 @@ export async function finishAndFetch(send: Send, k: QueueKeys, a: {
     a.keep.completed.count, a.keep.completed.age, a.keep.failed.count, a.keep.failed.age,
     a.eventsMax, a.outcomes.length,
   ];
-  for (const o of a.outcomes) argv.push(o.id, o.token, LETTER[o.kind], o.payload, o.retryAt, o.started, o.attempt, o.group);
+  for (const o of a.outcomes) {
+    argv.push(o.id, o.token, o.payload, `${LETTER[o.kind]}${Math.round(o.started)} ${o.attempt} ${Math.round(o.retryAt)} ${o.group}`);
+  }
   const reply = (await scripts.finish.run(send, [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events], argv)) as string[];
   const [flags = "", hint = "", last = ""] = (reply[0] ?? "").split("|");
   return {
