@@ -199,7 +199,8 @@ end
  * Returns one string per job: '+waiting' or '+delayed' for a new job, '=' .. state when a job with
  * that id exists already (deduplicated: nothing written for it), '=removed' when it ran and
  * retention removed it but its id is still reserved (`dedup:<id>`, for dedupTtl ms from its
- * enqueue). One event per batch and state.
+ * enqueue). When every job of a batch of more than one gets the same answer (the common case:
+ * all '+waiting'), the reply is {'*', answer} instead. One event per batch and state.
  * Repeat: a call that wrote jobs leaves `call:<callId>` for a minute; a repeat finds it and writes no job again,
  * also one that ran and was trimmed meanwhile (reported '+removed'). Later, a generated id (a
  * UUID) that exists is this call's own job, and a caller's id whose job holds this call's nonce
@@ -228,7 +229,8 @@ while ARGV[i] do
   local nonce, grp = ARGV[i + 3], ARGV[i + 4]
   -- an id given twice in one batch exists by its second time
   local f = (anyExists or created[id]) and redis.call('HMGET', job, 'state', 'n', 'sid') or {}
-  created[id] = true
+  -- (a generated id is never given twice)
+  if nonce ~= '' then created[id] = true end
   if f[1] then
     -- (a job waiting on an entry a worker was delivered is running)
     local state = (f[1] == 'waiting' and f[3] and f[3] ~= '' and delivered(stream, group, f[3])) and 'active' or f[1]
@@ -274,6 +276,13 @@ end
 if #waiting + #delayed > 0 then redis.call('SET', marker, '1', 'PX', 60000) end
 if #waiting > 0 then emit(KEYS[3], eventsMax, 'waiting', table.concat(waiting, ' '), now, nil, #waiting) end
 if #delayed > 0 then emit(KEYS[3], eventsMax, 'delayed', table.concat(delayed, ' '), now, nil, #delayed) end
+if #out > 1 then
+  local first = out[1]
+  for k = 2, #out do
+    if out[k] ~= first then return out end
+  end
+  return {'*', first}
+end
 return out
 `;
 

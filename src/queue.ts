@@ -284,8 +284,10 @@ export class Queue {
     const argv: (string | number)[] = [k.base, GROUP, Date.now(), this.#eventsMaxLen, this.#dedupTtl, nonce];
     batch.forEach((p, i) => argv.push(p.argv[0]!, p.argv[1]!, p.argv[2]!, p.argv[3] === 1 ? nonce + i : "", p.argv[4]!));
     const reply = (await scripts.enqueue.run(this.#send, [k.stream, k.delayed, k.events], argv)) as string[];
+    // {'*', answer}: every job of the batch got that answer
+    const all = reply[0] === "*" ? reply[1]! : undefined;
     return batch.map((p, i) => {
-      const r = reply[i]!;
+      const r = all ?? reply[i]!;
       return { id: p.id, queue: this.name, state: r.slice(1) as EnqueuedJob["state"], duplicate: r[0] === "=" };
     });
   }
