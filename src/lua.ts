@@ -192,10 +192,11 @@ end
 
 /**
  * enqueue one job or a batch. KEYS: stream delayed events.
- * ARGV: base group now eventsMax dedupTtl callId, then per job: id p runAt nonce group, where p is
- * the packed `name NUL data NUL opts NUL max NUL created`, nonce is '' for a generated id, or a
- * value unique to this call for a caller's jobId (stored in the job's field n), and group '' for
- * none (a grouped job beyond its group's concurrency is held: see genter).
+ * ARGV: base group now eventsMax dedupTtl callId stride, then per job: id p runAt nonce group
+ * (stride 5), or only id p (stride 2: a batch of jobs that are due now, with generated ids and no
+ * group, sends less), where p is the packed `name NUL data NUL opts NUL max NUL created`, nonce is
+ * '' for a generated id, or a value unique to this call for a caller's jobId (stored in the job's
+ * field n), and group '' for none (a grouped job beyond its group's concurrency is held: see genter).
  * Returns one string per job: '+waiting' or '+delayed' for a new job, '=' .. state when a job with
  * that id exists already (deduplicated: nothing written for it), '=removed' when it ran and
  * retention removed it but its id is still reserved (`dedup:<id>`, for dedupTtl ms from its
@@ -218,15 +219,17 @@ end
 local out, waiting, delayed = {}, {}, {}
 -- one EXISTS for the whole batch: when none of its jobs exists (the common case) no job needs a
 -- look of its own, except a caller's id for its dedup reservation
+local stride = tonumber(ARGV[7])
 local jobs = {}
-for j = 7, #ARGV, 5 do jobs[#jobs + 1] = base .. 'job:' .. ARGV[j] end
+for j = 8, #ARGV, stride do jobs[#jobs + 1] = base .. 'job:' .. ARGV[j] end
 local anyExists = repeated or (#jobs > 0 and redis.call('EXISTS', unpack(jobs)) > 0)
 local created = {}
-local i = 7
+local i = 8
 while ARGV[i] do
-  local id, p, runAt = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local id, p = ARGV[i], ARGV[i + 1]
   local job = base .. 'job:' .. id
-  local nonce, grp = ARGV[i + 3], ARGV[i + 4]
+  local runAt, nonce, grp = 0, '', ''
+  if stride == 5 then runAt, nonce, grp = tonumber(ARGV[i + 2]), ARGV[i + 3], ARGV[i + 4] end
   -- an id given twice in one batch exists by its second time
   local f = (anyExists or created[id]) and redis.call('HMGET', job, 'state', 'n', 'sid') or {}
   -- (a generated id is never given twice)
@@ -270,7 +273,7 @@ while ARGV[i] do
     waiting[#waiting + 1] = id
     out[#out + 1] = '+waiting'
   end
-  i = i + 5
+  i = i + stride
 end
 -- a call that wrote jobs leaves its mark for a minute (a call that wrote none needs none)
 if #waiting + #delayed > 0 then redis.call('SET', marker, '1', 'PX', 60000) end

@@ -281,8 +281,11 @@ export class Queue {
     // the call's id lets a re-sent call know itself; a caller's jobId carries it (with its index),
     // so a re-sent call also knows its own job from a duplicate
     const nonce = crypto.randomUUID();
-    const argv: (string | number)[] = [k.base, GROUP, Date.now(), this.#eventsMaxLen, this.#dedupTtl, nonce];
-    batch.forEach((p, i) => argv.push(p.argv[0]!, p.argv[1]!, p.argv[2]!, p.argv[3] === 1 ? nonce + i : "", p.argv[4]!));
+    // jobs due now, with generated ids and no group (the common batch) send id and p only
+    const plain = batch.every((p) => p.argv[2] === 0 && p.argv[3] === 0 && p.argv[4] === "");
+    const argv: (string | number)[] = [k.base, GROUP, Date.now(), this.#eventsMaxLen, this.#dedupTtl, nonce, plain ? 2 : 5];
+    if (plain) for (const p of batch) argv.push(p.argv[0]!, p.argv[1]!);
+    else batch.forEach((p, i) => argv.push(p.argv[0]!, p.argv[1]!, p.argv[2]!, p.argv[3] === 1 ? nonce + i : "", p.argv[4]!));
     const reply = (await scripts.enqueue.run(this.#send, [k.stream, k.delayed, k.events], argv)) as string[];
     // {'*', answer}: every job of the batch got that answer
     const all = reply[0] === "*" ? reply[1]! : undefined;

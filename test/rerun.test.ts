@@ -123,19 +123,19 @@ describe("a script run twice (a re-sent command)", () => {
     const { redis, send, k, twice, close } = setup();
     const now = Date.now();
     const p = packJob("t", "{}", "", 3, now);
-    const [first, second] = (await twice(scripts.enqueue, [k.stream, k.delayed, k.events], [k.base, GROUP, now, 100, 0, "call-a", "gen-1", p, 0, "", ""])) as [string[], string[]];
+    const [first, second] = (await twice(scripts.enqueue, [k.stream, k.delayed, k.events], [k.base, GROUP, now, 100, 0, "call-a", 5, "gen-1", p, 0, "", ""])) as [string[], string[]];
     expect(first).toEqual(["+waiting"]);
     expect(second).toEqual(["+waiting"]);
     expect(await redis.xlen(k.stream)).toBe(1);
     // a caller's jobId: the repeat is recognised by the call's nonce; another call with the very
     // same fields (same millisecond, same data) is a duplicate
-    const [f2, s2] = (await twice(scripts.enqueue, [k.stream, k.delayed, k.events], [k.base, GROUP, now, 100, 60_000, "call-b", "mine", p, 0, "call-1", ""])) as [string[], string[]];
+    const [f2, s2] = (await twice(scripts.enqueue, [k.stream, k.delayed, k.events], [k.base, GROUP, now, 100, 60_000, "call-b", 5, "mine", p, 0, "call-1", ""])) as [string[], string[]];
     expect([f2, s2]).toEqual([["+waiting"], ["+waiting"]]);
-    expect(await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], [k.base, GROUP, now, 100, 60_000, "call-c", "mine", p, 0, "call-2", ""])).toEqual(["=waiting"]);
+    expect(await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], [k.base, GROUP, now, 100, 60_000, "call-c", 5, "mine", p, 0, "call-2", ""])).toEqual(["=waiting"]);
     expect(await redis.xlen(k.stream)).toBe(2);
     // the job ran and retention removed it before the re-send arrived: it is not written again
     const gone = packJob("t", "{}", "", 3, now + 2);
-    const argv = [k.base, GROUP, now, 100, 0, "call-d", "gen-2", gone, 0, "", ""];
+    const argv = [k.base, GROUP, now, 100, 0, "call-d", 5, "gen-2", gone, 0, "", ""];
     expect(await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], argv)).toEqual(["+waiting"]);
     await redis.xtrim(k.stream, "MAXLEN", 0);
     await redis.del(k.job("gen-2"));
@@ -160,8 +160,8 @@ describe("a script run twice (a re-sent command)", () => {
 
   test("a fetch of an entry whose job hash is gone drops the entry and says so with a `missing` event", async () => {
     const { redis, send, k, finishKeys, finishArgv, close } = setup();
-    await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], [k.base, GROUP, Date.now(), 100, 0, "call-x", "x", packJob("t", "1", "", 3, 1), 0, "", ""]);
-    await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], [k.base, GROUP, Date.now(), 100, 0, "call-y", "y", packJob("t", "1", "", 3, 1), 0, "", ""]);
+    await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], [k.base, GROUP, Date.now(), 100, 0, "call-x", 5, "x", packJob("t", "1", "", 3, 1), 0, "", ""]);
+    await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], [k.base, GROUP, Date.now(), 100, 0, "call-y", 5, "y", packJob("t", "1", "", 3, 1), 0, "", ""]);
     await redis.del(k.job("x"));
     expect(rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 1)))).toEqual([]);
     await redis.del(k.job("y"));
@@ -393,7 +393,7 @@ describe("flow-control scripts run twice", () => {
     try {
       await queue.setGroupConcurrency(1);
       const p = packJob("t", "1", "", 3, Date.now());
-      const argv = [k.base, GROUP, Date.now(), 100, 0, "call-g", "g1", p, 0, "", "team", "g2", p, 0, "", "team"];
+      const argv = [k.base, GROUP, Date.now(), 100, 0, "call-g", 5, "g1", p, 0, "", "team", "g2", p, 0, "", "team"];
       const [e1, e2] = (await twice(scripts.enqueue, [k.stream, k.delayed, k.events], argv)) as [string[], string[]];
       // both jobs new and waiting (one held by its group): the batch's one answer, both times
       expect([e1, e2]).toEqual([["*", "+waiting"], ["*", "+waiting"]]);
