@@ -8,6 +8,19 @@
 /** Deepest nesting of arrays and objects a job's data (or a request body) may have. */
 export const MAX_DATA_DEPTH = 200;
 
+/**
+ * Whether a JSON text has more than `limit` opening brackets (a quick native scan): one with
+ * fewer cannot nest deeper than `limit`, and needs no `jsonDepth` walk.
+ */
+export function hasMoreBrackets(json: string, limit: number): boolean {
+  let n = 0;
+  for (const ch of ["{", "["]) {
+    let i = -1;
+    while ((i = json.indexOf(ch, i + 1)) !== -1) if (++n > limit) return true;
+  }
+  return false;
+}
+
 /** The deepest nesting of a JSON text (brackets outside strings). */
 export function jsonDepth(json: string): number {
   let depth = 0;

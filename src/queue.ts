@@ -13,7 +13,7 @@ import {
 import { globalKeys, GROUP, type QueueKeys, queueKeys } from "./keys.ts";
 import { checkSchedule, nextTick, type ScheduleInfo, type ScheduleSpec } from "./schedule.ts";
 import { enqueueSpan } from "./tracing.ts";
-import { jsonDepth, MAX_DATA_DEPTH } from "./json.ts";
+import { hasMoreBrackets, jsonDepth, MAX_DATA_DEPTH } from "./json.ts";
 import { checkName } from "./names.ts";
 import { deleteJob, type DeleteResult, type JobPage, listJobs, type ListJobsOptions } from "./inspect.ts";
 import { BULK, CANCEL, COUNTS, ENQUEUE, GET_JOB, GROUP_CONCURRENCY, RETRY } from "./lua.ts";
@@ -122,7 +122,7 @@ function jsonData(data: unknown, field: string): string {
     throw new ValidationError("Invalid enqueue arguments", [{ field, value: data, message: "must be a value JSON can carry (not a function, a Symbol, or undefined)" }]);
   }
   // MAX_DATA_DEPTH levels take at least twice as many characters: short data needs no scan
-  if (payload.length > 2 * MAX_DATA_DEPTH && jsonDepth(payload) > MAX_DATA_DEPTH) {
+  if (payload.length > 2 * MAX_DATA_DEPTH && hasMoreBrackets(payload, MAX_DATA_DEPTH) && jsonDepth(payload) > MAX_DATA_DEPTH) {
     throw new ValidationError("Invalid enqueue arguments", [{ field, value: "(deeply nested)", message: `must not nest deeper than ${MAX_DATA_DEPTH} levels` }]);
   }
   return payload;
