@@ -127,6 +127,12 @@ describe("a script run twice (a re-sent command)", () => {
     expect(first).toEqual(["+waiting"]);
     expect(second).toEqual(["+waiting"]);
     expect(await redis.xlen(k.stream)).toBe(1);
+    // the short form (stride 2: id and p only) of a batch of plain jobs, answered once for the batch
+    const plain = [k.base, GROUP, now, 100, 0, "call-p", 2, "gen-p1", p, "gen-p2", p];
+    expect(await twice(scripts.enqueue, [k.stream, k.delayed, k.events], plain)).toEqual([["*", "+waiting"], ["*", "+waiting"]]);
+    expect(await redis.xlen(k.stream)).toBe(3);
+    await redis.xtrim(k.stream, "MAXLEN", 1); // (one entry again, as before the short form, for the counts below)
+    await redis.del(k.job("gen-p1"), k.job("gen-p2"));
     // a caller's jobId: the repeat is recognised by the call's nonce; another call with the very
     // same fields (same millisecond, same data) is a duplicate
     const [f2, s2] = (await twice(scripts.enqueue, [k.stream, k.delayed, k.events], [k.base, GROUP, now, 100, 60_000, "call-b", 5, "mine", p, 0, "call-1", ""])) as [string[], string[]];
