@@ -4,7 +4,7 @@
  * `Queue.listJobs` and `Queue.deleteJob` are thin wrappers over this file.
  */
 import { ValidationError } from "./errors.ts";
-import type { JobState, StoredError } from "./job.ts";
+import { type JobState, markRunning, type StoredError } from "./job.ts";
 import { globalKeys, GROUP, type QueueKeys } from "./keys.ts";
 import { EMIT } from "./lua.ts";
 import { Script, type Send } from "./send.ts";
@@ -334,12 +334,8 @@ export async function listJobs(send: Send, queue: string, keys: QueueKeys, state
     if (num(finished) !== undefined) job.finishedAt = num(finished);
     if (state === "active" && typeof extra === "string") {
       const [entry, consumer, idle, beat] = extra.split(",");
-      // the job waits on this delivered entry: its attempt runs (nothing stored says `active`)
-      if (job.state === "waiting" && str(sid) === entry) {
-        job.state = "active";
-        job.attempt += 1;
-        job.startedAt = Date.now() - Number(idle);
-      }
+      // the job waits on this delivered entry: its attempt runs
+      if (job.state === "waiting" && str(sid) === entry) markRunning(job, consumer!, Number(idle));
       job.owner = consumer;
       job.idleMs = beat ? Math.max(0, Math.min(Number(idle), Date.now() - Number(beat))) : Number(idle);
     }

@@ -97,6 +97,18 @@ export function unpackJob(p: string | undefined): { name: string; data: string; 
   return { name, data, opts, max, created };
 }
 
+/**
+ * Marks a job read from its hash as running: it waits on an entry that `owner` was delivered
+ * `sinceMs` ago (nothing stored says `active`; the pending list holds the attempt, which its
+ * stored `attempt` does not count yet).
+ */
+export function markRunning(job: { state: JobState; attempt: number; startedAt?: number; owner?: string }, owner: string, sinceMs: number): void {
+  job.state = "active";
+  job.owner = owner;
+  job.attempt += 1;
+  job.startedAt = Date.now() - sinceMs;
+}
+
 /** Builds a JobInfo from a job hash (HGETALL reply as an object). */
 export function jobFromHash(queue: string, id: string, h: Record<string, string>): JobInfo {
   const p = unpackJob(h.p);

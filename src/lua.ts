@@ -321,7 +321,7 @@ local nowS, fetchCount = ARGV[4], tonumber(ARGV[5])
 local now = tonumber(nowS)
 local eventsMax = tonumber(ARGV[10])
 local n = tonumber(ARGV[11])
-local flags, acks, apply = {}, {}, {}
+local flags, acks, apply, keys = {}, {}, {}, {}
 for i = 0, n - 1 do
   local o = 12 + i * 4
   local sid = ARGV[o + 1]
@@ -331,6 +331,7 @@ for i = 0, n - 1 do
     -- the job still waits on the entry this attempt ran from: the attempt holds it
     acks[#acks + 1] = sid
     apply[#apply + 1] = i
+    keys[i] = job
     flags[i + 1] = '1'
   elseif st[2] == sid and (st[1] == 'completed' or st[1] == 'failed' or st[1] == 'aborted') then
     -- this attempt ended the job already (a finished job keeps the entry id that finished it)
@@ -359,7 +360,7 @@ for _, i in ipairs(apply) do
   local o = 12 + i * 4
   local id, sid, payload = ARGV[o], ARGV[o + 1], ARGV[o + 2]
   local kind, started, attempt, retryAt, grp = string.match(ARGV[o + 3], '^(%a)(%d+) (%d+) (%d+) (.*)$')
-  local job = base .. 'job:' .. id
+  local job = keys[i]
   local flag = '1'
   if kind == 'r' or kind == 'i' then
     -- a user asked to abort it: an aborted job is never retried, whatever ended this attempt

@@ -9,6 +9,7 @@ import {
   jobFromHash,
   type JobInfo,
   type JobState,
+  markRunning,
 } from "./job.ts";
 import { globalKeys, GROUP, type QueueKeys, queueKeys } from "./keys.ts";
 import { checkSchedule, nextTick, type ScheduleInfo, type ScheduleSpec } from "./schedule.ts";
@@ -382,13 +383,7 @@ export class Queue {
     const h = toObject(fields);
     if (!h.state) return null;
     const job = jobFromHash(this.name, id, h);
-    if (Array.isArray(pending) && pending.length === 2) {
-      // it waits on an entry a worker was delivered: that attempt runs (nothing stored says `active`)
-      job.state = "active";
-      job.owner = String(pending[0]);
-      job.attempt += 1;
-      job.startedAt = Date.now() - Number(pending[1]);
-    }
+    if (Array.isArray(pending) && pending.length === 2) markRunning(job, String(pending[0]), Number(pending[1]));
     return job;
   }
 

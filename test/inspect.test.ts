@@ -161,6 +161,8 @@ test("deleteJob removes a job from the stream, a set or its hash, and refuses a 
   const run = w.run();
   await started.promise;
   expect(await q.deleteJob("r")).toEqual({ id: "r", outcome: "active", previousState: "active" });
+  // run again (a re-sent call): the same refusal, and the running job is untouched
+  expect(await q.deleteJob("r")).toEqual({ id: "r", outcome: "active", previousState: "active" });
   expect((await q.getJob("r"))?.state).toBe("active");
   release.resolve();
   await waitFor(async () => (await q.getJob("r"))?.state === "completed", "the job to complete");
