@@ -77,7 +77,7 @@ const FIELDS = `'state', 'p', 'attempt', 'runAt', 'started', 'finished', 'sid', 
  * zsets: the cursor is `score:id`; a page starts after the cursor's member (by ZRANK/ZREVRANK),
  * or, when that member has gone meanwhile, after where it would be.
  */
-const LIST = `
+const LIST = EMIT + `
 local key, base, group, mode, cursor, limit = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local ftask, fsearch = ARGV[6] or '', ARGV[7] or ''
 local filtering = ftask ~= '' or fsearch ~= ''
@@ -85,8 +85,10 @@ local filtering = ftask ~= '' or fsearch ~= ''
 -- points at where it stopped looking)
 local scan = filtering and math.min(limit * 20, 5000) or limit
 -- a job's row, or nil when the filter (task name; text in the id, data or error) leaves it out
-local function row(id, extra)
+local function row(id, extra, own)
   local f = redis.call('HMGET', base .. 'job:' .. id, ${FIELDS})
+  -- a job its entry holds (own: its packed p) with no hash reads as waiting on that entry
+  if own and not f[1] then f = {'waiting', own, false, false, false, false, id, false, false, false} end
   -- name, data preview, max and created out of the packed p (name NUL data NUL opts NUL max NUL created)
   local name, max, created, preview, dataText = false, false, false, false, false
   if f[2] then
@@ -110,14 +112,6 @@ local function row(id, extra)
   return r
 end
 local out = {''}
-local function idcmp(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
-  if am ~= bm then return am < bm and -1 or 1 end
-  if as ~= bs then return as < bs and -1 or 1 end
-  return 0
-end
 if mode == 'waiting' or mode == 'active' then
   if redis.call('EXISTS', key) == 0 then return out end
   if cursor ~= '' and not string.match(cursor, '^%d+%-%d+$') and not (mode == 'waiting' and string.match(cursor, '^h:%d+:')) then return redis.error_reply('ERR bad cursor') end
@@ -145,10 +139,8 @@ if mode == 'waiting' or mode == 'active' then
       if cursor ~= '' and idcmp(cursor, start) > 0 then start = cursor end
       local entries = redis.call('XRANGE', key, '(' .. start, '+', 'COUNT', scan)
       for _, e in ipairs(entries) do
-        local f = e[2]
-        local id
-        for i = 1, #f, 2 do if f[i] == 'j' then id = f[i + 1] end end
-        local r = id and row(id, e[1])
+        local id, own = entryJob(e)
+        local r = id and row(id, e[1], own)
         if r then out[#out + 1] = r end
         if #out - 1 == limit then
           out[1] = e[1]
@@ -175,8 +167,9 @@ if mode == 'waiting' or mode == 'active' then
     local pending = redis.call('XPENDING', key, group, start, '+', scan)
     for _, p in ipairs(pending) do
       local e = redis.call('XRANGE', key, p[1], p[1])
-      local id = e[1] and e[1][2][2]
-      local r = id and row(id, p[1] .. ',' .. p[2] .. ',' .. p[3] .. ',' .. (redis.call('ZSCORE', base .. 'alive', p[2]) or ''))
+      local id, own
+      if e[1] then id, own = entryJob(e[1]) end
+      local r = id and row(id, p[1] .. ',' .. p[2] .. ',' .. p[3] .. ',' .. (redis.call('ZSCORE', base .. 'alive', p[2]) or ''), own)
       if r then out[#out + 1] = r end
       if #out - 1 == limit then
         out[1] = p[1]
@@ -233,7 +226,11 @@ const DELETE = EMIT + `
 local base, group, id, now, eventsMax = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local job = base .. 'job:' .. id
 local st = redis.call('HMGET', job, 'state', 'sid', 'g')
-if not st[1] then return {'missing', ''} end
+if not st[1] then
+  -- a job its entry holds has no hash: it waits on that entry
+  if not ownEntry(KEYS[1], id) then return {'missing', ''} end
+  st = {'waiting', id, false}
+end
 if st[1] == 'active' then return {'active', 'active'} end
 -- a job waiting on an entry that was delivered is running (the pending list holds its attempt)
 if st[1] == 'waiting' and st[2] and st[2] ~= '' and delivered(KEYS[1], group, st[2]) then return {'active', 'active'} end

@@ -17,6 +17,13 @@
  * of the last cancel or retry. Per-queue counters live in the hash `stats`; live consumers with
  * their last heartbeat in the zset `alive`; reserved job ids in `dedup:<id>`.
  *
+ * A job enqueued due now with a generated id and no group lives in its stream entry alone
+ * (`p <packed>`), and its id is that entry's id: no hash is written until something changes it
+ * (it finishes, moves on, is cancelled, reports progress or is asked to abort). Such a job with no
+ * hash reads as `state waiting, sid <its id>, p <the entry's p>`; a script that writes to it writes
+ * those fields with its first write. Every other entry names its job (`j <id>`), whose hash holds
+ * its data. A caller's job id may never look like an entry id, so the two never meet.
+ *
  * Active is not written: a job is active while its hash says `waiting` for an entry (`sid`) that
  * the consumer group's pending list holds. The pending list already records the owner (its
  * consumer) and when the attempt started (its delivery time, which no heartbeat moves), so a
@@ -43,7 +50,37 @@ end
 local function stat(base, field, n)
   if n > 0 then redis.call('HINCRBY', base .. 'stats', field, n) end
 end
--- A stream entry names its job only (j <id>): the fetch reads the job from its hash, in the same
+-- An entry holds either a job of its own (p <packed>: the job's id is the entry id, and it has no
+-- hash until a script writes one) or names a job with a hash (j <id>), whose data the hash holds.
+-- Returns the job id and, for a job of its own, its packed p.
+local function entryJob(e)
+  local f = e[2]
+  if not f then return nil end
+  if f[1] == 'p' then return e[1], f[2] end
+  return f[2], nil
+end
+-- Orders two entry ids: -1, 0 or 1.
+local function idcmp(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  if am ~= bm then return am < bm and -1 or 1 end
+  if as ~= bs then return as < bs and -1 or 1 end
+  return 0
+end
+-- Whether \`id\` has the form of a stream entry id (only an entry's own job has such an id).
+local function entryLike(id)
+  return string.match(id, '^%d+%-%d+$') ~= nil
+end
+-- The stored fields of a job whose entry holds it: {state, sid, p} as its hash would say, or nil
+-- when no entry of that id holds a job of its own.
+local function ownEntry(stream, id)
+  if not entryLike(id) or redis.call('EXISTS', stream) == 0 then return nil end
+  local e = redis.call('XRANGE', stream, id, id)[1]
+  if e and e[2][1] == 'p' then return e[2][2] end
+  return nil
+end
+-- The entry names the job (j <id>): the fetch reads the job from its hash, in the same
 -- read that checks the job still waits on the entry (the data is stored once).
 local function requeue(stream, job, id)
   local sid = redis.call('XADD', stream, '*', 'j', id)
@@ -193,8 +230,10 @@ end
 /**
  * enqueue one job or a batch. KEYS: stream delayed events.
  * ARGV: base group now eventsMax dedupTtl callId stride, then per job: id p runAt nonce group
- * (stride 5), or only id p (stride 2: a batch of jobs that are due now, with generated ids and no
- * group, sends less), where p is the packed `name NUL data NUL opts NUL max NUL created`, nonce is
+ * (stride 5), or only p (stride 1: a batch of jobs that are due now, with generated ids and no
+ * group; each lives in its stream entry alone and its id is the entry's, and the reply is
+ * {'#', the ids space-separated}, all '+waiting'), where p is the packed
+ * `name NUL data NUL opts NUL max NUL created`, nonce is
  * '' for a generated id, or a value unique to this call for a caller's jobId (stored in the job's
  * field n), and group '' for none (a grouped job beyond its group's concurrency is held: see genter).
  * Returns one string per job: '+waiting' or '+delayed' for a new job, '=' .. state when a job with
@@ -202,7 +241,7 @@ end
  * retention removed it but its id is still reserved (`dedup:<id>`, for dedupTtl ms from its
  * enqueue). When every job of a batch of more than one gets the same answer (the common case:
  * all '+waiting'), the reply is {'*', answer} instead. One event per batch and state.
- * Repeat: a call that wrote jobs leaves `call:<callId>` for a minute; a repeat finds it and writes no job again,
+ * Repeat: a call that wrote jobs leaves `call:<callId>` for a minute (holding the ids, for stride 1); a repeat finds it and writes no job again,
  * also one that ran and was trimmed meanwhile (reported '+removed'). Later, a generated id (a
  * UUID) that exists is this call's own job, and a caller's id whose job holds this call's nonce
  * too: either is reported '+' with its state now, not as a duplicate, and written once.
@@ -212,6 +251,24 @@ export const ENQUEUE = EMIT + `
 local stream, base, group = KEYS[1], ARGV[1], ARGV[2]
 local now, eventsMax, dedupTtl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local marker = base .. 'call:' .. ARGV[6]
+local stride = tonumber(ARGV[7])
+if stride == 1 then
+  -- jobs due now, with generated ids and no group: each lives in its entry alone, and its id is
+  -- the entry's. The mark holds the ids, so a repeat answers them and writes nothing.
+  local prev = redis.call('GET', marker)
+  if prev then return {'#', prev} end
+  if redis.call('EXISTS', stream) == 0 then
+    redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
+  end
+  local ids = {}
+  for i = 8, #ARGV do ids[#ids + 1] = redis.call('XADD', stream, '*', 'p', ARGV[i]) end
+  local all = table.concat(ids, ' ')
+  if #ids > 0 then
+    redis.call('SET', marker, all, 'PX', 60000)
+    emit(KEYS[3], eventsMax, 'waiting', all, now, nil, #ids)
+  end
+  return {'#', all}
+end
 local repeated = redis.call('EXISTS', marker) == 1
 if redis.call('EXISTS', stream) == 0 then
   redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
@@ -219,7 +276,6 @@ end
 local out, waiting, delayed = {}, {}, {}
 -- one EXISTS for the whole batch: when none of its jobs exists (the common case) no job needs a
 -- look of its own, except a caller's id for its dedup reservation
-local stride = tonumber(ARGV[7])
 local jobs = {}
 for j = 8, #ARGV, stride do jobs[#jobs + 1] = base .. 'job:' .. ARGV[j] end
 local anyExists = repeated or (#jobs > 0 and redis.call('EXISTS', unpack(jobs)) > 0)
@@ -228,8 +284,7 @@ local i = 8
 while ARGV[i] do
   local id, p = ARGV[i], ARGV[i + 1]
   local job = base .. 'job:' .. id
-  local runAt, nonce, grp = 0, '', ''
-  if stride == 5 then runAt, nonce, grp = tonumber(ARGV[i + 2]), ARGV[i + 3], ARGV[i + 4] end
+  local runAt, nonce, grp = tonumber(ARGV[i + 2]), ARGV[i + 3], ARGV[i + 4]
   -- an id given twice in one batch exists by its second time
   local f = (anyExists or created[id]) and redis.call('HMGET', job, 'state', 'n', 'sid') or {}
   -- (a generated id is never given twice)
@@ -293,12 +348,14 @@ return out
  * finish a batch of outcomes, then fetch up to N ready jobs (one round trip).
  * KEYS: stream delayed completed failed aborted events
  * ARGV: base group consumer now fetchCount keepCompleted ageCompleted keepFailed ageFailed
- *       eventsMax nOutcomes, then per outcome: id sid payload meta, where meta is
+ *       eventsMax nOutcomes, then per outcome: id sid payload meta [p], where meta is
  *   `<kind><started> <attempt> <retryAt> <group>` (four arguments a job rather than eight: each
  *   one costs the client and the server more than the parse). sid: the entry the attempt ran
  *   from (its fencing token); started: when it started (epoch ms); attempt: its number; group:
  *   the job's group ('' for none, no whitespace), as the fetch gave them.
  *   kind: c completed, f failed, a aborted (by user), r retry, i interrupted (re-queue, attempt not counted)
+ *   p: only for a job its entry held (id = sid): its packed p, which its first hash gets. Such a
+ *   job with no hash is held by this attempt while its entry is pending under this consumer.
  * Returns { head, id, sid, a, s, p, g, id, sid, … }: head is `flags|hint|last`. flags is a string
  * with '1' per outcome applied, '2' per retry or interruption applied as `aborted` instead (an
  * abort was requested for the job), and '0' per outcome fenced out (the job is no longer this
@@ -321,17 +378,38 @@ local nowS, fetchCount = ARGV[4], tonumber(ARGV[5])
 local now = tonumber(nowS)
 local eventsMax = tonumber(ARGV[10])
 local n = tonumber(ARGV[11])
-local flags, acks, apply, keys = {}, {}, {}, {}
+-- where each outcome's arguments start: one whose job its entry holds (id = sid) carries the
+-- packed p as a fifth, since no hash holds it
+local at, ownKeys = {}, {}
+local o = 12
 for i = 0, n - 1 do
-  local o = 12 + i * 4
-  local sid = ARGV[o + 1]
-  local job = base .. 'job:' .. ARGV[o]
-  local st = redis.call('HMGET', job, 'state', 'sid')
-  if st[1] == 'waiting' and st[2] == sid then
+  at[i] = o
+  if ARGV[o] == ARGV[o + 1] then
+    ownKeys[#ownKeys + 1] = base .. 'job:' .. ARGV[o]
+    o = o + 5
+  else
+    o = o + 4
+  end
+end
+-- one EXISTS for the jobs their entries hold: while none has a hash (the common case), none
+-- needs a read of its own
+local hashed = #ownKeys > 0 and redis.call('EXISTS', unpack(ownKeys)) > 0
+local flags, acks, apply, keys, bare = {}, {}, {}, {}, {}
+for i = 0, n - 1 do
+  local o = at[i]
+  local id, sid = ARGV[o], ARGV[o + 1]
+  local job = base .. 'job:' .. id
+  keys[i] = job
+  local st = (id ~= sid or hashed) and redis.call('HMGET', job, 'state', 'sid') or {}
+  if not st[1] and id == sid then
+    -- its entry holds it and nothing wrote a hash: the attempt holds it while the entry is
+    -- pending here (every path that takes a job from its worker writes its hash or drops it)
+    bare[#bare + 1] = i
+    flags[i + 1] = '0'
+  elseif st[1] == 'waiting' and st[2] == sid then
     -- the job still waits on the entry this attempt ran from: the attempt holds it
     acks[#acks + 1] = sid
     apply[#apply + 1] = i
-    keys[i] = job
     flags[i + 1] = '1'
   elseif st[2] == sid and (st[1] == 'completed' or st[1] == 'failed' or st[1] == 'aborted') then
     -- this attempt ended the job already (a finished job keeps the entry id that finished it)
@@ -346,6 +424,27 @@ for i = 0, n - 1 do
     end
   end
 end
+local fresh = {}
+if #bare > 0 then
+  -- one read of this consumer's pending entries between the lowest and the highest
+  local lo, hi = ARGV[at[bare[1]] + 1], ARGV[at[bare[1]] + 1]
+  for _, i in ipairs(bare) do
+    local sid = ARGV[at[i] + 1]
+    if idcmp(sid, lo) < 0 then lo = sid end
+    if idcmp(sid, hi) > 0 then hi = sid end
+  end
+  local held = {}
+  for _, p in ipairs(redis.call('XPENDING', stream, group, lo, hi, 1000000, consumer)) do held[p[1]] = true end
+  for _, i in ipairs(bare) do
+    local sid = ARGV[at[i] + 1]
+    if held[sid] then
+      acks[#acks + 1] = sid
+      apply[#apply + 1] = i
+      fresh[i] = ARGV[at[i] + 4]
+      flags[i + 1] = '1'
+    end
+  end
+end
 -- free before writing: at maxmemory a script whose first write is refused does nothing at all
 if #acks > 0 then
   redis.call('XACK', stream, group, unpack(acks))
@@ -357,12 +456,14 @@ local nc, nf, na, nr, ni = 0, 0, 0, 0, 0
 local limited = #apply > 0 and redis.call('HEXISTS', base .. 'config', 'rlMax') == 1
 local finishes = {}
 for _, i in ipairs(apply) do
-  local o = 12 + i * 4
+  local o = at[i]
   local id, sid, payload = ARGV[o], ARGV[o + 1], ARGV[o + 2]
   local kind, started, attempt, retryAt, grp = string.match(ARGV[o + 3], '^(%a)(%d+) (%d+) (%d+) (.*)$')
   local job = keys[i]
+  -- a job its entry held gets its hash now, with the data the worker sent back
+  local p = fresh[i]
   local flag = '1'
-  if kind == 'r' or kind == 'i' then
+  if (kind == 'r' or kind == 'i') and not p then
     -- a user asked to abort it: an aborted job is never retried, whatever ended this attempt
     local abort = redis.call('HGET', job, 'abort')
     if abort and abort ~= '' then kind, flag = 'a', '2' end
@@ -373,7 +474,11 @@ for _, i in ipairs(apply) do
     finishes[#finishes + 1] = id .. '|' .. sid
   end
   if kind == 'c' then
-    redis.call('HSET', job, 'state', 'completed', 'result', payload, 'finished', nowS, 'started', started, 'attempt', attempt)
+    if p then
+      redis.call('HSET', job, 'state', 'completed', 'sid', sid, 'p', p, 'result', payload, 'finished', nowS, 'started', started, 'attempt', attempt)
+    else
+      redis.call('HSET', job, 'state', 'completed', 'result', payload, 'finished', nowS, 'started', started, 'attempt', attempt)
+    end
     if grp ~= '' then gleave(stream, base, grp) end
     done[#done + 1] = nowS
     done[#done + 1] = id
@@ -381,6 +486,7 @@ for _, i in ipairs(apply) do
     nc = nc + 1
   elseif kind == 'f' or kind == 'a' then
     local state = kind == 'f' and 'failed' or 'aborted'
+    if p then redis.call('HSET', job, 'sid', sid, 'p', p) end
     redis.call('HSET', job, 'state', state, 'error', payload, 'finished', nowS, 'started', started, 'attempt', attempt)
     redis.call('ZADD', kind == 'f' and KEYS[4] or KEYS[5], nowS, id)
     if grp ~= '' then gleave(stream, base, grp) end
@@ -388,6 +494,7 @@ for _, i in ipairs(apply) do
     if kind == 'f' then nf = nf + 1 else na = na + 1 end
     emit(events, eventsMax, state, id, now)
   elseif kind == 'r' then
+    if p then redis.call('HSET', job, 'p', p) end
     redis.call('HSET', job, 'error', payload, 'started', started, 'attempt', attempt, 'fin', sid .. '|' .. flag)
     if tonumber(retryAt) > now then
       redis.call('HSET', job, 'state', 'delayed', 'runAt', retryAt)
@@ -399,6 +506,7 @@ for _, i in ipairs(apply) do
     nr = nr + 1
     emit(events, eventsMax, 'retrying', id, now)
   else
+    if p then redis.call('HSET', job, 'p', p) end
     redis.call('HSET', job, 'fin', sid .. '|' .. flag)
     requeue(stream, job, id)
     ni = ni + 1
@@ -435,7 +543,13 @@ if fetchCount > 0 then
   local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', fetchCount, 'STREAMS', stream, '>')
   local entries = r and r[1][2] or {}
   for i = 1, #entries do
-    activate(stream, group, base, entries[i][1], entries[i][2][2], now, events, eventsMax, out)
+    local e = entries[i]
+    if e[2][1] == 'p' then
+      -- a job its entry holds: nothing to read (a new job: no attempt, no stall, no group)
+      out[#out + 1] = e[1] .. '\\0' .. e[1] .. '\\0' .. '0\\0' .. '0\\0' .. '\\0' .. e[2][2]
+    else
+      activate(stream, group, base, e[1], e[2][2], now, events, eventsMax, out)
+    end
   end
   if #entries < fetchCount then
     local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
@@ -468,10 +582,17 @@ while ARGV[i] do
   local sid = ARGV[i + 1]
   local st = redis.call('HMGET', base .. 'job:' .. ARGV[i], 'state', 'sid', 'abort')
   local r = 1
-  if st[1] == 'waiting' and st[2] == sid then
+  local idle = math.max(0, now - (tonumber(ARGV[i + 2]) or now))
+  if not st[1] and ARGV[i] == sid then
+    -- its entry holds it and nothing wrote a hash: ours while the entry is pending here
+    if claim then
+      if #redis.call('XCLAIM', stream, group, consumer, 0, sid, 'IDLE', idle, 'JUSTID') > 0 then r = 0 end
+    elseif delivered(stream, group, sid) then
+      r = 0
+    end
+  elseif st[1] == 'waiting' and st[2] == sid then
     r = 0
     if claim then
-      local idle = math.max(0, now - (tonumber(ARGV[i + 2]) or now))
       local c = redis.call('XCLAIM', stream, group, consumer, 0, sid, 'IDLE', idle, 'JUSTID')
       if #c == 0 and redis.call('XRANGE', stream, sid, sid)[1] == nil then stat(base, 'orphaned', 1) end
     end
@@ -521,12 +642,16 @@ for _, p in ipairs(pend) do
         deleted[#deleted + 1] = sid
       end
     else
-      local fields = e[2]
-      local id = fields and fields[2]
+      local id, own = entryJob(e)
       local job = id and base .. 'job:' .. id
       local st = job and redis.call('HMGET', job, 'state', 'sid', 'stalls', 'abort', 'g', 'attempt') or {}
       redis.call('XACK', stream, group, sid)
       redis.call('XDEL', stream, sid)
+      if own and not st[1] then
+        -- its entry held it: it gets its hash now (after the frees), as it waited on the entry
+        redis.call('HSET', job, 'state', 'waiting', 'sid', sid, 'p', own)
+        st = {'waiting', sid}
+      end
       if st[2] == sid and st[1] == 'waiting' then
         -- the attempt this entry started (the worker's attempt counts when the job ends here)
         local stalls = tonumber(st[3] or '0') + 1
@@ -614,15 +739,19 @@ while true do
   for _, p in ipairs(pend) do
     local sid = p[1]
     local e = redis.call('XRANGE', stream, sid, sid)
-    local id = e[1] and e[1][2][2]
+    local id, own
+    if e[1] then id, own = entryJob(e[1]) end
     local job = id and base .. 'job:' .. id
     local st = job and redis.call('HMGET', job, 'state', 'sid') or {}
+    -- a job its entry holds with no hash waits on that entry
+    if own and not st[1] then st = {'waiting', sid} end
     if st[1] == 'waiting' and st[2] == sid and held[id .. ' ' .. sid] then
       -- still ours
     else
       redis.call('XACK', stream, group, sid)
       if e[1] then redis.call('XDEL', stream, sid) end
       if st[2] == sid and st[1] == 'waiting' then
+        if own then redis.call('HSET', job, 'p', own) end
         requeue(stream, job, id)
         out[#out + 1] = id
         emit(KEYS[2], eventsMax, 'requeued', id, now)
@@ -667,13 +796,23 @@ return {r[1], out}
 `;
 
 /**
- * store a running job's progress, only while the attempt still holds the job. KEYS: job.
- * ARGV: token payload (token: the attempt's entry id). Returns 1 when stored, 0 when the attempt
- * no longer holds the job (nothing written, and a hash retention deleted is not re-created).
- * Repeat: the same write.
+ * store a running job's progress, only while the attempt still holds the job. KEYS: job stream.
+ * ARGV: token payload group id (token: the attempt's entry id). Returns 1 when stored, 0 when the
+ * attempt no longer holds the job (nothing written, and a hash retention deleted is not re-created).
+ * A job its entry holds (id = token) with no hash is held while the entry is pending: it gets its
+ * hash now. Repeat: the same write.
  */
 export const PROGRESS = `
 local st = redis.call('HMGET', KEYS[1], 'state', 'sid')
+if not st[1] and ARGV[4] == ARGV[1] then
+  local ok, pend = pcall(redis.call, 'XPENDING', KEYS[2], ARGV[3], ARGV[1], ARGV[1], 1)
+  local e = ok and pend[1] and redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[1])[1]
+  if e and e[2][1] == 'p' then
+    redis.call('HSET', KEYS[1], 'state', 'waiting', 'sid', ARGV[1], 'p', e[2][2], 'progress', ARGV[2])
+    return 1
+  end
+  return 0
+end
 if st[1] == 'waiting' and st[2] == ARGV[1] then
   redis.call('HSET', KEYS[1], 'progress', ARGV[2])
   return 1
@@ -717,8 +856,14 @@ local stream, delayed, base, group, id = KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARG
 local now, abort, del, callId = tonumber(ARGV[4]), ARGV[5] == '1', ARGV[6] == '1', ARGV[9]
 local job = base .. 'job:' .. id
 local st = redis.call('HMGET', job, 'state', 'sid', 'op', 'g')
+-- a job its entry holds has no hash: it is written with the first write
+local own
+if not st[1] then
+  own = ownEntry(stream, id)
+  if not own then return {'missing', ''} end
+  st = {'waiting', id, false, false}
+end
 local state = st[1]
-if not state then return {'missing', ''} end
 if st[3] and string.sub(st[3], 1, #callId + 1) == callId .. ' ' then
   return {'cancelled', string.sub(st[3], #callId + 2)}
 end
@@ -742,6 +887,7 @@ if state == 'waiting' or state == 'delayed' then
   if del then
     redis.call('DEL', job)
   else
+    if own then redis.call('HSET', job, 'sid', id, 'p', own) end
     redis.call('HSET', job, 'state', 'cancelled', 'finished', now, 'op', callId .. ' ' .. state)
     redis.call('ZADD', KEYS[3], now, id)
   end
@@ -750,6 +896,7 @@ if state == 'waiting' or state == 'delayed' then
 end
 if state == 'active' then
   if abort then
+    if own then redis.call('HSET', job, 'state', 'waiting', 'sid', id, 'p', own) end
     redis.call('HSET', job, 'abort', 'user')
     redis.call('PUBLISH', ARGV[8], id)
     return {'abort-requested', state}
@@ -813,11 +960,15 @@ local left = 0
 for _, p in ipairs(pending) do
   local sid = p[1]
   local e = redis.call('XRANGE', stream, sid, sid)
-  local id = e[1] and e[1][2][2]
+  local id, own
+  if e[1] then id, own = entryJob(e[1]) end
   local st = id and redis.call('HMGET', base .. 'job:' .. id, 'state', 'sid') or {}
+  -- a job its entry holds with no hash waits on that entry
+  if own and not st[1] then st = {'waiting', sid} end
   if st[1] == 'waiting' and st[2] == sid and not held[id .. ' ' .. sid] then
     redis.call('XACK', stream, group, sid)
     redis.call('XDEL', stream, sid)
+    if own then redis.call('HSET', base .. 'job:' .. id, 'p', own) end
     requeue(stream, base .. 'job:' .. id, id)
   elseif not id or not st[1] or st[2] ~= sid then
     redis.call('XACK', stream, group, sid)
@@ -834,14 +985,19 @@ return left
 `;
 
 /**
- * one job as stored, and whether it runs now. KEYS: job stream. ARGV: group.
+ * one job as stored, and whether it runs now. KEYS: job stream. ARGV: group id.
  * Returns {HGETALL fields, pending}: pending is {consumer, ms since delivery} when the job waits
  * on an entry the consumer group delivered (its attempt runs: the pending list holds it), else {}.
+ * A job its entry holds with no hash reads as its hash would: state waiting, sid and p.
  */
 export const GET_JOB = `
 local h = redis.call('HGETALL', KEYS[1])
 local pending = {}
 local state, sid
+if #h == 0 and string.match(ARGV[2], '^%d+%-%d+$') and redis.call('EXISTS', KEYS[2]) == 1 then
+  local e = redis.call('XRANGE', KEYS[2], ARGV[2], ARGV[2])[1]
+  if e and e[2][1] == 'p' then h = {'state', 'waiting', 'sid', ARGV[2], 'p', e[2][2]} end
+end
 for i = 1, #h, 2 do
   if h[i] == 'state' then state = h[i + 1] elseif h[i] == 'sid' then sid = h[i + 1] end
 end
@@ -1015,12 +1171,17 @@ elseif action == 'cancel' then
     local entries = redis.call('XRANGE', stream, '(' .. lastDelivered(stream, group), '+', 'COUNT', limit)
     scanned = #entries
     for _, e in ipairs(entries) do
-      local sid, id = e[1], nil
-      for i = 1, #e[2], 2 do if e[2][i] == 'j' then id = e[2][i + 1] end end
+      local sid = e[1]
+      local id, own = entryJob(e)
       redis.call('XDEL', stream, sid)
       if id then
         local job = base .. 'job:' .. id
         local st = redis.call('HMGET', job, 'state', 'sid', 'g')
+        -- a job its entry held with no hash waited on it
+        if own and not st[1] then
+          st = {'waiting', sid, false}
+          redis.call('HSET', job, 'sid', sid, 'p', own)
+        end
         if st[1] == 'waiting' and st[2] == sid then
           redis.call('HSET', job, 'state', 'cancelled', 'finished', now)
           redis.call('ZADD', zsets.cancelled, now, id)

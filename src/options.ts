@@ -77,6 +77,8 @@ export const EnqueueOptionsSchema = v.strictObject({
     v.maxLength(256, "must be at most 256 characters"),
     v.regex(/^[^\s{}\x00-\x1f]+$/, "must not contain whitespace, control characters or braces"),
     v.check(isWellFormed, "must not contain lone surrogates"),
+    // the generated id of a job due now is its stream entry's id (digits-digits)
+    v.check((id) => !/^\d+-\d+$/.test(id), "must not have the form of a generated id (digits-digits)"),
   )),
   group: v.optional(v.pipe(
     v.string("must be a string"),

@@ -73,8 +73,11 @@ export function checkQueueName(name: unknown, field = "queue"): string {
 }
 
 interface Prepared {
-  id: string;
-  /** The job's ARGV slice of the ENQUEUE script: id p runAt dedup (1: a caller's jobId). */
+  /**
+   * The job's ARGV slice of the ENQUEUE script: id p runAt dedup (1: a caller's jobId) group.
+   * The id is "" until one is needed: a job due now with a generated id and no group (plain)
+   * lives in its stream entry alone and takes the entry's id.
+   */
   argv: (string | number)[];
 }
 
@@ -242,8 +245,7 @@ export class Queue {
     }
     if ((options === undefined || isEmpty(options)) && traceparent === undefined) {
       // the common case, kept cheap for bulk enqueues: every default
-      const id = crypto.randomUUID();
-      return { id, argv: [id, packJob(task, payload, DEFAULT_STORED, DEFAULT_ATTEMPTS, Date.now()), 0, 0, ""] };
+      return { argv: ["", packJob(task, payload, DEFAULT_STORED, DEFAULT_ATTEMPTS, Date.now()), 0, 0, ""] };
     }
     for (const key of FORBIDDEN_KEYS) {
       if (Object.hasOwn(options, key)) {
@@ -270,10 +272,11 @@ export class Queue {
     if (opts.backoff !== undefined) stored.backoff = resolveBackoff(opts.backoff);
     if (opts.timeout !== undefined) stored.timeout = parseDuration(opts.timeout, "timeout");
     if (traceparent !== undefined) stored.tp = traceparent;
-    const id = opts.jobId ?? crypto.randomUUID();
+    // a generated id is the entry's for a job due now with no group, else a UUID (at write)
+    const id = opts.jobId ?? "";
     const storedText = stored.backoff || stored.timeout !== undefined || stored.tp !== undefined ? JSON.stringify(stored) : DEFAULT_STORED;
     const p = packJob(task, payload!, storedText, opts.attempts ?? DEFAULT_ATTEMPTS, now);
-    return { id, argv: [id, p, runAt, opts.jobId === undefined ? 0 : 1, opts.group ?? ""] };
+    return { argv: [id, p, runAt, opts.jobId === undefined ? 0 : 1, opts.group ?? ""] };
   }
 
   /** Runs the ENQUEUE script for a batch of prepared jobs. */
@@ -282,17 +285,24 @@ export class Queue {
     // the call's id lets a re-sent call know itself; a caller's jobId carries it (with its index),
     // so a re-sent call also knows its own job from a duplicate
     const nonce = crypto.randomUUID();
-    // jobs due now, with generated ids and no group (the common batch) send id and p only
+    // jobs due now, with generated ids and no group (the common batch) send p only: each lives in
+    // its stream entry, whose id is its id
     const plain = batch.every((p) => p.argv[2] === 0 && p.argv[3] === 0 && p.argv[4] === "");
-    const argv: (string | number)[] = [k.base, GROUP, Date.now(), this.#eventsMaxLen, this.#dedupTtl, nonce, plain ? 2 : 5];
-    if (plain) for (const p of batch) argv.push(p.argv[0]!, p.argv[1]!);
-    else batch.forEach((p, i) => argv.push(p.argv[0]!, p.argv[1]!, p.argv[2]!, p.argv[3] === 1 ? nonce + i : "", p.argv[4]!));
+    const argv: (string | number)[] = [k.base, GROUP, Date.now(), this.#eventsMaxLen, this.#dedupTtl, nonce, plain ? 1 : 5];
+    if (plain) {
+      for (const p of batch) argv.push(p.argv[1]!);
+      const reply = (await scripts.enqueue.run(this.#send, [k.stream, k.delayed, k.events], argv)) as string[];
+      const ids = String(reply[1]).split(" ");
+      return ids.map((id) => ({ id, queue: this.name, state: "waiting", duplicate: false }));
+    }
+    const ids = batch.map((p) => (p.argv[0] as string) || crypto.randomUUID());
+    batch.forEach((p, i) => argv.push(ids[i]!, p.argv[1]!, p.argv[2]!, p.argv[3] === 1 ? nonce + i : "", p.argv[4]!));
     const reply = (await scripts.enqueue.run(this.#send, [k.stream, k.delayed, k.events], argv)) as string[];
     // {'*', answer}: every job of the batch got that answer
     const all = reply[0] === "*" ? reply[1]! : undefined;
-    return batch.map((p, i) => {
+    return batch.map((_, i) => {
       const r = all ?? reply[i]!;
-      return { id: p.id, queue: this.name, state: r.slice(1) as EnqueuedJob["state"], duplicate: r[0] === "=" };
+      return { id: ids[i]!, queue: this.name, state: r.slice(1) as EnqueuedJob["state"], duplicate: r[0] === "=" };
     });
   }
 
@@ -379,7 +389,7 @@ export class Queue {
   /** Reads one job, or null when there is no such job (never was, or removed by retention). */
   async getJob(id: string): Promise<JobInfo | null> {
     checkId(id, "getJob");
-    const [fields, pending] = (await scripts.getJob.run(this.#send, [this.keys.job(id), this.keys.stream], [GROUP])) as [unknown, unknown[]];
+    const [fields, pending] = (await scripts.getJob.run(this.#send, [this.keys.job(id), this.keys.stream], [GROUP, id])) as [unknown, unknown[]];
     const h = toObject(fields);
     if (!h.state) return null;
     const job = jobFromHash(this.name, id, h);

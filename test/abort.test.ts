@@ -82,10 +82,12 @@ describe("abort and cancel", () => {
     const run = w.run();
     await nextEvent(w, "active");
     await sleep(50);
-    // what cancel() writes, without its PUBLISH: only the poll can find it
+    // what cancel() writes, without its PUBLISH: only the poll can find it (the job's entry held
+    // it, so the hash is written whole: as it waits on that entry, and the abort flag)
     const t0 = performance.now();
     const aborted = nextEvent<{ abortReason: string }>(w, "aborted", 30_000);
-    await redis.hset(`${prefix}:{default}:job:${job.id}`, "abort", "user");
+    const [[, fields]] = await redis.xrange(`${prefix}:{default}:stream`, job.id, job.id);
+    await redis.hset(`${prefix}:{default}:job:${job.id}`, "state", "waiting", "sid", job.id, "p", fields![1]!, "abort", "user");
     expect((await aborted).abortReason).toBe("user");
     console.log(`[abort] poll fallback: ${(performance.now() - t0).toFixed(0)} ms (abortPollInterval 300 ms)`);
     const info = await queue.getJob(job.id);

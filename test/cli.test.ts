@@ -327,7 +327,8 @@ describe("sluice output and launcher", () => {
     const { id } = JSON.parse(r.stdout);
     const db3 = new Redis(redisUrl() + "/3");
     try {
-      expect(await db3.exists(`${prefix}:{q}:job:${id}`)).toBe(1);
+      // (a new job lives in its stream entry, whose id is its id)
+      expect((await db3.xrange(`${prefix}:{q}:stream`, id, id)).length).toBe(1);
       expect(await queue("q", prefix).getJob(id)).toBeNull(); // not in database 0
       await db3.flushdb();
     } finally {

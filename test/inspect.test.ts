@@ -5,6 +5,7 @@
 import { expect, setDefaultTimeout, test } from "bun:test";
 import { listWorkers } from "../src/inspect.ts";
 import { toSend } from "../src/redis.ts";
+import { finishAndFetch, type Keep } from "../src/worker/scripts.ts";
 import { deferred, sleep, useScope } from "./helpers.ts";
 import { waitFor } from "./harness.ts";
 
@@ -12,6 +13,7 @@ import { waitFor } from "./harness.ts";
 setDefaultTimeout(60_000);
 
 const scope = useScope();
+const KEEP: Keep = { completed: { count: 1000, age: -1 }, failed: { count: -1, age: -1 }, cancelled: { count: -1, age: -1 } };
 
 async function allPages(list: (cursor?: string) => Promise<{ jobs: { id: string }[]; nextCursor?: string }>): Promise<string[][]> {
   const pages: string[][] = [];
@@ -218,4 +220,45 @@ test("listWorkers reads the registry of running workers with their jobs and phas
   await w.stop();
   await run;
   expect(await listWorkers(send, s.prefix)).toEqual([]);
+});
+
+test("a job its stream entry holds (no hash yet) reads truthfully everywhere: getJob, listJobs waiting and active, deleteJob, cancel", async () => {
+  const q = scope().queue("entry-held");
+  const redis = scope().redis();
+  const send = toSend(redis);
+  const [a, b, c, d] = await q.enqueueMany([1, 2, 3, 4].map((i) => ({ task: "t", data: { i } })));
+  for (const j of [a, b, c, d]) expect(await redis.exists(q.keys.job(j!.id))).toBe(0);
+  expect(await q.getJob(a!.id)).toMatchObject({ id: a!.id, name: "t", state: "waiting", data: { i: 1 }, attempt: 0, maxAttempts: 3 });
+  expect((await q.listJobs("waiting")).jobs.map((j) => [j.id, j.state, j.dataPreview])).toEqual(
+    [a, b, c, d].map((j, i) => [j!.id, "waiting", `{"i":${i + 1}}`]),
+  );
+  // a worker (here: its fetch) starts two of them: they run, and still nothing wrote their hashes
+  const got = await finishAndFetch(send, q.keys, { consumer: "w1", now: Date.now(), fetch: 2, keep: KEEP, eventsMax: 100, outcomes: [] });
+  expect(got.jobs.map((j) => [j.id, j.token, j.attempt, j.data])).toEqual([[a!.id, a!.id, 1, '{"i":1}'], [b!.id, b!.id, 1, '{"i":2}']]);
+  expect(await redis.exists(q.keys.job(a!.id))).toBe(0);
+  expect(await q.getJob(a!.id)).toMatchObject({ state: "active", owner: "w1", attempt: 1, data: { i: 1 } });
+  expect((await q.listJobs("active")).jobs.map((j) => [j.id, j.owner, j.dataPreview])).toEqual([[a!.id, "w1", '{"i":1}'], [b!.id, "w1", '{"i":2}']]);
+  expect((await q.listJobs("waiting")).jobs.map((j) => j.id)).toEqual([c!.id, d!.id]);
+  expect(await q.counts()).toMatchObject({ waiting: 2, active: 2 });
+  // a running one is refused (abort it first); a waiting one goes, entry and all
+  expect(await q.deleteJob(a!.id)).toMatchObject({ outcome: "active" });
+  expect(await q.deleteJob(c!.id)).toEqual({ id: c!.id, outcome: "deleted", previousState: "waiting" });
+  expect(await q.getJob(c!.id)).toBeNull();
+  expect(await q.deleteJob(c!.id)).toMatchObject({ outcome: "missing" });
+  // cancelled: the job gets its hash, with its data
+  expect(await q.cancel(d!.id)).toEqual({ id: d!.id, outcome: "cancelled", previousState: "waiting" });
+  expect(await q.getJob(d!.id)).toMatchObject({ state: "cancelled", data: { i: 4 }, name: "t" });
+  // an abort of a running one: the hash is written as the job waits on its entry, plus the flag
+  expect(await q.cancel(b!.id, { abort: true })).toEqual({ id: b!.id, outcome: "abort-requested", previousState: "active" });
+  expect(await q.getJob(b!.id)).toMatchObject({ state: "active", owner: "w1", data: { i: 2 } });
+  // the worker's outcomes: a completes (its hash gets its data from the outcome); b's retry ends aborted
+  const done = await finishAndFetch(send, q.keys, {
+    consumer: "w1", now: Date.now(), fetch: 0, keep: KEEP, eventsMax: 100,
+    outcomes: got.jobs.map((j, i) => ({ id: j.id, token: j.token, started: Date.now(), attempt: 1, group: "", kind: i === 0 ? "completed" : "retry", payload: '"r"', retryAt: 0, packed: j.packed })),
+  });
+  expect(done.results).toEqual(["applied", "aborted"]);
+  expect(await q.getJob(a!.id)).toMatchObject({ state: "completed", result: "r", data: { i: 1 }, name: "t", attempt: 1 });
+  expect(await q.getJob(b!.id)).toMatchObject({ state: "aborted", data: { i: 2 } });
+  expect(await q.counts()).toMatchObject({ waiting: 0, active: 0, completed: 1, aborted: 1, cancelled: 1 });
+  expect(await redis.xlen(q.keys.stream)).toBe(0);
 });

@@ -143,6 +143,11 @@ export function inProcess(prefix: string, options: Omit<WorkerOptions, "redis" |
  */
 export async function jobHash(redis: Redis, prefix: string, id: string, queue = "default"): Promise<Record<string, string>> {
   const h = await redis.hgetall(`${prefix}:{${queue}}:job:${id}`);
+  if (h.state === undefined && /^\d+-\d+$/.test(id)) {
+    // a job its stream entry holds has no hash until it ends or moves on: it waits on that entry
+    const [entry] = await redis.xrange(`${prefix}:{${queue}}:stream`, id, id).catch(() => []);
+    if (entry && entry[1][0] === "p") Object.assign(h, { state: "waiting", sid: id, p: entry[1][1] });
+  }
   if (h.state !== undefined) {
     h.attempt ??= "0";
     h.stalls ??= "0";

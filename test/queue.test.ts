@@ -25,7 +25,10 @@ describe("Queue.enqueue", () => {
     const before = Date.now();
     const job = await q.enqueue("send", { to: "a@example.com", n: 1 });
     expect(job).toMatchObject({ queue: "mail", state: "waiting", duplicate: false });
-    expect(job.id).toMatch(/^[0-9a-f-]{36}$/);
+    // a job due now with a generated id lives in its stream entry alone: its id is the entry's
+    expect(job.id).toMatch(/^\d+-\d+$/);
+    expect((await scope().redis().xrange(q.keys.stream, "-", "+"))[0]![0]).toBe(job.id);
+    expect(await scope().redis().exists(q.keys.job(job.id))).toBe(0);
 
     const info = await q.getJob(job.id);
     expect(info).toMatchObject({
@@ -38,6 +41,21 @@ describe("Queue.enqueue", () => {
     const redis = scope().redis();
     expect(await redis.xlen(q.keys.stream)).toBe(1);
     expect(await q.counts()).toEqual({ waiting: 1, active: 0, delayed: 0, completed: 0, failed: 0, cancelled: 0, aborted: 0 });
+  });
+
+  test("a batch mixing delayed, grouped or named jobs with plain ones: generated ids are UUIDs there, and every job is stored once", async () => {
+    const q = scope().queue("mixed");
+    const jobs = await q.enqueueMany([
+      { task: "now", data: 1 },
+      { task: "later", data: 2, options: { delay: "1h" } },
+      { task: "named", data: 3, options: { jobId: "mine" } },
+    ]);
+    expect(jobs.map((j) => j.state)).toEqual(["waiting", "delayed", "waiting"]);
+    expect(jobs[0]!.id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(jobs[1]!.id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(jobs[2]!.id).toBe("mine");
+    for (const [i, j] of jobs.entries()) expect((await q.getJob(j.id))?.data).toBe(i + 1);
+    expect(await q.counts()).toMatchObject({ waiting: 2, delayed: 1 });
   });
 
   test("enqueue without data stores null", async () => {
@@ -168,6 +186,8 @@ describe("validation", () => {
       [{ jobId: "has space" }, "jobId", '"has space"'],
       [{ jobId: "" }, "jobId", '""'],
       [{ jobId: "a{b}" }, "jobId", '"a{b}"'],
+      // the form of a generated id (a stream entry's): a caller's id never meets one
+      [{ jobId: "1700000000000-0" }, "jobId", '"1700000000000-0"'],
       [{ jobId: 42 }, "jobId", "42"],
     ];
     for (const [options, field, value] of cases) {

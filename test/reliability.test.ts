@@ -191,7 +191,7 @@ describe("bad names and partial writes", () => {
     expect((await real.xlen(q.keys.stream))).toBe(stored.length);
     expect(afterFailure).toBeLessThan(16);
     expect(stored.length).toBeLessThan(3000);
-    for (const j of stored.slice(0, 5)) expect(await real.hget(q.keys.job(j.id), "state")).toBe("waiting");
+    for (const j of stored.slice(0, 5)) expect((await q.getJob(j.id))?.state).toBe("waiting");
   });
 });
 

@@ -36,10 +36,15 @@ function setup() {
   const queue = new Queue("q", { redis: redisUrl(), prefix });
   const twice = async (s: Script, keys: string[], argv: (string | number)[]) => [await s.run(send, keys, argv), await s.run(send, keys, argv)];
   const finishKeys = [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events];
-  // outcomes: [id, token, kind, payload, retryAt, group?], sent with started = now and attempt 1
+  // outcomes: [id, token, kind, payload, retryAt, group?], sent with started = now and attempt 1;
+  // a job its entry held (id = token) carries its packed p, as the fetch gave it
   const finishArgv = (consumer: string, fetch: number, outcomes: (string | number)[][] = [], now = Date.now()) => [
     k.base, GROUP, consumer, now, fetch, 1000, 86_400_000, -1, -1, 1000, outcomes.length,
-    ...outcomes.flatMap(([id, token, kind, payload, retryAt, group = ""]) => [id!, token!, payload!, `${kind}${now} 1 ${retryAt} ${group}`]),
+    ...outcomes.flatMap(([id, token, kind, payload, retryAt, group = ""]) => {
+      const args = [id!, token!, payload!, `${kind}${now} 1 ${retryAt} ${group}`];
+      if (id === token) args.push(packedOf.get(String(id))!);
+      return args;
+    }),
   ];
   const close = async () => {
     redis.disconnect();
@@ -60,10 +65,14 @@ async function sweepAll(send: Send, k: ReturnType<typeof queueKeys>, deleted: st
   return found;
 }
 
+/** The packed p of each job a fetch returned, by id: an outcome of a job its entry held sends it back. */
+const packedOf = new Map<string, string>();
+
 /** The jobs a fetch returned (one NUL-joined row each after the head): id, token (its entry id) and group. */
 function rowsOf(reply: unknown): { id: string; token: string; group: string }[] {
   return (reply as string[]).slice(1).map((row) => {
-    const [id, token, , , group] = row.split("\0");
+    const [id, token, , , group, ...p] = row.split("\0");
+    packedOf.set(id!, p.join("\0"));
     return { id: id!, token: token!, group: group! };
   });
 }
@@ -127,12 +136,16 @@ describe("a script run twice (a re-sent command)", () => {
     expect(first).toEqual(["+waiting"]);
     expect(second).toEqual(["+waiting"]);
     expect(await redis.xlen(k.stream)).toBe(1);
-    // the short form (stride 2: id and p only) of a batch of plain jobs, answered once for the batch
-    const plain = [k.base, GROUP, now, 100, 0, "call-p", 2, "gen-p1", p, "gen-p2", p];
-    expect(await twice(scripts.enqueue, [k.stream, k.delayed, k.events], plain)).toEqual([["*", "+waiting"], ["*", "+waiting"]]);
-    expect(await redis.xlen(k.stream)).toBe(3);
+    // the short form (stride 1: p only) of a batch of plain jobs: each lives in its entry alone, its
+    // id the entry's; the repeat answers the same ids and writes nothing
+    const plain = [k.base, GROUP, now, 100, 0, "call-p", 1, p, p];
+    const [pf, ps] = (await twice(scripts.enqueue, [k.stream, k.delayed, k.events], plain)) as [string[], string[]];
+    expect(pf[0]).toBe("#");
+    expect(ps).toEqual(pf);
+    const plainIds = pf[1]!.split(" ");
+    expect((await redis.xrange(k.stream, "-", "+")).slice(1).map(([sid, f]) => [sid, f])).toEqual(plainIds.map((sid) => [sid, ["p", p]]));
+    expect(await redis.exists(plainIds.map((sid) => k.job(sid)))).toBe(0);
     await redis.xtrim(k.stream, "MAXLEN", 1); // (one entry again, as before the short form, for the counts below)
-    await redis.del(k.job("gen-p1"), k.job("gen-p2"));
     // a caller's jobId: the repeat is recognised by the call's nonce; another call with the very
     // same fields (same millisecond, same data) is a duplicate
     const [f2, s2] = (await twice(scripts.enqueue, [k.stream, k.delayed, k.events], [k.base, GROUP, now, 100, 60_000, "call-b", 5, "mine", p, 0, "call-1", ""])) as [string[], string[]];
@@ -153,7 +166,7 @@ describe("a script run twice (a re-sent command)", () => {
 
   test("a fetch drops a stream entry that is not its job's current entry instead of running the job twice", async () => {
     const { redis, send, k, queue, finishKeys, finishArgv, close } = setup();
-    const job = await queue.enqueue("t", 1);
+    const job = await queue.enqueue("t", 1, { jobId: "stale" }); // (a caller's id: its hash holds it)
     const p = await redis.hget(k.job(job.id), "p");
     expect(p).toBeTruthy();
     // a second entry for the same job (what a repeated ENQUEUE wrote before)
@@ -204,16 +217,26 @@ describe("a script run twice (a re-sent command)", () => {
     const job = await queue.enqueue("t", 1);
     const [row] = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 1)));
     const token = row!.token;
-    expect(await scripts.progress.run(send, [k.job(job.id)], [token, "10"])).toBe(1);
-    expect(await scripts.progress.run(send, [k.job(job.id)], ["1-1", "99"])).toBe(0);
+    const progress = (t: string, v: string) => scripts.progress.run(send, [k.job(job.id), k.stream], [t, v, GROUP, job.id]);
+    // the job's entry held it: its first progress writes its hash, as it waits on the entry
+    expect(await redis.exists(k.job(job.id))).toBe(0);
+    expect(await progress(token, "10")).toBe(1);
+    expect(await redis.hmget(k.job(job.id), "state", "sid", "p", "progress")).toEqual(["waiting", token, packedOf.get(job.id)!, "10"]);
+    expect(await progress("1-1", "99")).toBe(0);
     expect(await redis.hget(k.job(job.id), "progress")).toBe("10");
     // once the job moved on to another entry (recovered elsewhere), the old attempt writes nothing
     await redis.hset(k.job(job.id), "sid", "9-9");
-    expect(await scripts.progress.run(send, [k.job(job.id)], [token, "99"])).toBe(0);
+    expect(await progress(token, "99")).toBe(0);
     expect(await redis.hget(k.job(job.id), "progress")).toBe("10");
+    // finished and removed by retention (its entry acknowledged): nothing re-creates the hash
+    await redis.xack(k.stream, GROUP, token);
     await redis.del(k.job(job.id));
-    expect(await scripts.progress.run(send, [k.job(job.id)], [token, "50"])).toBe(0);
+    expect(await progress(token, "50")).toBe(0);
     expect(await redis.exists(k.job(job.id))).toBe(0);
+    // a job its entry holds that no worker was delivered: nothing written either
+    const waiting = await queue.enqueue("t", 2);
+    expect(await scripts.progress.run(send, [k.job(waiting.id), k.stream], [waiting.id, "5", GROUP, waiting.id])).toBe(0);
+    expect(await redis.exists(k.job(waiting.id))).toBe(0);
     await close();
   });
 });
@@ -237,7 +260,7 @@ describe("the maintenance scripts run twice", () => {
     const startedAt = (await queue.getJob(held.id))?.startedAt ?? 0;
     expect(startedAt).toBeLessThanOrEqual(started + 1000);
     // PROGRESS: the same write twice
-    expect(await twice(scripts.progress, [k.job(held.id)], [held.token, "50"])).toEqual([1, 1]);
+    expect(await twice(scripts.progress, [k.job(held.id), k.stream], [held.token, "50", GROUP, held.id])).toEqual([1, 1]);
     expect(await redis.hget(k.job(held.id), "progress")).toBe("50");
     // PROMOTE: a due delayed job moves once
     const later = await queue.enqueue("t", 3, { runAt: Date.now() + 60_000 });
@@ -282,10 +305,11 @@ describe("recovery edge cases", () => {
     for (const name of ["a\\b", "x[y", "s*"]) {
       const k = queueKeys(prefix, name);
       const q = new Queue(name, { redis: redisUrl(), prefix });
-      const job = await q.enqueue("t", 1);
+      // (a caller's id: the sweep finds jobs by their hashes, and only such a job has one while it runs)
+      const job = await q.enqueue("t", 1, { jobId: "swept" });
       // a job of another queue whose key the glob would match if it were not escaped
       const other = new Queue("sX", { redis: redisUrl(), prefix });
-      await other.enqueue("t", 1);
+      await other.enqueue("t", 1, { jobId: "other" });
       await other.close();
       const [row] = rowsOf(await scripts.finish.run(send, [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events], [
         k.base, GROUP, "dead", Date.now(), 1, 1000, 86_400_000, -1, -1, 1000, 0,
@@ -328,8 +352,10 @@ describe("recovery respects live owners", () => {
 
   test("RECOVER drops a pending entry deleted from the stream and names it; it deletes consumers that own nothing and stopped heartbeating", async () => {
     const { redis, k, queue, send, finishKeys, finishArgv, close } = setup();
-    await queue.enqueue("t", 1);
-    await queue.enqueue("t", 2);
+    // (callers' ids: a job with a hash can be found again once its entry is deleted; a job its
+    // entry alone held is deleted with it)
+    await queue.enqueue("t", 1, { jobId: "d1" });
+    await queue.enqueue("t", 2, { jobId: "d2" });
     const rows = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("dead", 2)));
     const sid = rows[0]!.token;
     await redis.xdel(k.stream, sid);
@@ -388,7 +414,7 @@ describe("flow-control scripts run twice", () => {
       // short of jobs: the head ends with the newest entry id, after which a wait reads
       const [r] = (await twice(scripts.finish, finishKeys, finishArgv("c1", 5))) as [string[]];
       expect(rowsOf(r)).toHaveLength(2);
-      expect(r[0]).toBe(`||${await redis.hget(k.job(second.id), "sid")}`);
+      expect(r[0]).toBe(`||${second.id}`); // (its entry holds it: its id is the entry's)
     } finally {
       await close();
     }
@@ -483,5 +509,97 @@ describe("bulk and grouped cancel run twice", () => {
     } finally {
       await close();
     }
+  });
+});
+
+describe("a job its stream entry holds (no hash until it ends or moves on), scripts run twice", () => {
+  test("FINISH_AND_FETCH: the first run writes its hash with its data, the repeat reports the same and writes nothing; once retention removed it, a repeat writes nothing and reports it fenced", async () => {
+    const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
+    const [a, b] = await queue.enqueueMany([{ task: "t", data: "a" }, { task: "t", data: "b" }]);
+    const rows = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 2)));
+    expect(rows.map((r) => [r.id, r.token])).toEqual([[a!.id, a!.id], [b!.id, b!.id]]);
+    const outcomes = rows.map((r) => [r.id, r.token, "c", '"ok"', 0]);
+    const [first, second] = (await twice(scripts.finish, finishKeys, finishArgv("w1", 0, outcomes))) as [string[], string[]];
+    expect([first[0], second[0]]).toEqual(["11||", "11||"]);
+    expect(await redis.hmget(k.job(a!.id), "state", "sid", "p", "result")).toEqual(["completed", a!.id, packedOf.get(a!.id)!, '"ok"']);
+    expect(await redis.hget(k.base + "stats", "completed")).toBe("2");
+    expect(await redis.zcard(k.completed)).toBe(2);
+    expect(await redis.xlen(k.stream)).toBe(0);
+    // retention removed both before another re-send arrived: nothing is written again
+    await redis.del(k.job(a!.id), k.job(b!.id));
+    expect(((await scripts.finish.run(send, finishKeys, finishArgv("w1", 0, outcomes))) as string[])[0]).toBe("00||");
+    expect(await redis.exists(k.job(a!.id), k.job(b!.id))).toBe(0);
+    expect(await redis.hget(k.base + "stats", "completed")).toBe("2");
+    await close();
+  });
+
+  test("FINISH_AND_FETCH: a retry moves it to a hash and an entry naming it, once; it runs again with its data and the attempt counted", async () => {
+    const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
+    const job = await queue.enqueue("t", { n: 7 });
+    const [row] = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 1)));
+    const [r1, r2] = (await twice(scripts.finish, finishKeys, finishArgv("w1", 0, [[job.id, row!.token, "r", '{"name":"Error"}', 0]]))) as [string[], string[]];
+    expect([r1[0], r2[0]]).toEqual(["1||", "1||"]);
+    const entries = await redis.xrange(k.stream, "-", "+");
+    expect(entries.map(([, f]) => f)).toEqual([["j", job.id]]);
+    expect(await redis.hmget(k.job(job.id), "state", "attempt", "p")).toEqual(["waiting", "1", packedOf.get(job.id)!]);
+    const again = (await scripts.finish.run(send, finishKeys, finishArgv("w2", 1))) as string[];
+    expect(again).toHaveLength(2);
+    const [id, token, before, , , name, data] = again[1]!.split("\0");
+    expect([id, token === job.id, before, name, data]).toEqual([job.id, false, "1", "t", '{"n":7}']);
+    await close();
+  });
+
+  test("an attempt whose job recovery took is fenced; CHECK says ours while its entry is pending here and lost after; RECOVER run twice counts one stall and writes the hash once", async () => {
+    const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
+    const job = await queue.enqueue("t", 1);
+    const [row] = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("slow", 1)));
+    const now = Date.now();
+    const checkArgv = (claim: number) => [k.base, GROUP, "slow", claim, now, job.id, row!.token, now];
+    expect(await twice(scripts.check, [k.stream], checkArgv(1))).toEqual([[0], [0]]);
+    expect(await scripts.check.run(send, [k.stream], checkArgv(0))).toEqual([0]);
+    expect(await redis.exists(k.job(job.id))).toBe(0);
+    // the owner looks dead: recovery takes the job, writes its hash and re-queues it under a new entry
+    await redis.zadd(k.base + "alive", now - 60_000, "slow");
+    const recoverArgv = [k.base, GROUP, "rescuer", now, 0, "0-0", 100, 1, 100];
+    const [t1, t2] = (await twice(scripts.recover, [k.stream, k.failed, k.events], recoverArgv)) as unknown[][];
+    expect([t1![1], t2![1]]).toEqual([[job.id], []]);
+    expect(await redis.hmget(k.job(job.id), "state", "stalls", "p")).toEqual(["waiting", "1", packedOf.get(job.id)!]);
+    expect((await redis.xrange(k.stream, "-", "+")).map(([, f]) => f)).toEqual([["j", job.id]]);
+    // the old attempt: lost to its heartbeat and its abort poll, fenced when it reports
+    expect(await scripts.check.run(send, [k.stream], checkArgv(1))).toEqual([1]);
+    expect(await scripts.check.run(send, [k.stream], checkArgv(0))).toEqual([1]);
+    const [flags] = (await scripts.finish.run(send, finishKeys, finishArgv("slow", 0, [[job.id, row!.token, "c", '"late"', 0]]))) as string[];
+    expect(flags).toBe("0||");
+    expect(await redis.hget(k.job(job.id), "state")).toBe("waiting");
+    await close();
+  });
+
+  test("RECONCILE and RELEASE_CONSUMER hand such a job back once, with its data, no attempt and no stall counted", async () => {
+    const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
+    const [a, b] = await queue.enqueueMany([{ task: "t", data: "a" }, { task: "t", data: "b" }]);
+    rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 2)));
+    const [r1, r2] = (await twice(scripts.reconcile, [k.stream, k.events], [k.base, GROUP, "w1", Date.now(), 100, `${b!.id} ${b!.id}`])) as [string[], string[]];
+    expect([r1, r2]).toEqual([[a!.id], []]);
+    expect(await redis.hmget(k.job(a!.id), "state", "attempt", "stalls", "p")).toEqual(["waiting", null, null, packedOf.get(a!.id)!]);
+    expect(await twice(scripts.release, [k.stream], [k.base, GROUP, "w1"])).toEqual([0, 0]);
+    expect(await redis.hmget(k.job(b!.id), "state", "p")).toEqual(["waiting", packedOf.get(b!.id)!]);
+    expect((await redis.xrange(k.stream, "-", "+")).map(([, f]) => f)).toEqual([["j", a!.id], ["j", b!.id]]);
+    expect(await queue.counts()).toMatchObject({ waiting: 2, active: 0 });
+    await close();
+  });
+
+  test("CANCEL and the bulk cancel: the repeat answers the same, and the cancelled job keeps its data", async () => {
+    const { k, queue, twice, close } = setup();
+    const [a, b, c] = await queue.enqueueMany([1, 2, 3].map((i) => ({ task: "t", data: i })));
+    const cancelArgv = [k.base, GROUP, a!.id, Date.now(), 0, 0, 100, k.abortChannel, "call-1"];
+    expect(await twice(scripts.cancel, [k.stream, k.delayed, k.cancelled, k.events], cancelArgv)).toEqual([["cancelled", "waiting"], ["cancelled", "waiting"]]);
+    expect((await queue.getJob(a!.id))?.data).toBe(1);
+    const bulk = new Script(BULK);
+    const bulkKeys = [k.stream, k.delayed, k.completed, k.failed, k.cancelled, k.aborted, k.events];
+    const bulkArgv = [k.base, GROUP, "cancel", Date.now(), 100, 100, ""];
+    expect(await twice(bulk, bulkKeys, bulkArgv)).toEqual([[2, 2], [0, 0]]);
+    expect([(await queue.getJob(b!.id))?.state, (await queue.getJob(c!.id))?.data]).toEqual(["cancelled", 3]);
+    expect(await queue.counts()).toMatchObject({ waiting: 0, cancelled: 3 });
+    await close();
   });
 });

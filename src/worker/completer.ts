@@ -59,7 +59,7 @@ export class Completer {
         consumer: core.id, now, fetch: want, keep: core.settings.keep, eventsMax: core.settings.eventsMaxLen,
         outcomes: outs.map((o) => ({
           id: o.r.id, token: o.r.token, started: o.r.startedAt ?? now, attempt: o.r.ctx.job.attempt, group: o.r.group,
-          kind: o.kind, payload: o.payload, retryAt: o.retryAt,
+          kind: o.kind, payload: o.payload, retryAt: o.retryAt, packed: o.r.packed,
         })),
       });
     } catch (e) {

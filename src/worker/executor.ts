@@ -98,7 +98,7 @@ export class Executor {
         // unreadable options: run with the defaults rather than not at all
       }
     }
-    const r: Running = { q, id: f.id, token: f.token, group: f.group, ctx, opts, settled: false, lost: false, task: this.#tasks.get(f.name), startedAt: Date.now(), readyAt: f.createdAt };
+    const r: Running = { q, id: f.id, token: f.token, group: f.group, packed: f.packed, ctx, opts, settled: false, lost: false, task: this.#tasks.get(f.name), startedAt: Date.now(), readyAt: f.createdAt };
     if (core.otel && tracingActive(core.otel)) r.span = attemptSpan(core.otel, job, opts.tp);
     const previous = this.#running.add(r, f.stalls > 0);
     try {

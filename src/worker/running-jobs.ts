@@ -19,6 +19,8 @@ export interface Running {
   token: string;
   /** The job's group, or "". */
   group: string;
+  /** For a job its stream entry holds (no hash yet): its packed data, which its outcome carries. */
+  packed?: string;
   ctx: Context;
   opts: StoredOptions;
   task?: ResolvedTask;

@@ -43,6 +43,11 @@ export interface FetchedJob {
   opts: string;
   maxAttempts: number;
   createdAt: number;
+  /**
+   * For a job its stream entry holds (its id is the entry's; no hash is written until it ends or
+   * moves on): the packed p as fetched, sent back with its outcome for the hash it gets then.
+   */
+  packed?: string;
 }
 
 /** How an attempt ended, as the finish script applies it. */
@@ -61,6 +66,8 @@ export interface OutcomeWrite {
   payload: string;
   /** For a retry: when it is due (epoch ms). */
   retryAt: number;
+  /** The packed p of a job its entry held (id = token), as fetched. */
+  packed?: string;
 }
 
 /**
@@ -87,11 +94,14 @@ function parseRows(reply: string[], from: number): FetchedJob[] {
     // id NUL sid NUL attempts NUL stalls NUL group NUL name NUL data NUL opts NUL max NUL created
     // (data is JSON and holds no NUL)
     const f = row.split("\0");
-    const sid = f[1]!;
-    jobs.push({
-      id: f[0]!, sid, token: sid, attempt: Number(f[2]) + 1, stalls: Number(f[3] || 0), group: f[4]!,
+    const id = f[0]!, sid = f[1]!;
+    const job: FetchedJob = {
+      id, sid, token: sid, attempt: Number(f[2]) + 1, stalls: Number(f[3] || 0), group: f[4]!,
       name: f[5]!, data: f[6]!, opts: f[7]!, maxAttempts: Number(f[8]), createdAt: Number(f[9]),
-    });
+    };
+    // a job its entry holds (id = entry id): its packed p goes back with its outcome
+    if (id === sid) job.packed = `${f[5]}\0${f[6]}\0${f[7]}\0${f[8]}\0${f[9]}`;
+    jobs.push(job);
   }
   return jobs;
 }
@@ -112,6 +122,8 @@ export async function finishAndFetch(send: Send, k: QueueKeys, a: {
   ];
   for (const o of a.outcomes) {
     argv.push(o.id, o.token, o.payload, `${LETTER[o.kind]}${Math.round(o.started)} ${o.attempt} ${Math.round(o.retryAt)} ${o.group}`);
+    // the script reads a fifth argument for exactly these (id = token)
+    if (o.id === o.token) argv.push(o.packed ?? "");
   }
   const reply = (await scripts.finish.run(send, [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events], argv)) as string[];
   const [flags = "", hint = "", last = ""] = (reply[0] ?? "").split("|");
@@ -200,7 +212,7 @@ export async function release(send: Send, k: QueueKeys, consumer: string, held: 
 
 /** Stores progress while the attempt holds its job. Returns false when it no longer does. */
 export async function progress(send: Send, k: QueueKeys, a: { id: string; token: string; payload: string }): Promise<boolean> {
-  return Number(await scripts.progress.run(send, [k.job(a.id)], [a.token, a.payload])) === 1;
+  return Number(await scripts.progress.run(send, [k.job(a.id), k.stream], [a.token, a.payload, GROUP, a.id])) === 1;
 }
 
 /** A schedule claimed by a scheduler pass (see SCHEDULE_DUE). */
