@@ -446,10 +446,8 @@ if #bare > 0 then
   end
 end
 -- free before writing: at maxmemory a script whose first write is refused does nothing at all
-if #acks > 0 then
-  redis.call('XACK', stream, group, unpack(acks))
-  redis.call('XDEL', stream, unpack(acks))
-end
+-- (the entries go at the end, in one trim)
+if #acks > 0 then redis.call('XACK', stream, group, unpack(acks)) end
 local done, doneIds, bad = {}, {}, false
 local nc, nf, na, nr, ni = 0, 0, 0, 0, 0
 -- a rate-limited queue records when each attempt finished (member: the attempt's entry)
@@ -554,6 +552,31 @@ if fetchCount > 0 then
   if #entries < fetchCount then
     local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
     last = newest[1] and newest[1][1] or '0-0'
+  end
+end
+if #acks > 0 then
+  -- The acknowledged entries leave the stream. Every entry older than the oldest pending one was
+  -- delivered (the group's last-delivered id is at least that one) and is no longer pending, so
+  -- its job is done with it: XTRIM MINID drops them all from the head, node by node, where XDEL
+  -- searches each entry out of its node (~100 times the cost). With nothing pending and nothing
+  -- left undelivered (this fetch came up short), every entry is done with. An XDEL then takes
+  -- this batch's entries that an older running job kept in.
+  local oldest = redis.call('XPENDING', stream, group, '-', '+', 1)[1]
+  if oldest then
+    redis.call('XTRIM', stream, 'MINID', oldest[1])
+    local om, os = string.match(oldest[1], '^(%d+)-(%d+)$')
+    om, os = tonumber(om), tonumber(os)
+    local kept = {}
+    for _, sid in ipairs(acks) do
+      local m, q = string.match(sid, '^(%d+)-(%d+)$')
+      m = tonumber(m)
+      if m > om or (m == om and tonumber(q) >= os) then kept[#kept + 1] = sid end
+    end
+    if #kept > 0 then redis.call('XDEL', stream, unpack(kept)) end
+  elseif last ~= '' then
+    redis.call('XTRIM', stream, 'MAXLEN', 0)
+  else
+    redis.call('XDEL', stream, unpack(acks))
   end
 end
 out[1] = table.concat(flags) .. '|' .. hint .. '|' .. last

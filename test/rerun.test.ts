@@ -603,3 +603,35 @@ describe("a job its stream entry holds (no hash until it ends or moves on), scri
     await close();
   });
 });
+
+describe("the finish removes acknowledged entries by trimming the stream's head", () => {
+  test("entries an older running job keeps in are deleted one by one; the stream always holds exactly the running and the waiting jobs; a repeat removes nothing more", async () => {
+    const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
+    const [a, b, c, d] = await queue.enqueueMany([1, 2, 3, 4].map((i) => ({ task: "t", data: i })));
+    const ids = async () => (await redis.xrange(k.stream, "-", "+")).map(([sid]) => sid);
+    // w1 runs a (the oldest); w2 runs b and c, and finishes them while a still runs
+    rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 1)));
+    rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w2", 2)));
+    const [f1, f2] = (await twice(scripts.finish, finishKeys, finishArgv("w2", 0, [[b!.id, b!.id, "c", "1", 0], [c!.id, c!.id, "c", "1", 0]]))) as [string[], string[]];
+    expect([f1[0], f2[0]]).toEqual(["11||", "11||"]);
+    expect(await ids()).toEqual([a!.id, d!.id]);
+    expect(await queue.counts()).toMatchObject({ waiting: 1, active: 1, completed: 2 });
+    // w1 finishes a and fetches d: everything before d goes from the head
+    const [g1] = (await twice(scripts.finish, finishKeys, finishArgv("w1", 1, [[a!.id, a!.id, "c", "1", 0]]))) as [string[]];
+    expect(rowsOf(g1).map((r) => r.id)).toEqual([d!.id]);
+    expect(await ids()).toEqual([d!.id]);
+    // d finishes and the fetch finds nothing more: nothing pending, nothing waiting, the stream is empty
+    const e = await queue.enqueue("t", 5);
+    const [h1] = (await twice(scripts.finish, finishKeys, finishArgv("w1", 5, [[d!.id, d!.id, "c", "1", 0]]))) as [string[]];
+    expect(rowsOf(h1).map((r) => r.id)).toEqual([e.id]);
+    expect(await ids()).toEqual([e.id]);
+    const [last] = (await twice(scripts.finish, finishKeys, finishArgv("w1", 5, [[e.id, e.id, "c", "1", 0]]))) as [string[]];
+    expect(last[0]).toBe(`1||${e.id}`);
+    expect(await ids()).toEqual([]);
+    expect(await queue.counts()).toMatchObject({ waiting: 0, active: 0, completed: 5 });
+    // a job enqueued after that is still there for the next fetch
+    const f = await queue.enqueue("t", 6);
+    expect(rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 5))).map((r) => r.id)).toEqual([f.id]);
+    await close();
+  });
+});
