@@ -74,10 +74,13 @@ local function entryLike(id)
 end
 -- The stored fields of a job whose entry holds it: {state, sid, p} as its hash would say, or nil
 -- when no entry of that id holds a job of its own.
+-- (Redis reads '0123-4' as entry 123-4, and refuses an id out of range: only the entry of exactly
+-- this id counts, and an id it refuses names no entry.)
 local function ownEntry(stream, id)
   if not entryLike(id) or redis.call('EXISTS', stream) == 0 then return nil end
-  local e = redis.call('XRANGE', stream, id, id)[1]
-  if e and e[2][1] == 'p' then return e[2][2] end
+  local ok, r = pcall(redis.call, 'XRANGE', stream, id, id)
+  local e = ok and r[1]
+  if e and e[1] == id and e[2][1] == 'p' then return e[2][2] end
   return nil
 end
 -- The entry names the job (j <id>): the fetch reads the job from its hash, in the same
@@ -241,7 +244,7 @@ end
  * retention removed it but its id is still reserved (`dedup:<id>`, for dedupTtl ms from its
  * enqueue). When every job of a batch of more than one gets the same answer (the common case:
  * all '+waiting'), the reply is {'*', answer} instead. One event per batch and state.
- * Repeat: a call that wrote jobs leaves `call:<callId>` for a minute (holding the ids, for stride 1); a repeat finds it and writes no job again,
+ * Repeat: a call that wrote jobs leaves `call:<callId>` for 90 s (holding the ids, for stride 1); a repeat finds it and writes no job again,
  * also one that ran and was trimmed meanwhile (reported '+removed'). Later, a generated id (a
  * UUID) that exists is this call's own job, and a caller's id whose job holds this call's nonce
  * too: either is reported '+' with its state now, not as a duplicate, and written once.
@@ -252,11 +255,25 @@ local stream, base, group = KEYS[1], ARGV[1], ARGV[2]
 local now, eventsMax, dedupTtl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local marker = base .. 'call:' .. ARGV[6]
 local stride = tonumber(ARGV[7])
+-- A call's mark lasts 90 s. A call with no mark that the client sent more than 45 s ago (by its
+-- clock) may be a re-send whose first run's mark has expired: it is refused, unwritten, rather
+-- than written a second time. (A client clock up to 45 s behind or ahead of Redis's is tolerated.)
+local function stale()
+  local t = redis.call('TIME')
+  local late = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - now
+  if late > 45000 then
+    return redis.error_reply('ERR sluice: this enqueue was sent ' .. math.floor(late / 1000) ..
+      ' s ago (by the client clock) and not answered; it is refused unwritten, since a re-send this late cannot tell whether it ran (enqueue again)')
+  end
+  return nil
+end
 if stride == 1 then
   -- jobs due now, with generated ids and no group: each lives in its entry alone, and its id is
   -- the entry's. The mark holds the ids, so a repeat answers them and writes nothing.
   local prev = redis.call('GET', marker)
   if prev then return {'#', prev} end
+  local refused = stale()
+  if refused then return refused end
   if redis.call('EXISTS', stream) == 0 then
     redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
   end
@@ -264,12 +281,16 @@ if stride == 1 then
   for i = 8, #ARGV do ids[#ids + 1] = redis.call('XADD', stream, '*', 'p', ARGV[i]) end
   local all = table.concat(ids, ' ')
   if #ids > 0 then
-    redis.call('SET', marker, all, 'PX', 60000)
+    redis.call('SET', marker, all, 'PX', 90000)
     emit(KEYS[3], eventsMax, 'waiting', all, now, nil, #ids)
   end
   return {'#', all}
 end
 local repeated = redis.call('EXISTS', marker) == 1
+if not repeated then
+  local refused = stale()
+  if refused then return refused end
+end
 if redis.call('EXISTS', stream) == 0 then
   redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
 end
@@ -330,8 +351,8 @@ while ARGV[i] do
   end
   i = i + stride
 end
--- a call that wrote jobs leaves its mark for a minute (a call that wrote none needs none)
-if #waiting + #delayed > 0 then redis.call('SET', marker, '1', 'PX', 60000) end
+-- a call that wrote jobs leaves its mark for 90 s (a call that wrote none needs none)
+if #waiting + #delayed > 0 then redis.call('SET', marker, '1', 'PX', 90000) end
 if #waiting > 0 then emit(KEYS[3], eventsMax, 'waiting', table.concat(waiting, ' '), now, nil, #waiting) end
 if #delayed > 0 then emit(KEYS[3], eventsMax, 'delayed', table.concat(delayed, ' '), now, nil, #delayed) end
 if #out > 1 then
@@ -978,27 +999,33 @@ local stream, base, group, consumer = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 if redis.call('EXISTS', stream) == 0 then return 0 end
 local held = {}
 for i = 4, #ARGV do held[ARGV[i]] = true end
-local pending = redis.call('XPENDING', stream, group, '-', '+', 1000, consumer)
 local left = 0
-for _, p in ipairs(pending) do
-  local sid = p[1]
-  local e = redis.call('XRANGE', stream, sid, sid)
-  local id, own
-  if e[1] then id, own = entryJob(e[1]) end
-  local st = id and redis.call('HMGET', base .. 'job:' .. id, 'state', 'sid') or {}
-  -- a job its entry holds with no hash waits on that entry
-  if own and not st[1] then st = {'waiting', sid} end
-  if st[1] == 'waiting' and st[2] == sid and not held[id .. ' ' .. sid] then
-    redis.call('XACK', stream, group, sid)
-    redis.call('XDEL', stream, sid)
-    if own then redis.call('HSET', base .. 'job:' .. id, 'p', own) end
-    requeue(stream, base .. 'job:' .. id, id)
-  elseif not id or not st[1] or st[2] ~= sid then
-    redis.call('XACK', stream, group, sid)
-    if id then redis.call('XDEL', stream, sid) end
-  else
-    left = left + 1
+-- every pending entry, a page at a time (the consumer is deleted only if it holds none)
+local start = '-'
+while true do
+  local pending = redis.call('XPENDING', stream, group, start, '+', 1000, consumer)
+  for _, p in ipairs(pending) do
+    local sid = p[1]
+    local e = redis.call('XRANGE', stream, sid, sid)
+    local id, own
+    if e[1] then id, own = entryJob(e[1]) end
+    local st = id and redis.call('HMGET', base .. 'job:' .. id, 'state', 'sid') or {}
+    -- a job its entry holds with no hash waits on that entry
+    if own and not st[1] then st = {'waiting', sid} end
+    if st[1] == 'waiting' and st[2] == sid and not held[id .. ' ' .. sid] then
+      redis.call('XACK', stream, group, sid)
+      redis.call('XDEL', stream, sid)
+      if own then redis.call('HSET', base .. 'job:' .. id, 'p', own) end
+      requeue(stream, base .. 'job:' .. id, id)
+    elseif not id or not st[1] or st[2] ~= sid then
+      redis.call('XACK', stream, group, sid)
+      if id then redis.call('XDEL', stream, sid) end
+    else
+      left = left + 1
+    end
   end
+  if #pending < 1000 then break end
+  start = '(' .. pending[#pending][1]
 end
 if left == 0 then
   pcall(redis.call, 'XGROUP', 'DELCONSUMER', stream, group, consumer)
@@ -1018,8 +1045,10 @@ local h = redis.call('HGETALL', KEYS[1])
 local pending = {}
 local state, sid
 if #h == 0 and string.match(ARGV[2], '^%d+%-%d+$') and redis.call('EXISTS', KEYS[2]) == 1 then
-  local e = redis.call('XRANGE', KEYS[2], ARGV[2], ARGV[2])[1]
-  if e and e[2][1] == 'p' then h = {'state', 'waiting', 'sid', ARGV[2], 'p', e[2][2]} end
+  -- only the entry of exactly this id ('0123-4' reads as 123-4; an id out of range is refused)
+  local ok, r = pcall(redis.call, 'XRANGE', KEYS[2], ARGV[2], ARGV[2])
+  local e = ok and r[1]
+  if e and e[1] == ARGV[2] and e[2][1] == 'p' then h = {'state', 'waiting', 'sid', ARGV[2], 'p', e[2][2]} end
 end
 for i = 1, #h, 2 do
   if h[i] == 'state' then state = h[i + 1] elseif h[i] == 'sid' then sid = h[i + 1] end

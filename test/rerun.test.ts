@@ -635,3 +635,53 @@ describe("the finish removes acknowledged entries by trimming the stream's head"
     await close();
   });
 });
+
+describe("edges of the entry-held jobs", () => {
+  test("ENQUEUE: a call with no mark that reaches Redis more than 45 s after it was sent is refused unwritten; a repeat within the mark's life answers the first run", async () => {
+    const { redis, k, twice, send, close } = setup();
+    const p = packJob("t", "{}", "", 3, Date.now());
+    const late = [k.base, GROUP, Date.now() - 60_000, 100, 0, "call-late", 1, p];
+    const e = await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], late).then(() => undefined, (err: Error) => err);
+    expect(e?.message).toContain("refused unwritten");
+    expect(await redis.exists(k.stream)).toBe(0);
+    const lateMixed = [k.base, GROUP, Date.now() - 60_000, 100, 0, "call-late-2", 5, "mine", p, 0, "n1", ""];
+    expect((await scripts.enqueue.run(send, [k.stream, k.delayed, k.events], lateMixed).then(() => undefined, (err: Error) => err))?.message).toContain("refused unwritten");
+    expect(await redis.exists(k.job("mine"))).toBe(0);
+    // sent 30 s ago: written; its re-send answers the same ids, whenever the mark still holds them
+    const recent = [k.base, GROUP, Date.now() - 30_000, 100, 0, "call-recent", 1, p, p];
+    const [a, b] = (await twice(scripts.enqueue, [k.stream, k.delayed, k.events], recent)) as [string[], string[]];
+    expect(b).toEqual(a);
+    expect(await redis.xlen(k.stream)).toBe(2);
+    await close();
+  });
+
+  test("an id Redis would read as another entry's ('0123-4' as 123-4), or refuses as out of range, names no job", async () => {
+    const { redis, queue, close, k } = setup();
+    const job = await queue.enqueue("t", 1);
+    const padded = "0" + job.id;
+    expect(await queue.getJob(padded)).toBeNull();
+    expect(await queue.cancel(padded)).toEqual({ id: padded, outcome: "missing" });
+    expect(await queue.deleteJob(padded)).toMatchObject({ outcome: "missing" });
+    const huge = "1-99999999999999999999";
+    expect(await queue.getJob(huge)).toBeNull();
+    expect(await queue.cancel(huge)).toEqual({ id: huge, outcome: "missing" });
+    expect(await queue.deleteJob(huge)).toMatchObject({ outcome: "missing" });
+    // the real job is untouched
+    expect((await queue.getJob(job.id))?.state).toBe("waiting");
+    expect(await redis.exists(k.job(padded))).toBe(0);
+    await close();
+  });
+
+  test("RELEASE_CONSUMER looks at every pending entry, past a thousand: it hands all back and only then leaves the group", async () => {
+    const { redis, send, k, queue, finishKeys, finishArgv, close } = setup();
+    await queue.enqueueMany(Array.from({ length: 1100 }, (_, i) => ({ task: "t", data: i })));
+    expect(rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 1100)))).toHaveLength(1100);
+    // the worker holds the newest one still (an outcome it could not write)
+    const [[newest]] = await redis.xrevrange(k.stream, "+", "-", "COUNT", 1);
+    expect(await scripts.release.run(send, [k.stream], [k.base, GROUP, "w1", `${newest} ${newest}`])).toBe(1);
+    expect(await queue.counts()).toMatchObject({ waiting: 1099, active: 1 });
+    const consumers = ((await redis.xinfo("CONSUMERS", k.stream, GROUP)) as string[][]).map((c) => c[1]);
+    expect(consumers).toContain("w1");
+    await close();
+  });
+});
