@@ -99,8 +99,9 @@ function parseRows(reply: string[], from: number): FetchedJob[] {
       id, sid, token: sid, attempt: Number(f[2]) + 1, stalls: Number(f[3] || 0), group: f[4]!,
       name: f[5]!, data: f[6]!, opts: f[7]!, maxAttempts: Number(f[8]), createdAt: Number(f[9]),
     };
-    // a job its entry holds (id = entry id): its packed p goes back with its outcome
-    if (id === sid) job.packed = `${f[5]}\0${f[6]}\0${f[7]}\0${f[8]}\0${f[9]}`;
+    // a job its entry holds (id = entry id): its packed p goes back with its outcome (the row's
+    // tail after the five fields before it; a slice, not a copy)
+    if (id === sid) job.packed = row.slice(id.length + sid.length + f[2]!.length + f[3]!.length + f[4]!.length + 5);
     jobs.push(job);
   }
   return jobs;
