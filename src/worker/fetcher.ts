@@ -120,15 +120,18 @@ export class Fetcher {
 
   /**
    * The main loop. A pass writes the queues' outcomes and fetches ready jobs in one script per
-   * queue, in priority order. Two passes may be in flight, each fetching up to half the
-   * concurrency, so the handlers of one batch run while Redis works on the next: the client and
-   * the server overlap instead of waiting on each other. When no queue has a ready job, the loop
-   * waits in a blocking read (outcomes are then written aside). It returns once the worker stops
-   * fetching and nothing runs or waits to be written.
+   * queue, in priority order. Up to a concurrency of 100, one pass is in flight at a time and
+   * fetches up to the concurrency: each script call has a fixed cost, and a second pass bought no
+   * overlap (both went out in one write, and came back in one read). Above, two passes may be in
+   * flight, each fetching up to half the concurrency and at most 500 jobs (a script blocks Redis
+   * while it runs). When no queue has a ready job, the loop waits in a blocking read (outcomes are
+   * then written aside). It returns once the worker stops fetching and nothing runs or waits to be
+   * written.
    */
   async run(): Promise<void> {
     const core = this.#core;
-    const batch = Math.max(1, Math.ceil(core.settings.concurrency / 2));
+    const passes = core.settings.concurrency <= 100 ? 1 : 2;
+    const batch = Math.max(1, Math.min(500, Math.ceil(core.settings.concurrency / passes)));
     while (true) {
       if (core.shutdown.abandon.aborted) for (const o of this.#executor.abandonAll()) this.#completer.add(o);
       if (core.shutdown.phase !== "running" && this.#running.size === 0 && this.#completer.pending() === 0 && this.#inflight === 0 && !this.#needReconcile) break;
@@ -161,7 +164,7 @@ export class Fetcher {
       }
       const free = this.#free();
       const want = this.#empty ? 0 : Math.min(free, batch);
-      if (this.#inflight < 2 && (want > 0 || this.#completer.pending() > 0)) {
+      if (this.#inflight < passes && (want > 0 || this.#completer.pending() > 0)) {
         this.#pass(want);
         continue;
       }
