@@ -90,6 +90,27 @@ local function requeue(stream, job, id)
   redis.call('HSET', job, 'state', 'waiting', 'sid', sid)
   return sid
 end
+-- The job of pending entry \`sid\`: whether the entry is still in the stream, then the job's id,
+-- key, packed p (when the entry holds it) and {state, sid} (a job its entry holds with no hash
+-- waits on that entry).
+local function pendingJob(stream, base, sid)
+  local e = redis.call('XRANGE', stream, sid, sid)[1]
+  if not e then return false end
+  local id, own = entryJob(e)
+  if not id then return true end
+  local job = base .. 'job:' .. id
+  local st = redis.call('HMGET', job, 'state', 'sid')
+  if own and not st[1] then st = {'waiting', sid} end
+  return true, id, job, own, st
+end
+-- Puts a job that waits on pending entry \`sid\` back in the stream under a new entry, no attempt
+-- and no stall counted (a job the entry held gets its hash, with its p, first).
+local function handBack(stream, group, job, id, sid, own)
+  redis.call('XACK', stream, group, sid)
+  redis.call('XDEL', stream, sid)
+  if own then redis.call('HSET', job, 'p', own) end
+  requeue(stream, job, id)
+end
 -- Whether entry \`sid\` was delivered and not acknowledged: the attempt it started is running.
 local function delivered(stream, group, sid)
   local ok, p = pcall(redis.call, 'XPENDING', stream, group, sid, sid, 1)
@@ -782,24 +803,17 @@ while true do
   local pend = redis.call('XPENDING', stream, group, start, '+', 500, consumer)
   for _, p in ipairs(pend) do
     local sid = p[1]
-    local e = redis.call('XRANGE', stream, sid, sid)
-    local id, own
-    if e[1] then id, own = entryJob(e[1]) end
-    local job = id and base .. 'job:' .. id
-    local st = job and redis.call('HMGET', job, 'state', 'sid') or {}
-    -- a job its entry holds with no hash waits on that entry
-    if own and not st[1] then st = {'waiting', sid} end
-    if st[1] == 'waiting' and st[2] == sid and held[id .. ' ' .. sid] then
-      -- still ours
-    else
-      redis.call('XACK', stream, group, sid)
-      if e[1] then redis.call('XDEL', stream, sid) end
-      if st[2] == sid and st[1] == 'waiting' then
-        if own then redis.call('HSET', job, 'p', own) end
-        requeue(stream, job, id)
+    local exists, id, job, own, st = pendingJob(stream, base, sid)
+    st = st or {}
+    if st[1] == 'waiting' and st[2] == sid then
+      if not held[id .. ' ' .. sid] then
+        handBack(stream, group, job, id, sid, own)
         out[#out + 1] = id
         emit(KEYS[2], eventsMax, 'requeued', id, now)
       end
+    else
+      redis.call('XACK', stream, group, sid)
+      if exists then redis.call('XDEL', stream, sid) end
     end
   end
   if #pend < 500 then break end
@@ -1006,17 +1020,10 @@ while true do
   local pending = redis.call('XPENDING', stream, group, start, '+', 1000, consumer)
   for _, p in ipairs(pending) do
     local sid = p[1]
-    local e = redis.call('XRANGE', stream, sid, sid)
-    local id, own
-    if e[1] then id, own = entryJob(e[1]) end
-    local st = id and redis.call('HMGET', base .. 'job:' .. id, 'state', 'sid') or {}
-    -- a job its entry holds with no hash waits on that entry
-    if own and not st[1] then st = {'waiting', sid} end
+    local _, id, job, own, st = pendingJob(stream, base, sid)
+    st = st or {}
     if st[1] == 'waiting' and st[2] == sid and not held[id .. ' ' .. sid] then
-      redis.call('XACK', stream, group, sid)
-      redis.call('XDEL', stream, sid)
-      if own then redis.call('HSET', base .. 'job:' .. id, 'p', own) end
-      requeue(stream, base .. 'job:' .. id, id)
+      handBack(stream, group, job, id, sid, own)
     elseif not id or not st[1] or st[2] ~= sid then
       redis.call('XACK', stream, group, sid)
       if id then redis.call('XDEL', stream, sid) end
