@@ -103,6 +103,16 @@ local function pendingJob(stream, base, sid)
   if own and not st[1] then st = {'waiting', sid} end
   return true, id, job, own, st
 end
+-- Calls fn(sid) for each entry pending under \`consumer\`, oldest first, a page at a time.
+local function eachPending(stream, group, consumer, fn)
+  local start = '-'
+  while true do
+    local pend = redis.call('XPENDING', stream, group, start, '+', 500, consumer)
+    for _, p in ipairs(pend) do fn(p[1]) end
+    if #pend < 500 then return end
+    start = '(' .. pend[#pend][1]
+  end
+end
 -- Puts a job that waits on pending entry \`sid\` back in the stream under a new entry, no attempt
 -- and no stall counted (a job the entry held gets its hash, with its p, first).
 local function handBack(stream, group, job, id, sid, own)
@@ -798,27 +808,20 @@ if redis.call('EXISTS', stream) == 0 then return {} end
 local held = {}
 for i = 6, #ARGV do held[ARGV[i]] = true end
 local out = {}
-local start = '-'
-while true do
-  local pend = redis.call('XPENDING', stream, group, start, '+', 500, consumer)
-  for _, p in ipairs(pend) do
-    local sid = p[1]
-    local exists, id, job, own, st = pendingJob(stream, base, sid)
-    st = st or {}
-    if st[1] == 'waiting' and st[2] == sid then
-      if not held[id .. ' ' .. sid] then
-        handBack(stream, group, job, id, sid, own)
-        out[#out + 1] = id
-        emit(KEYS[2], eventsMax, 'requeued', id, now)
-      end
-    else
-      redis.call('XACK', stream, group, sid)
-      if exists then redis.call('XDEL', stream, sid) end
+eachPending(stream, group, consumer, function(sid)
+  local exists, id, job, own, st = pendingJob(stream, base, sid)
+  st = st or {}
+  if st[1] == 'waiting' and st[2] == sid then
+    if not held[id .. ' ' .. sid] then
+      handBack(stream, group, job, id, sid, own)
+      out[#out + 1] = id
+      emit(KEYS[2], eventsMax, 'requeued', id, now)
     end
+  else
+    redis.call('XACK', stream, group, sid)
+    if exists then redis.call('XDEL', stream, sid) end
   end
-  if #pend < 500 then break end
-  start = '(' .. pend[#pend][1]
-end
+end)
 stat(base, 'requeued', #out)
 return out
 `;
@@ -1014,26 +1017,19 @@ if redis.call('EXISTS', stream) == 0 then return 0 end
 local held = {}
 for i = 4, #ARGV do held[ARGV[i]] = true end
 local left = 0
--- every pending entry, a page at a time (the consumer is deleted only if it holds none)
-local start = '-'
-while true do
-  local pending = redis.call('XPENDING', stream, group, start, '+', 1000, consumer)
-  for _, p in ipairs(pending) do
-    local sid = p[1]
-    local _, id, job, own, st = pendingJob(stream, base, sid)
-    st = st or {}
-    if st[1] == 'waiting' and st[2] == sid and not held[id .. ' ' .. sid] then
-      handBack(stream, group, job, id, sid, own)
-    elseif not id or not st[1] or st[2] ~= sid then
-      redis.call('XACK', stream, group, sid)
-      if id then redis.call('XDEL', stream, sid) end
-    else
-      left = left + 1
-    end
+-- every pending entry (the consumer is deleted only if it holds none)
+eachPending(stream, group, consumer, function(sid)
+  local _, id, job, own, st = pendingJob(stream, base, sid)
+  st = st or {}
+  if st[1] == 'waiting' and st[2] == sid and not held[id .. ' ' .. sid] then
+    handBack(stream, group, job, id, sid, own)
+  elseif not id or not st[1] or st[2] ~= sid then
+    redis.call('XACK', stream, group, sid)
+    if id then redis.call('XDEL', stream, sid) end
+  else
+    left = left + 1
   end
-  if #pending < 1000 then break end
-  start = '(' .. pending[#pending][1]
-end
+end)
 if left == 0 then
   pcall(redis.call, 'XGROUP', 'DELCONSUMER', stream, group, consumer)
   redis.call('ZREM', base .. 'alive', consumer)
