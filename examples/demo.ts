@@ -68,19 +68,19 @@ try {
     tasks: {
       async greet(data: { name: string }, ctx: JobContext) {
         await delay(200, { signal: ctx.signal });
-        console.log(`[job ${ctx.job.id.slice(0, 8)}] hello, ${data.name}`);
+        console.log(`[job ${ctx.job.id}] hello, ${data.name}`);
         return `hello, ${data.name}`;
       },
       flaky(_data: unknown, ctx: JobContext) {
         if (ctx.job.attempt < 2) throw new Error(`attempt ${ctx.job.attempt} fails on purpose`);
-        console.log(`[job ${ctx.job.id.slice(0, 8)}] flaky succeeded on attempt ${ctx.job.attempt}`);
+        console.log(`[job ${ctx.job.id}] flaky succeeded on attempt ${ctx.job.attempt}`);
       },
     },
     logger: (e) => console.log(`[worker] ${e.event}: ${e.message}`),
   });
   worker.addEventListener("retrying", (e) => {
     const { job, error } = (e as CustomEvent).detail;
-    console.log(`[worker] job ${job.id.slice(0, 8)} failed (${(error as Error).message}); retrying`);
+    console.log(`[worker] job ${job.id} failed (${(error as Error).message}); retrying`);
   });
   // stop once every job has run: nothing waiting, delayed or active
   const watcher = setInterval(async () => {
