@@ -46,6 +46,10 @@ export interface JobInfo {
 
 /** What `Queue.enqueue` returns. */
 export interface EnqueuedJob {
+  /**
+   * The job's id: the caller's `jobId`, else generated (a job due now with no group takes its
+   * stream entry's id, such as `1733140000000-0`; a delayed or grouped job gets a UUID).
+   */
   id: string;
   queue: string;
   /**

@@ -45,7 +45,10 @@ export interface EnqueueOptions {
   backoff?: Backoff;
   /** Abort the attempt (reason `timeout`) after this long; overrides the task's and worker's default. */
   timeout?: Duration;
-  /** Deduplication id: a second enqueue with an id that exists returns that job and writes nothing. */
+  /**
+   * Deduplication id: a second enqueue with an id that exists returns that job and writes nothing.
+   * It may not have the form of a generated id (digits, a dash, digits).
+   */
   jobId?: string;
   /**
    * The job's group (a tenant, a user): with the queue's group concurrency set, at most that many
