@@ -14,6 +14,11 @@ import * as scripts from "./scripts.ts";
 
 type Entry = [string, string[]];
 
+/** Calls `f` in a later turn of the event loop (after what this turn wrote has gone out). */
+const nextTurn: (f: () => void) => void = typeof (globalThis as { setImmediate?: unknown }).setImmediate === "function"
+  ? (f) => (globalThis as unknown as { setImmediate(f: () => void): unknown }).setImmediate(f)
+  : (f) => setTimeout(f, 0);
+
 /**
  * The streams of an XREAD/XREADGROUP reply: RESP2 gives `[[stream, entries], …]`, RESP3 a map
  * that clients hand over as `[stream, entries, stream, entries, …]` (or as an object).
@@ -57,6 +62,8 @@ export class Fetcher {
   /** Wakes the loop when the earliest paused or rate-limited queue may be fetched from again. */
   #gateTimer: ReturnType<typeof setTimeout> | undefined;
   #gateAt = Infinity;
+  /** A batch's jobs started in this turn of the event loop (see `#finishAndFetch`). */
+  #turnTaken = false;
 
   constructor(core: WorkerCore, parts: {
     running: RunningJobs;
@@ -120,18 +127,16 @@ export class Fetcher {
 
   /**
    * The main loop. A pass writes the queues' outcomes and fetches ready jobs in one script per
-   * queue, in priority order. Up to a concurrency of 100, one pass is in flight at a time and
-   * fetches up to the concurrency: each script call has a fixed cost, and a second pass bought no
-   * overlap (both went out in one write, and came back in one read). Above, two passes may be in
-   * flight, each fetching up to half the concurrency and at most 500 jobs (a script blocks Redis
-   * while it runs). When no queue has a ready job, the loop waits in a blocking read (outcomes are
-   * then written aside). It returns once the worker stops fetching and nothing runs or waits to be
+   * queue, in priority order. Two passes may be in flight, each fetching up to half the
+   * concurrency and at most 500 jobs (a script blocks Redis while it runs), so the jobs of one
+   * batch run while Redis works on the other's call (see `#finishAndFetch` for how they are kept
+   * apart). When no queue has a ready job, the loop waits in a blocking read (outcomes are then
+   * written aside). It returns once the worker stops fetching and nothing runs or waits to be
    * written.
    */
   async run(): Promise<void> {
     const core = this.#core;
-    const passes = core.settings.concurrency <= 100 ? 1 : 2;
-    const batch = Math.max(1, Math.min(500, Math.ceil(core.settings.concurrency / passes)));
+    const batch = Math.max(1, Math.min(500, Math.ceil(core.settings.concurrency / 2)));
     while (true) {
       if (core.shutdown.abandon.aborted) for (const o of this.#executor.abandonAll()) this.#completer.add(o);
       if (core.shutdown.phase !== "running" && this.#running.size === 0 && this.#completer.pending() === 0 && this.#inflight === 0 && !this.#needReconcile) break;
@@ -164,7 +169,7 @@ export class Fetcher {
       }
       const free = this.#free();
       const want = this.#empty ? 0 : Math.min(free, batch);
-      if (this.#inflight < passes && (want > 0 || this.#completer.pending() > 0)) {
+      if (this.#inflight < 2 && (want > 0 || this.#completer.pending() > 0)) {
         this.#pass(want);
         continue;
       }
@@ -238,10 +243,24 @@ export class Fetcher {
     })();
   }
 
-  /** Writes `q`'s outcomes and fetches up to `want` jobs in one script; starts them. Returns how many. */
+  /**
+   * Writes `q`'s outcomes and fetches up to `want` jobs in one script; starts them. Returns how many.
+   *
+   * The two passes' replies often arrive in one read. Were both batches started in that turn of
+   * the event loop, both next calls would go out together, Redis would answer both together, and
+   * the worker and Redis would take turns instead of working at once. So a batch whose turn
+   * another batch already started in waits for the next turn: the first pass's next call is
+   * written meanwhile (the worker's own connection writes each command as it is sent), and Redis
+   * works on it while this batch runs.
+   */
   async #finishAndFetch(q: QueueState, want: number): Promise<number> {
     const { jobs, requeued, gate, last } = await this.#completer.finishAndFetch(q, want);
     if (last !== undefined) q.last = last;
+    if (jobs.length > 0) {
+      if (this.#turnTaken) await new Promise<void>((r) => nextTurn(r));
+      this.#turnTaken = true;
+      nextTurn(() => (this.#turnTaken = false));
+    }
     for (const f of jobs) this.#executor.start(q, f);
     if (gate.paused) this.pause(q, true);
     else if (q.paused && want > 0) this.pause(q, false); // resumed: its resume message was missed

@@ -105,7 +105,9 @@ export class Lifecycle {
   #connect(): void {
     const redis = this.#options.redis ?? "redis://127.0.0.1:6379";
     if (typeof redis === "string") {
-      this.#cmd = connect(redis);
+      // commands are written as they are sent, not batched to the end of the turn: the fetch
+      // loop relies on a pass's call going out before the next batch's jobs run
+      this.#cmd = connect(redis, { enableAutoPipelining: false });
       this.#ownsCmd = true;
     } else {
       this.#cmd = redis;
