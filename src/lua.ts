@@ -865,16 +865,13 @@ return {r[1], out}
  * A job its entry holds (id = token) with no hash is held while the entry is pending: it gets its
  * hash now. Repeat: the same write.
  */
-export const PROGRESS = `
+export const PROGRESS = EMIT + `
 local st = redis.call('HMGET', KEYS[1], 'state', 'sid')
 if not st[1] and ARGV[4] == ARGV[1] then
-  local ok, pend = pcall(redis.call, 'XPENDING', KEYS[2], ARGV[3], ARGV[1], ARGV[1], 1)
-  local e = ok and pend[1] and redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[1])[1]
-  if e and e[2][1] == 'p' then
-    redis.call('HSET', KEYS[1], 'state', 'waiting', 'sid', ARGV[1], 'p', e[2][2], 'progress', ARGV[2])
-    return 1
-  end
-  return 0
+  local own = delivered(KEYS[2], ARGV[3], ARGV[1]) and ownEntry(KEYS[2], ARGV[1])
+  if not own then return 0 end
+  redis.call('HSET', KEYS[1], 'state', 'waiting', 'sid', ARGV[1], 'p', own, 'progress', ARGV[2])
+  return 1
 end
 if st[1] == 'waiting' and st[2] == ARGV[1] then
   redis.call('HSET', KEYS[1], 'progress', ARGV[2])
@@ -1045,15 +1042,13 @@ return left
  * on an entry the consumer group delivered (its attempt runs: the pending list holds it), else {}.
  * A job its entry holds with no hash reads as its hash would: state waiting, sid and p.
  */
-export const GET_JOB = `
+export const GET_JOB = EMIT + `
 local h = redis.call('HGETALL', KEYS[1])
 local pending = {}
 local state, sid
-if #h == 0 and string.match(ARGV[2], '^%d+%-%d+$') and redis.call('EXISTS', KEYS[2]) == 1 then
-  -- only the entry of exactly this id ('0123-4' reads as 123-4; an id out of range is refused)
-  local ok, r = pcall(redis.call, 'XRANGE', KEYS[2], ARGV[2], ARGV[2])
-  local e = ok and r[1]
-  if e and e[1] == ARGV[2] and e[2][1] == 'p' then h = {'state', 'waiting', 'sid', ARGV[2], 'p', e[2][2]} end
+if #h == 0 then
+  local own = ownEntry(KEYS[2], ARGV[2])
+  if own then h = {'state', 'waiting', 'sid', ARGV[2], 'p', own} end
 end
 for i = 1, #h, 2 do
   if h[i] == 'state' then state = h[i + 1] elseif h[i] == 'sid' then sid = h[i + 1] end
