@@ -72,7 +72,7 @@ end
 local function entryLike(id)
   return string.match(id, '^%d+%-%d+$') ~= nil
 end
--- The stored fields of a job whose entry holds it: {state, sid, p} as its hash would say, or nil
+-- The packed p of the job entry \`id\` holds (the job reads as waiting on it, sid = id), or nil
 -- when no entry of that id holds a job of its own.
 -- (Redis reads '0123-4' as entry 123-4, and refuses an id out of range: only the entry of exactly
 -- this id counts, and an id it refuses names no entry.)
