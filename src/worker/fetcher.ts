@@ -64,6 +64,14 @@ export class Fetcher {
   #gateAt = Infinity;
   /** A batch's jobs started in this turn of the event loop (see `#finishAndFetch`). */
   #turnTaken = false;
+  /**
+   * Finish-and-fetch calls issued so far, and the number of the last one that put a job back in
+   * the stream. Calls run in the order they are issued, but their replies may be handled out of
+   * order (a batch waits for its turn): a pass whose fetches came up short concludes the queues
+   * are empty only if no call issued at or after its first put a job back.
+   */
+  #calls = 0;
+  #requeuedBy = 0;
 
   constructor(core: WorkerCore, parts: {
     running: RunningJobs;
@@ -225,6 +233,7 @@ export class Fetcher {
     this.#reserved += want;
     (async () => {
       let fetched = 0;
+      const first = this.#calls + 1;
       try {
         for (const q of this.#core.queues) {
           const n = this.#gated(q) ? 0 : want - fetched;
@@ -232,7 +241,7 @@ export class Fetcher {
           fetched += await this.#finishAndFetch(q, n);
         }
         this.#errors = 0;
-        if (want > 0 && fetched < want) this.#empty = true;
+        if (want > 0 && fetched < want && this.#requeuedBy < first) this.#empty = true;
       } catch (e) {
         this.#failed(e);
       } finally {
@@ -254,7 +263,9 @@ export class Fetcher {
    * works on it while this batch runs.
    */
   async #finishAndFetch(q: QueueState, want: number): Promise<number> {
+    const call = ++this.#calls;
     const { jobs, requeued, gate, last } = await this.#completer.finishAndFetch(q, want);
+    if (requeued) this.#requeuedBy = Math.max(this.#requeuedBy, call);
     if (last !== undefined) q.last = last;
     if (jobs.length > 0) {
       if (this.#turnTaken) await new Promise<void>((r) => nextTurn(r));
