@@ -216,14 +216,14 @@ local function activate(stream, group, base, sid, id, now, events, eventsMax, ou
   end
   return false
 end
--- The queue's flow gate, read once per fetch from its hash \`config\`: paused (field paused = 1), or
+-- The queue's flow gate, from its hash \`config\` (cfg: its fields paused rlMax rlDur, read once per
+-- fetch by the caller): paused (field paused = 1), or
 -- rate limited (rlMax jobs per rlDur ms, across all workers). The limit counts attempts that
 -- finished in the last rlDur ms (zset \`rl\`, written as they finish) plus those running now (the
 -- group's pending entries): a job may start only while that sum is below rlMax, so no window of
 -- rlDur ms ever holds more than rlMax finished attempts. Returns how many may start (up to want)
 -- and, when none may, a wait hint: 'p' (paused) or 'w<ms>'.
-local function gate(stream, group, base, now, want)
-  local cfg = redis.call('HMGET', base .. 'config', 'paused', 'rlMax', 'rlDur')
+local function gate(stream, group, base, now, want, cfg)
   if cfg[1] == '1' then return 0, 'p' end
   if not cfg[2] then return want, '' end
   local max, dur = tonumber(cfg[2]), tonumber(cfg[3])
@@ -434,12 +434,14 @@ local eventsMax = tonumber(ARGV[10])
 local n = tonumber(ARGV[11])
 -- where each outcome's arguments start: one whose job its entry holds (id = sid) carries the
 -- packed p as a fifth, since no hash holds it
-local at, ownKeys = {}, {}
+local at, keys, ownKeys = {}, {}, {}
 local o = 12
 for i = 0, n - 1 do
   at[i] = o
+  local job = base .. 'job:' .. ARGV[o]
+  keys[i] = job
   if ARGV[o] == ARGV[o + 1] then
-    ownKeys[#ownKeys + 1] = base .. 'job:' .. ARGV[o]
+    ownKeys[#ownKeys + 1] = job
     o = o + 5
   else
     o = o + 4
@@ -448,12 +450,13 @@ end
 -- one EXISTS for the jobs their entries hold: while none has a hash (the common case), none
 -- needs a read of its own
 local hashed = #ownKeys > 0 and redis.call('EXISTS', unpack(ownKeys)) > 0
-local flags, acks, apply, keys, bare = {}, {}, {}, {}, {}
+local flags, acks, apply, bare = {}, {}, {}, {}
+-- mixed: an acknowledged entry whose job has a hash (its id is not compared with hi below)
+local mixed = false
 for i = 0, n - 1 do
   local o = at[i]
   local id, sid = ARGV[o], ARGV[o + 1]
-  local job = base .. 'job:' .. id
-  keys[i] = job
+  local job = keys[i]
   local st = (id ~= sid or hashed) and redis.call('HMGET', job, 'state', 'sid') or {}
   if not st[1] and id == sid then
     -- its entry holds it and nothing wrote a hash: the attempt holds it while the entry is
@@ -463,6 +466,7 @@ for i = 0, n - 1 do
   elseif st[1] == 'waiting' and st[2] == sid then
     -- the job still waits on the entry this attempt ran from: the attempt holds it
     acks[#acks + 1] = sid
+    mixed = true
     apply[#apply + 1] = i
     flags[i + 1] = '1'
   elseif st[2] == sid and (st[1] == 'completed' or st[1] == 'failed' or st[1] == 'aborted') then
@@ -478,14 +482,18 @@ for i = 0, n - 1 do
     end
   end
 end
-local fresh = {}
+-- hi (its parts hm, hs): the newest entry of those below
+local fresh, hi, hm, hs = {}
 if #bare > 0 then
-  -- one read of this consumer's pending entries between the lowest and the highest
-  local lo, hi = ARGV[at[bare[1]] + 1], ARGV[at[bare[1]] + 1]
+  -- one read of this consumer's pending entries between the lowest and the highest (each id
+  -- parsed once)
+  local lo, lm, ls
   for _, i in ipairs(bare) do
     local sid = ARGV[at[i] + 1]
-    if idcmp(sid, lo) < 0 then lo = sid end
-    if idcmp(sid, hi) > 0 then hi = sid end
+    local m, q = string.match(sid, '^(%d+)-(%d+)$')
+    m, q = tonumber(m), tonumber(q)
+    if not lo or m < lm or (m == lm and q < ls) then lo, lm, ls = sid, m, q end
+    if not hi or m > hm or (m == hm and q > hs) then hi, hm, hs = sid, m, q end
   end
   local held = {}
   for _, p in ipairs(redis.call('XPENDING', stream, group, lo, hi, 1000000, consumer)) do held[p[1]] = true end
@@ -505,7 +513,9 @@ if #acks > 0 then redis.call('XACK', stream, group, unpack(acks)) end
 local done, doneIds, bad = {}, {}, false
 local nc, nf, na, nr, ni = 0, 0, 0, 0, 0
 -- a rate-limited queue records when each attempt finished (member: the attempt's entry)
-local limited = #apply > 0 and redis.call('HEXISTS', base .. 'config', 'rlMax') == 1
+-- the queue's flow settings, read once (see gate)
+local cfg = (#apply > 0 or fetchCount > 0) and redis.call('HMGET', base .. 'config', 'paused', 'rlMax', 'rlDur') or {}
+local limited = #apply > 0 and cfg[2]
 local finishes = {}
 for _, i in ipairs(apply) do
   local o = at[i]
@@ -569,9 +579,11 @@ if #finishes > 0 then redis.call('ZADD', base .. 'rl', unpack(finishes)) end
 -- per-minute counts of finished jobs for the admin app's charts, kept two hours
 if nc + nf + na > 0 then
   local minute = base .. 'm:' .. math.floor(now / 60000)
-  if nc > 0 then redis.call('HINCRBY', minute, 'c', nc) end
-  if nf + na > 0 then redis.call('HINCRBY', minute, 'f', nf + na) end
-  redis.call('PEXPIRE', minute, 7200000)
+  -- its expiry is set by the write that creates a field (and so the key): once or twice a minute
+  local new = false
+  if nc > 0 then new = redis.call('HINCRBY', minute, 'c', nc) == nc end
+  if nf + na > 0 then new = redis.call('HINCRBY', minute, 'f', nf + na) == nf + na or new end
+  if new then redis.call('PEXPIRE', minute, 7200000) end
 end
 stat(base, 'completed', nc)
 stat(base, 'failed', nf)
@@ -589,7 +601,7 @@ if bad then
   trim(KEYS[5], base, tonumber(ARGV[8]), tonumber(ARGV[9]), now)
 end
 local hint, last = '', ''
-if fetchCount > 0 then fetchCount, hint = gate(stream, group, base, now, fetchCount) end
+if fetchCount > 0 then fetchCount, hint = gate(stream, group, base, now, fetchCount, cfg) end
 local out = {''}
 if fetchCount > 0 then
   local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', fetchCount, 'STREAMS', stream, '>')
@@ -621,10 +633,13 @@ if #acks > 0 then
     local om, os = string.match(oldest[1], '^(%d+)-(%d+)$')
     om, os = tonumber(om), tonumber(os)
     local kept = {}
-    for _, sid in ipairs(acks) do
-      local m, q = string.match(sid, '^(%d+)-(%d+)$')
-      m = tonumber(m)
-      if m > om or (m == om and tonumber(q) >= os) then kept[#kept + 1] = sid end
+    -- (none when every acknowledged entry is older than the oldest pending one: the common case)
+    if mixed or not hi or hm > om or (hm == om and hs >= os) then
+      for _, sid in ipairs(acks) do
+        local m, q = string.match(sid, '^(%d+)-(%d+)$')
+        m = tonumber(m)
+        if m > om or (m == om and tonumber(q) >= os) then kept[#kept + 1] = sid end
+      end
     end
     if #kept > 0 then redis.call('XDEL', stream, unpack(kept)) end
   elseif last ~= '' then

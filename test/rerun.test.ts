@@ -634,6 +634,42 @@ describe("the finish removes acknowledged entries by trimming the stream's head"
     expect(rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 5))).map((r) => r.id)).toEqual([f.id]);
     await close();
   });
+  test("a batch whose own jobs' entries are all older than the oldest pending one still deletes the entry of a job with a hash that is newer", async () => {
+    const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
+    const ids = async () => (await redis.xrange(k.stream, "-", "+")).map(([sid]) => sid);
+    // b (its entry holds it), then a (the same), then h (a caller's id: a hash, and an entry naming it)
+    const [b, a] = await queue.enqueueMany([1, 2].map((i) => ({ task: "t", data: i })));
+    await queue.enqueue("t", 3, { jobId: "h" });
+    const [rb] = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w2", 1)));
+    rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 1)));
+    const [rh] = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w2", 1)));
+    expect([rb!.id, rh!.id]).toEqual([b!.id, "h"]);
+    // w2 finishes b and h while a (between them) runs on: b goes with the head, h's entry by itself
+    const [f1, f2] = (await twice(scripts.finish, finishKeys, finishArgv("w2", 0, [[b!.id, rb!.token, "c", "1", 0], ["h", rh!.token, "c", "1", 0]]))) as [string[], string[]];
+    expect([f1[0], f2[0]]).toEqual(["11||", "11||"]);
+    expect(await ids()).toEqual([a!.id]);
+    expect(await queue.counts()).toMatchObject({ waiting: 0, active: 1, completed: 2 });
+    await close();
+  });
+  test("the per-minute counts expire: the write that creates a field sets the key's expiry, and later writes and repeats leave it set", async () => {
+    const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
+    const [a, b, c] = await queue.enqueueMany([1, 2, 3].map((i) => ({ task: "t", data: i })));
+    const rows = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 3)));
+    const now = Date.now();
+    const minute = `${k.base}m:${Math.floor(now / 60_000)}`;
+    await twice(scripts.finish, finishKeys, finishArgv("w1", 0, [[a!.id, rows[0]!.token, "c", "1", 0]], now));
+    expect(await redis.hgetall(minute)).toEqual({ c: "1" });
+    const first = await redis.pttl(minute);
+    expect(first).toBeGreaterThan(7_000_000);
+    // a later write in the same minute that creates no field sets no expiry; one that creates 'f' does
+    await redis.persist(minute);
+    await scripts.finish.run(send, finishKeys, finishArgv("w1", 0, [[b!.id, rows[1]!.token, "c", "1", 0]], now));
+    expect(await redis.pttl(minute)).toBe(-1);
+    await twice(scripts.finish, finishKeys, finishArgv("w1", 0, [[c!.id, rows[2]!.token, "f", '"no"', 0]], now));
+    expect(await redis.hgetall(minute)).toEqual({ c: "2", f: "1" });
+    expect(await redis.pttl(minute)).toBeGreaterThan(7_000_000);
+    await close();
+  });
 });
 
 describe("edges of the entry-held jobs", () => {
