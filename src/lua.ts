@@ -512,9 +512,9 @@ end
 if #acks > 0 then redis.call('XACK', stream, group, unpack(acks)) end
 local done, doneIds, bad = {}, {}, false
 local nc, nf, na, nr, ni = 0, 0, 0, 0, 0
--- a rate-limited queue records when each attempt finished (member: the attempt's entry)
 -- the queue's flow settings, read once (see gate)
 local cfg = (#apply > 0 or fetchCount > 0) and redis.call('HMGET', base .. 'config', 'paused', 'rlMax', 'rlDur') or {}
+-- a rate-limited queue records when each attempt finished (member: the attempt's entry)
 local limited = #apply > 0 and cfg[2]
 local finishes = {}
 for _, i in ipairs(apply) do
