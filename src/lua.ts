@@ -59,11 +59,15 @@ local function entryJob(e)
   if f[1] == 'p' then return e[1], f[2] end
   return f[2], nil
 end
+-- The two numbers of an entry id (ms, seq).
+local function idparts(id)
+  local m, q = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(m), tonumber(q)
+end
 -- Orders two entry ids: -1, 0 or 1.
 local function idcmp(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  local am, as = idparts(a)
+  local bm, bs = idparts(b)
   if am ~= bm then return am < bm and -1 or 1 end
   if as ~= bs then return as < bs and -1 or 1 end
   return 0
@@ -490,8 +494,7 @@ if #bare > 0 then
   local lo, lm, ls
   for _, i in ipairs(bare) do
     local sid = ARGV[at[i] + 1]
-    local m, q = string.match(sid, '^(%d+)-(%d+)$')
-    m, q = tonumber(m), tonumber(q)
+    local m, q = idparts(sid)
     if not lo or m < lm or (m == lm and q < ls) then lo, lm, ls = sid, m, q end
     if not hi or m > hm or (m == hm and q > hs) then hi, hm, hs = sid, m, q end
   end
@@ -630,15 +633,13 @@ if #acks > 0 then
   local oldest = redis.call('XPENDING', stream, group, '-', '+', 1)[1]
   if oldest then
     redis.call('XTRIM', stream, 'MINID', oldest[1])
-    local om, os = string.match(oldest[1], '^(%d+)-(%d+)$')
-    om, os = tonumber(om), tonumber(os)
+    local om, os = idparts(oldest[1])
     local kept = {}
     -- (none when every acknowledged entry is older than the oldest pending one: the common case)
     if mixed or not hi or hm > om or (hm == om and hs >= os) then
       for _, sid in ipairs(acks) do
-        local m, q = string.match(sid, '^(%d+)-(%d+)$')
-        m = tonumber(m)
-        if m > om or (m == om and tonumber(q) >= os) then kept[#kept + 1] = sid end
+        local m, q = idparts(sid)
+        if m > om or (m == om and q >= os) then kept[#kept + 1] = sid end
       end
     end
     if #kept > 0 then redis.call('XDEL', stream, unpack(kept)) end
