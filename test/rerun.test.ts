@@ -70,11 +70,22 @@ const packedOf = new Map<string, string>();
 
 /** The jobs a fetch returned (one NUL-joined row each after the head): id, token (its entry id) and group. */
 function rowsOf(reply: unknown): { id: string; token: string; group: string }[] {
-  return (reply as string[]).slice(1).map((row) => {
-    const [id, token, , , group, ...p] = row.split("\0");
+  // a row with a NUL: id NUL token NUL attempts NUL stalls NUL group NUL p (a job with a hash);
+  // one without: the entry id of a job its entry holds, then its p
+  const r = (reply as string[]).slice(1);
+  const rows: { id: string; token: string; group: string }[] = [];
+  for (let i = 0; i < r.length; i++) {
+    if (!r[i]!.includes("\0")) {
+      packedOf.set(r[i]!, r[i + 1]!);
+      rows.push({ id: r[i]!, token: r[i]!, group: "" });
+      i++;
+      continue;
+    }
+    const [id, token, , , group, ...p] = r[i]!.split("\0");
     packedOf.set(id!, p.join("\0"));
-    return { id: id!, token: token!, group: group! };
-  });
+    rows.push({ id: id!, token: token!, group: group! });
+  }
+  return rows;
 }
 
 describe("a script run twice (a re-sent command)", () => {

@@ -86,23 +86,33 @@ export interface Keep {
 const LETTER: Record<OutcomeKind, string> = { completed: "c", failed: "f", aborted: "a", retry: "r", interrupted: "i" };
 const RESULT: Record<string, OutcomeResult> = { "1": "applied", "2": "aborted", "0": "fenced" };
 
-/** The job rows of a fetch, from `from`: each is id, entry id, attempts before, stalls, group and the packed p, NUL-joined. */
+/**
+ * The job rows of a fetch, from `from`. A row with a NUL is a job with a hash: id, entry id,
+ * attempts before, stalls, group and the packed p, NUL-joined. A row without one is the entry id
+ * of a job its entry holds (its id too; a new job: no attempt, stall or group), and the next
+ * element its packed p.
+ */
 function parseRows(reply: string[], from: number): FetchedJob[] {
   const jobs: FetchedJob[] = [];
   for (let i = from; i < reply.length; i++) {
     const row = reply[i]!;
+    if (!row.includes("\0")) {
+      // its packed p goes back with its outcome, for the hash it gets then
+      const packed = reply[++i] ?? "";
+      const [name = "", data = "", opts = "", max = "", created = ""] = packed.split("\0");
+      jobs.push({
+        id: row, sid: row, token: row, attempt: 1, stalls: 0, group: "",
+        name, data, opts, maxAttempts: Number(max), createdAt: Number(created), packed,
+      });
+      continue;
+    }
     // id NUL sid NUL attempts NUL stalls NUL group NUL name NUL data NUL opts NUL max NUL created
     // (data is JSON and holds no NUL)
     const f = row.split("\0");
-    const id = f[0]!, sid = f[1]!;
-    const job: FetchedJob = {
-      id, sid, token: sid, attempt: Number(f[2]) + 1, stalls: Number(f[3] || 0), group: f[4]!,
+    jobs.push({
+      id: f[0]!, sid: f[1]!, token: f[1]!, attempt: Number(f[2]) + 1, stalls: Number(f[3] || 0), group: f[4]!,
       name: f[5]!, data: f[6]!, opts: f[7]!, maxAttempts: Number(f[8]), createdAt: Number(f[9]),
-    };
-    // a job its entry holds (id = entry id): its packed p goes back with its outcome (the row's
-    // tail after the five fields before it; a slice, not a copy)
-    if (id === sid) job.packed = row.slice(id.length + sid.length + f[2]!.length + f[3]!.length + f[4]!.length + 5);
-    jobs.push(job);
+    });
   }
   return jobs;
 }
