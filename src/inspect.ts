@@ -89,6 +89,9 @@ local function row(id, extra, own)
   local f = redis.call('HMGET', base .. 'job:' .. id, ${FIELDS})
   -- a job its entry holds (own: its packed p) with no hash reads as waiting on that entry
   if own and not f[1] then f = {'waiting', own, false, false, false, false, id, false, false, false} end
+  -- one that completed with no hash: its record in \`done\`
+  local d = not f[1] and doneRecord(base .. 'done', id)
+  if d then f = {'completed', d.p, d.attempt, false, d.started, d.finished, id, false, false, false} end
   -- name, data preview, max and created out of the packed p (name NUL data NUL opts NUL max NUL created)
   local name, max, created, preview, dataText = false, false, false, false, false
   if f[2] then
@@ -227,9 +230,14 @@ local base, group, id, now, eventsMax = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonu
 local job = base .. 'job:' .. id
 local st = redis.call('HMGET', job, 'state', 'sid', 'g')
 if not st[1] then
-  -- a job its entry holds has no hash: it waits on that entry
-  if not ownEntry(KEYS[1], id) then return {'missing', ''} end
-  st = {'waiting', id, false}
+  -- a job its entry holds has no hash: it waits on that entry, or completed (its record in \`done\`)
+  if ownEntry(KEYS[1], id) then
+    st = {'waiting', id, false}
+  elseif doneRecord(base .. 'done', id) then
+    st = {'completed', '', false}
+  else
+    return {'missing', ''}
+  end
 end
 if st[1] == 'active' then return {'active', 'active'} end
 -- a job waiting on an entry that was delivered is running (the pending list holds its attempt)
@@ -251,6 +259,7 @@ if st[1] == 'waiting' and st[3] and st[3] ~= '' then
 end
 for i = 2, 6 do redis.call('ZREM', KEYS[i], id) end
 redis.call('DEL', job, base .. 'dedup:' .. id, base .. 'log:' .. id)
+redis.call('HDEL', base .. 'done', id)
 if eventsMax > 0 then
   redis.call('XADD', KEYS[7], 'MAXLEN', '~', eventsMax, '*', 'e', 'deleted', 'id', id, 't', now)
 end

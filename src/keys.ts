@@ -14,6 +14,8 @@ export interface QueueKeys {
   events: string;
   /** The queue's settings every worker reads: paused, rate limit (hash). */
   config: string;
+  /** Records of completed jobs that never had a hash of their own (hash: job id → record). */
+  done: string;
   /** Schedules: specs by id (hash), next tick by id (zset), last tick enqueued by id (hash). */
   schedules: string;
   scheduleNext: string;
@@ -40,6 +42,7 @@ export function queueKeys(prefix: string, queue: string): QueueKeys {
     aborted: base + "aborted",
     events: base + "events",
     config: base + "config",
+    done: base + "done",
     schedules: base + "schedules",
     scheduleNext: base + "schedules:next",
     scheduleLast: base + "schedules:last",

@@ -23,6 +23,11 @@
  * hash reads as `state waiting, sid <its id>, p <the entry's p>`; a script that writes to it writes
  * those fields with its first write. Every other entry names its job (`j <id>`), whose hash holds
  * its data. A caller's job id may never look like an entry id, so the two never meet.
+ * Such a job that completes with still no hash gets none: its record goes to the hash `done`
+ * (field: its id), written for a whole batch at once rather than a key per job:
+ * `<finished> <started> <attempt> <length of p> NUL <p><result>`. It reads as the hash it would
+ * have had (state completed, sid = its id, p, result, finished, started, attempt), and retention
+ * and deletion remove it with the job.
  *
  * Active is not written: a job is active while its hash says `waiting` for an entry (`sid`) that
  * the consumer group's pending list holds. The pending list already records the owner (its
@@ -86,6 +91,16 @@ local function ownEntry(stream, id)
   local e = ok and r[1]
   if e and e[1] == id and e[2][1] == 'p' then return e[2][2] end
   return nil
+end
+-- The record in \`done\` (its key) of a job its entry held that completed with no hash, as a
+-- table (finished, started, attempt, p, result), or nil.
+local function doneRecord(done, id)
+  local r = entryLike(id) and redis.call('HGET', done, id)
+  if not r then return nil end
+  local fin, started, attempt, plen, at = string.match(r, '^(%d+) (%d+) (%d+) (%d+)%z()')
+  if not at then return nil end
+  local pend = at + tonumber(plen)
+  return {finished = fin, started = started, attempt = attempt, p = string.sub(r, at, pend - 1), result = string.sub(r, pend)}
 end
 -- The entry names the job (j <id>): the fetch reads the job from its hash, in the same
 -- read that checks the job still waits on the entry (the data is stored once).
@@ -242,15 +257,21 @@ local function gate(stream, group, base, now, want, cfg)
   local wait = oldest[2] and math.max(1, math.ceil(tonumber(oldest[2]) + dur - now)) or 50
   return 0, 'w' .. wait
 end
-local function trim(zkey, base, keep, age, now)
+-- Removes finished jobs \`ids\`: their hashes, and (done: completed ones) their records in \`done\`.
+local function forget(base, ids, done)
+  if done then redis.call('HDEL', base .. 'done', unpack(ids)) end
+  for i = 1, #ids do ids[i] = base .. 'job:' .. ids[i] end
+  delmany(ids)
+end
+-- Retention of one finished state's zset (done: it is \`completed\`, whose jobs may have records).
+local function trim(zkey, base, keep, age, now, done)
   if keep >= 0 then
     local n = redis.call('ZCARD', zkey) - keep
     while n > 0 do
       local batch = math.min(n, 500)
       local ids = redis.call('ZRANGE', zkey, 0, batch - 1)
       redis.call('ZREMRANGEBYRANK', zkey, 0, batch - 1)
-      for i = 1, #ids do ids[i] = base .. 'job:' .. ids[i] end
-      delmany(ids)
+      forget(base, ids, done)
       n = n - batch
     end
   end
@@ -258,8 +279,7 @@ local function trim(zkey, base, keep, age, now)
     local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', now - age, 'LIMIT', 0, 500)
     if #ids > 0 then
       redis.call('ZREM', zkey, unpack(ids))
-      for i = 1, #ids do ids[i] = base .. 'job:' .. ids[i] end
-      delmany(ids)
+      forget(base, ids, done)
     end
   end
 end
@@ -509,6 +529,9 @@ if #bare > 0 then
       apply[#apply + 1] = i
       fresh[i] = ARGV[at[i] + 4]
       flags[i + 1] = '1'
+    elseif redis.call('HEXISTS', base .. 'done', sid) == 1 then
+      -- this attempt completed it already (only the attempt of its own entry writes its record)
+      flags[i + 1] = '1'
     end
   end
 end
@@ -522,6 +545,8 @@ local cfg = (#apply > 0 or fetchCount > 0) and redis.call('HMGET', base .. 'conf
 -- a rate-limited queue records when each attempt finished (member: the attempt's entry)
 local limited = #apply > 0 and cfg[2]
 local finishes = {}
+-- records of the jobs their entries held that complete with no hash (one write for them all)
+local records = {}
 for _, i in ipairs(apply) do
   local o = at[i]
   local id, sid, payload = ARGV[o], ARGV[o + 1], ARGV[o + 2]
@@ -542,7 +567,8 @@ for _, i in ipairs(apply) do
   end
   if kind == 'c' then
     if p then
-      redis.call('HSET', job, 'state', 'completed', 'sid', sid, 'p', p, 'result', payload, 'finished', nowS, 'started', started, 'attempt', attempt)
+      records[#records + 1] = id
+      records[#records + 1] = nowS .. ' ' .. started .. ' ' .. attempt .. ' ' .. #p .. '\\0' .. p .. payload
     else
       redis.call('HSET', job, 'state', 'completed', 'result', payload, 'finished', nowS, 'started', started, 'attempt', attempt)
     end
@@ -580,6 +606,7 @@ for _, i in ipairs(apply) do
     emit(events, eventsMax, 'interrupted', id, now)
   end
 end
+if #records > 0 then redis.call('HSET', base .. 'done', unpack(records)) end
 if #finishes > 0 then redis.call('ZADD', base .. 'rl', unpack(finishes)) end
 -- per-minute counts of finished jobs for the admin app's charts, kept two hours
 if nc + nf + na > 0 then
@@ -599,7 +626,7 @@ if #done > 0 then
   redis.call('ZADD', KEYS[3], unpack(done))
   -- one event for the batch: ids are space-separated (job ids contain no whitespace)
   emit(events, eventsMax, 'completed', table.concat(doneIds, ' '), now, nil, #doneIds)
-  trim(KEYS[3], base, tonumber(ARGV[6]), tonumber(ARGV[7]), now)
+  trim(KEYS[3], base, tonumber(ARGV[6]), tonumber(ARGV[7]), now, true)
 end
 if bad then
   trim(KEYS[4], base, tonumber(ARGV[8]), tonumber(ARGV[9]), now)
@@ -940,7 +967,10 @@ local st = redis.call('HMGET', job, 'state', 'sid', 'op', 'g')
 local own
 if not st[1] then
   own = ownEntry(stream, id)
-  if not own then return {'missing', ''} end
+  if not own then
+    if doneRecord(base .. 'done', id) then return {'finished', 'completed'} end
+    return {'missing', ''}
+  end
   st = {'waiting', id, false, false}
 end
 local state = st[1]
@@ -998,7 +1028,9 @@ local job = base .. 'job:' .. id
 local st = redis.call('HMGET', job, 'state', 'op', 'g')
 local state = st[1]
 if st[2] and string.sub(st[2], 1, #callId + 1) == callId .. ' ' then return {1, string.sub(st[2], #callId + 2)} end
-if state ~= 'failed' and state ~= 'aborted' then return {0, state or ''} end
+if state ~= 'failed' and state ~= 'aborted' then
+  return {0, state or (doneRecord(base .. 'done', id) and 'completed') or ''}
+end
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('HSET', job, 'attempt', 0, 'stalls', 0, 'abort', '', 'op', callId .. ' ' .. state)
@@ -1016,7 +1048,7 @@ return {1, state}
  */
 export const TRIM = EMIT + `
 local base, now = ARGV[1], tonumber(ARGV[2])
-trim(KEYS[1], base, tonumber(ARGV[3]), tonumber(ARGV[4]), now)
+trim(KEYS[1], base, tonumber(ARGV[3]), tonumber(ARGV[4]), now, true)
 trim(KEYS[2], base, tonumber(ARGV[5]), tonumber(ARGV[6]), now)
 trim(KEYS[3], base, tonumber(ARGV[5]), tonumber(ARGV[6]), now)
 trim(KEYS[4], base, tonumber(ARGV[7]), tonumber(ARGV[8]), now)
@@ -1057,10 +1089,11 @@ return left
 `;
 
 /**
- * one job as stored, and whether it runs now. KEYS: job stream. ARGV: group id.
+ * one job as stored, and whether it runs now. KEYS: job stream done. ARGV: group id.
  * Returns {HGETALL fields, pending}: pending is {consumer, ms since delivery} when the job waits
  * on an entry the consumer group delivered (its attempt runs: the pending list holds it), else {}.
- * A job its entry holds with no hash reads as its hash would: state waiting, sid and p.
+ * A job its entry holds with no hash reads as its hash would: state waiting, sid and p; one
+ * completed with no hash as its record in \`done\` says.
  */
 export const GET_JOB = EMIT + `
 local h = redis.call('HGETALL', KEYS[1])
@@ -1068,7 +1101,12 @@ local pending = {}
 local state, sid
 if #h == 0 then
   local own = ownEntry(KEYS[2], ARGV[2])
-  if own then h = {'state', 'waiting', 'sid', ARGV[2], 'p', own} end
+  local d = not own and doneRecord(KEYS[3], ARGV[2])
+  if own then
+    h = {'state', 'waiting', 'sid', ARGV[2], 'p', own}
+  elseif d then
+    h = {'state', 'completed', 'sid', ARGV[2], 'p', d.p, 'result', d.result, 'finished', d.finished, 'started', d.started, 'attempt', d.attempt}
+  end
 end
 for i = 1, #h, 2 do
   if h[i] == 'state' then state = h[i + 1] elseif h[i] == 'sid' then sid = h[i + 1] end
@@ -1200,6 +1238,7 @@ elseif action == 'clean' then
   local ids = redis.call('ZRANGEBYSCORE', z, '-inf', now - tonumber(arg), 'LIMIT', 0, limit)
   if #ids > 0 then
     redis.call('ZREM', z, unpack(ids))
+    if ARGV[8] == 'completed' then redis.call('HDEL', base .. 'done', unpack(ids)) end
     local keys = {}
     for i = 1, #ids do
       keys[#keys + 1] = base .. 'job:' .. ids[i]

@@ -389,7 +389,7 @@ export class Queue {
   /** Reads one job, or null when there is no such job (never was, or removed by retention). */
   async getJob(id: string): Promise<JobInfo | null> {
     checkId(id, "getJob");
-    const [fields, pending] = (await scripts.getJob.run(this.#send, [this.keys.job(id), this.keys.stream], [GROUP, id])) as [unknown, unknown[]];
+    const [fields, pending] = (await scripts.getJob.run(this.#send, [this.keys.job(id), this.keys.stream, this.keys.done], [GROUP, id])) as [unknown, unknown[]];
     const h = toObject(fields);
     if (!h.state) return null;
     const job = jobFromHash(this.name, id, h);

@@ -7,7 +7,7 @@
  * not by time, so a slow or fast machine runs the same story.
  *
  * What it measures, from Redis and from the handlers' own reports:
- * - lost: jobs whose hash is gone; stuck: jobs not completed at the end;
+ * - lost: jobs whose hash (or completion record) is gone; stuck: jobs not completed at the end;
  * - completed twice: completions applied beyond one per job (the `completed` counter);
  * - duplicate executions: handler runs that finished beyond one per job, and of those the
  *   unexplained ones: a second run of a job whose earlier run was not on a SIGKILLed process.
@@ -164,8 +164,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     let stuck = 0;
     for (let i = 0; i < ids.length; i += 1000) {
       const pipe = redis.pipeline();
-      for (const id of ids.slice(i, i + 1000)) pipe.hget(`${prefix}:{default}:job:${id}`, "state");
-      for (const [, state] of (await pipe.exec())!) {
+      // a job's hash, or, for one that completed with no hash, its record in `done`
+      for (const id of ids.slice(i, i + 1000)) pipe.hget(`${prefix}:{default}:job:${id}`, "state").hexists(`${prefix}:{default}:done`, id);
+      const replies = (await pipe.exec())!;
+      for (let r = 0; r < replies.length; r += 2) {
+        const state = replies[r]![1] ?? (replies[r + 1]![1] === 1 ? "completed" : null);
         if (state === null) lost++;
         else if (state !== "completed") stuck++;
       }

@@ -61,15 +61,10 @@ function recorder() {
 }
 
 async function expectEachOnceNoStall(q: Queue, ids: string[], runs: Map<string, number>) {
-  const redis = client();
-  try {
-    for (const id of ids) {
-      const h = await redis.hgetall(q.keys.job(id));
-      expect([id, h.state, h.stalls ?? "0", h.attempt]).toEqual([id, "completed", "0", "1"]);
-      expect([id, runs.get(id)]).toEqual([id, 1]);
-    }
-  } finally {
-    redis.disconnect();
+  for (const id of ids) {
+    const j = await q.getJob(id);
+    expect([id, j?.state, j?.stalls, j?.attempt]).toEqual([id, "completed", 0, 1]);
+    expect([id, runs.get(id)]).toEqual([id, 1]);
   }
 }
 

@@ -262,3 +262,45 @@ test("a job its stream entry holds (no hash yet) reads truthfully everywhere: ge
   expect(await q.counts()).toMatchObject({ waiting: 0, active: 0, completed: 1, aborted: 1, cancelled: 1 });
   expect(await redis.xlen(q.keys.stream)).toBe(0);
 });
+
+test("a job that completed with no hash of its own (its record in done) reads, lists, cancels, retries, deletes and cleans as a completed job", async () => {
+  const s = scope();
+  const q = s.queue("records");
+  const redis = s.redis();
+  // (text beyond ASCII: the record measures its data in bytes)
+  const jobs = await q.enqueueMany([0, 1, 2, 3].map((i) => ({ task: "t", data: { i, s: "é✓😀" } })));
+  const before = Date.now();
+  const w = s.worker({ queues: ["records"], concurrency: 4, wait: false, tasks: { t: (d: { i: number; s: string }) => ({ twice: d.i * 2, s: d.s + "ü" }) } });
+  expect((await w.run()).completed).toBe(4);
+  // no key per job: one record each
+  expect(await redis.exists(...jobs.map((j) => q.keys.job(j.id)))).toBe(0);
+  expect(await redis.hlen(q.keys.done)).toBe(4);
+
+  const [a, b, c, d] = jobs.map((j) => j.id) as [string, string, string, string];
+  const info = (await q.getJob(a))!;
+  expect(info).toMatchObject({ id: a, state: "completed", name: "t", data: { i: 0, s: "é✓😀" }, result: { twice: 0, s: "é✓😀ü" }, attempt: 1 });
+  expect(info.finishedAt).toBeGreaterThanOrEqual(before);
+  expect(info.startedAt).toBeLessThanOrEqual(info.finishedAt!);
+  const listed = (await q.listJobs("completed", { limit: 10 })).jobs;
+  expect(listed.map((j) => j.id).sort()).toEqual([a, b, c, d].sort());
+  expect(listed.find((j) => j.id === b)).toMatchObject({ state: "completed", name: "t", attempt: 1 });
+  expect((await q.listJobs("completed", { search: '"i":3' })).jobs.map((j) => j.id)).toEqual([d]);
+
+  // finished: cancel and retry change nothing and say so
+  expect(await q.cancel(a, { abort: true })).toEqual({ id: a, outcome: "finished", previousState: "completed" });
+  expect(await q.retry(a)).toBe(false);
+  expect((await q.getJob(a))?.state).toBe("completed");
+
+  // delete removes its record with it
+  expect(await q.deleteJob(a)).toMatchObject({ outcome: "deleted", previousState: "completed" });
+  expect(await q.getJob(a)).toBeNull();
+  expect(await redis.hexists(q.keys.done, a)).toBe(0);
+  expect(await q.deleteJob(a)).toMatchObject({ outcome: "missing" });
+
+  // clean removes the records of the jobs it cleans, and only those
+  await redis.zadd(q.keys.completed, 1, b); // finished long ago
+  expect(await q.clean("completed", "1h")).toBe(1);
+  expect(await q.getJob(b)).toBeNull();
+  expect((await redis.hkeys(q.keys.done)).sort()).toEqual([c, d].sort());
+  expect(await q.counts()).toMatchObject({ completed: 2 });
+});

@@ -147,6 +147,15 @@ export async function jobHash(redis: Redis, prefix: string, id: string, queue = 
     // a job its stream entry holds has no hash until it ends or moves on: it waits on that entry
     const [entry] = await redis.xrange(`${prefix}:{${queue}}:stream`, id, id).catch(() => []);
     if (entry && entry[1][0] === "p") Object.assign(h, { state: "waiting", sid: id, p: entry[1][1] });
+    // one that completed with no hash keeps its record in `done`:
+    // `<finished> <started> <attempt> <length of p> NUL <p><result>`
+    // (the length of p counts bytes)
+    const r = entry ? null : await redis.hgetBuffer(`${prefix}:{${queue}}:done`, id);
+    const m = r ? /^(\d+) (\d+) (\d+) (\d+)\0/.exec(r.toString("latin1")) : null;
+    if (r && m) {
+      const at = m[0].length, end = at + Number(m[4]);
+      Object.assign(h, { state: "completed", sid: id, finished: m[1], started: m[2], attempt: m[3], p: r.subarray(at, end).toString(), result: r.subarray(end).toString() });
+    }
   }
   if (h.state !== undefined) {
     h.attempt ??= "0";

@@ -280,9 +280,12 @@ describe("the maintenance scripts run twice", () => {
     expect(await redis.hget(k.job(later.id), "state")).toBe("waiting");
     expect(await redis.xlen(k.stream)).toBe(3);
     // TRIM: keeps the newest N, whatever the number of runs
-    for (let i = 0; i < 3; i++) await redis.zadd(k.completed, String(i), `done-${i}`);
+    // (with their records in done, where a job completed with no hash keeps it)
+    for (let i = 0; i < 3; i++) await redis.zadd(k.completed, String(i), `1-${i}`);
+    await redis.hset(k.done, "1-0", "r0", "1-1", "r1", "1-2", "r2");
     await twice(scripts.trim, [k.completed, k.failed, k.aborted, k.cancelled], [k.base, Date.now(), 1, -1, -1, -1, -1, -1]);
-    expect(await redis.zrange(k.completed, "0", "-1")).toEqual(["done-2"]);
+    expect(await redis.zrange(k.completed, "0", "-1")).toEqual(["1-2"]);
+    expect(await redis.hgetall(k.done)).toEqual({ "1-2": "r2" });
     // RELEASE_CONSUMER: the held job is still pending under w1, so w1 is kept; the repeat says the same
     expect(await twice(scripts.release, [k.stream], [k.base, GROUP, "w1", `${held.id} ${held.token}`])).toEqual([1, 1]);
     // without the worker holding it, the entry goes back to the stream once, and w1 leaves the group
@@ -524,7 +527,7 @@ describe("bulk and grouped cancel run twice", () => {
 });
 
 describe("a job its stream entry holds (no hash until it ends or moves on), scripts run twice", () => {
-  test("FINISH_AND_FETCH: the first run writes its hash with its data, the repeat reports the same and writes nothing; once retention removed it, a repeat writes nothing and reports it fenced", async () => {
+  test("FINISH_AND_FETCH: the first run writes its record (in done, no hash) with its data and result, the repeat reports the same and writes nothing; once retention removed it, a repeat writes nothing and reports it fenced", async () => {
     const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
     const [a, b] = await queue.enqueueMany([{ task: "t", data: "a" }, { task: "t", data: "b" }]);
     const rows = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 2)));
@@ -532,14 +535,18 @@ describe("a job its stream entry holds (no hash until it ends or moves on), scri
     const outcomes = rows.map((r) => [r.id, r.token, "c", '"ok"', 0]);
     const [first, second] = (await twice(scripts.finish, finishKeys, finishArgv("w1", 0, outcomes))) as [string[], string[]];
     expect([first[0], second[0]]).toEqual(["11||", "11||"]);
-    expect(await redis.hmget(k.job(a!.id), "state", "sid", "p", "result")).toEqual(["completed", a!.id, packedOf.get(a!.id)!, '"ok"']);
+    // no hash: one record each in done, written once, read back as the hash would be
+    expect(await redis.exists(k.job(a!.id), k.job(b!.id))).toBe(0);
+    expect(await redis.hlen(k.done)).toBe(2);
+    expect(await queue.getJob(a!.id)).toMatchObject({ id: a!.id, state: "completed", name: "t", data: "a", result: "ok", attempt: 1 });
+    expect(await queue.getJob(b!.id)).toMatchObject({ id: b!.id, state: "completed", name: "t", data: "b", result: "ok", attempt: 1 });
     expect(await redis.hget(k.base + "stats", "completed")).toBe("2");
     expect(await redis.zcard(k.completed)).toBe(2);
     expect(await redis.xlen(k.stream)).toBe(0);
     // retention removed both before another re-send arrived: nothing is written again
-    await redis.del(k.job(a!.id), k.job(b!.id));
+    await redis.hdel(k.done, a!.id, b!.id);
     expect(((await scripts.finish.run(send, finishKeys, finishArgv("w1", 0, outcomes))) as string[])[0]).toBe("00||");
-    expect(await redis.exists(k.job(a!.id), k.job(b!.id))).toBe(0);
+    expect(await redis.exists(k.job(a!.id), k.job(b!.id), k.done)).toBe(0);
     expect(await redis.hget(k.base + "stats", "completed")).toBe("2");
     await close();
   });
