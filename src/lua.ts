@@ -428,7 +428,8 @@ return out
  * ARGV: base group consumer now fetchCount keepCompleted ageCompleted keepFailed ageFailed
  *       eventsMax nOutcomes, then per outcome: id sid payload meta [p], where meta is
  *   `<kind><started> <attempt> <retryAt> <group>` (four arguments a job rather than eight: each
- *   one costs the client and the server more than the parse). sid: the entry the attempt ran
+ *   one costs the client and the server more than the parse), or only `<kind><started>` for a
+ *   first attempt with no group and no retry time (the common case: one parse the less). sid: the entry the attempt ran
  *   from (its fencing token); started: when it started (epoch ms); attempt: its number; group:
  *   the job's group ('' for none, no whitespace), as the fetch gave them.
  *   kind: c completed, f failed, a aborted (by user), r retry, i interrupted (re-queue, attempt not counted)
@@ -550,7 +551,14 @@ local records = {}
 for _, i in ipairs(apply) do
   local o = at[i]
   local id, sid, payload = ARGV[o], ARGV[o + 1], ARGV[o + 2]
-  local kind, started, attempt, retryAt, grp = string.match(ARGV[o + 3], '^(%a)(%d+) (%d+) (%d+) (.*)$')
+  local meta = ARGV[o + 3]
+  local kind, started, attempt, retryAt, grp
+  if string.find(meta, ' ', 1, true) then
+    kind, started, attempt, retryAt, grp = string.match(meta, '^(%a)(%d+) (%d+) (%d+) (.*)$')
+  else
+    -- the short form: a first attempt, with no group and no retry time
+    kind, started, attempt, retryAt, grp = string.sub(meta, 1, 1), string.sub(meta, 2), '1', '0', ''
+  end
   local job = keys[i]
   -- a job its entry held gets its hash now, with the data the worker sent back
   local p = fresh[i]

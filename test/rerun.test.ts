@@ -551,6 +551,25 @@ describe("a job its stream entry holds (no hash until it ends or moves on), scri
     await close();
   });
 
+  test("FINISH_AND_FETCH: an outcome's short form (kind and start only) is a first attempt with no group and no retry time, run twice as once", async () => {
+    const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
+    const [a, b] = await queue.enqueueMany([{ task: "t", data: "a" }, { task: "t", data: "b" }]);
+    rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 2)));
+    const started = Date.now() - 1234;
+    // a completes, b fails: both in the short form
+    const argv = finishArgv("w1", 0);
+    argv[10] = 2;
+    argv.push(a!.id, a!.id, '"ok"', `c${started}`, packedOf.get(a!.id)!, b!.id, b!.id, '{"name":"Error","message":"no"}', `f${started}`, packedOf.get(b!.id)!);
+    const [first, second] = (await twice(scripts.finish, finishKeys, argv)) as [string[], string[]];
+    expect([first[0], second[0]]).toEqual(["11||", "11||"]);
+    expect(await queue.getJob(a!.id)).toMatchObject({ state: "completed", result: "ok", attempt: 1, startedAt: started });
+    expect(await queue.getJob(b!.id)).toMatchObject({ state: "failed", attempt: 1, startedAt: started, error: { message: "no" } });
+    expect(await redis.hget(k.job(b!.id), "g")).toBeNull();
+    expect(await redis.hget(k.base + "stats", "completed")).toBe("1");
+    expect(await redis.hget(k.base + "stats", "failed")).toBe("1");
+    await close();
+  });
+
   test("FINISH_AND_FETCH: a retry moves it to a hash and an entry naming it, once; it runs again with its data and the attempt counted", async () => {
     const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
     const job = await queue.enqueue("t", { n: 7 });

@@ -132,7 +132,9 @@ export async function finishAndFetch(send: Send, k: QueueKeys, a: {
     a.eventsMax, a.outcomes.length,
   ];
   for (const o of a.outcomes) {
-    argv.push(o.id, o.token, o.payload, `${LETTER[o.kind]}${Math.round(o.started)} ${o.attempt} ${Math.round(o.retryAt)} ${o.group}`);
+    // (a first attempt with no group and no retry time: the short form, kind and start only)
+    const short = o.attempt === 1 && o.group === "" && !o.retryAt;
+    argv.push(o.id, o.token, o.payload, short ? `${LETTER[o.kind]}${Math.round(o.started)}` : `${LETTER[o.kind]}${Math.round(o.started)} ${o.attempt} ${Math.round(o.retryAt)} ${o.group}`);
     // the script reads a fifth argument for exactly these (id = token)
     if (o.id === o.token) argv.push(o.packed ?? "");
   }
