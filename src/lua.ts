@@ -435,13 +435,10 @@ return out
  *   kind: c completed, f failed, a aborted (by user), r retry, i interrupted (re-queue, attempt not counted)
  *   p: only for a job its entry held (id = sid): its packed p, which its first hash gets. Such a
  *   job with no hash is held by this attempt while its entry is pending under this consumer.
- * fetchCount -1: a plain XREADGROUP sent just before this call (in the same round trip) delivered
- * jobs, and the script fetches none itself; hint then says whether they may start.
  * Returns { head, rows… }: head is `flags|hint|last`. flags is a string
  * with '1' per outcome applied, '2' per retry or interruption applied as `aborted` instead (an
  * abort was requested for the job), and '0' per outcome fenced out (the job is no longer this
- * attempt's); hint says why the fetch started nothing: paused ('p') or rate limited ('w<ms>'), or
- * that the queue has a rate limit that let it start jobs ('r');
+ * attempt's); hint says why the fetch started nothing: paused ('p') or rate limited ('w<ms>');
  * last, when the fetch found fewer ready jobs than asked, is the newest entry id in the stream
  * ('0-0' for none): every entry after it is new, so a worker waits for one with a plain
  * `XREAD BLOCK … <last>`, which delivers nothing (only this script delivers, and it activates
@@ -545,7 +542,7 @@ if #acks > 0 then redis.call('XACK', stream, group, unpack(acks)) end
 local done, doneIds, bad = {}, {}, false
 local nc, nf, na, nr, ni = 0, 0, 0, 0, 0
 -- the queue's flow settings, read once (see gate)
-local cfg = (#apply > 0 or fetchCount ~= 0) and redis.call('HMGET', base .. 'config', 'paused', 'rlMax', 'rlDur') or {}
+local cfg = (#apply > 0 or fetchCount > 0) and redis.call('HMGET', base .. 'config', 'paused', 'rlMax', 'rlDur') or {}
 -- a rate-limited queue records when each attempt finished (member: the attempt's entry)
 local limited = #apply > 0 and cfg[2]
 local finishes = {}
@@ -644,16 +641,7 @@ if bad then
   trim(KEYS[5], base, tonumber(ARGV[8]), tonumber(ARGV[9]), now)
 end
 local hint, last = '', ''
-if fetchCount > 0 then
-  fetchCount, hint = gate(stream, group, base, now, fetchCount, cfg)
-  -- a rate limit that let these start: the worker keeps fetching through this script
-  if hint == '' and cfg[2] then hint = 'r' end
-elseif fetchCount < 0 then
-  -- a plain read just before this call delivered jobs: may they start? ('' yes; 'p' paused,
-  -- 'r' rate limited: the worker hands them back and fetches through this script again)
-  hint = cfg[1] == '1' and 'p' or (cfg[2] and 'r' or '')
-  fetchCount = 0
-end
+if fetchCount > 0 then fetchCount, hint = gate(stream, group, base, now, fetchCount, cfg) end
 local out = {''}
 if fetchCount > 0 then
   local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', fetchCount, 'STREAMS', stream, '>')
@@ -892,54 +880,6 @@ eachPending(stream, group, consumer, function(sid)
   end
 end)
 stat(base, 'requeued', #out)
-return out
-`;
-
-/**
- * starts the jobs with a hash that a worker's plain XREADGROUP delivered (the fetch of a busy
- * queue reads without a script; entries that hold their jobs start as they are, these need the
- * check the fetch script makes). KEYS: stream events. ARGV: base group consumer now eventsMax,
- * then `<entry id> <job id>` pairs. An entry no longer pending under this consumer is skipped.
- * Returns the rows of the jobs that start, as the fetch script's (a job that moved on or vanished
- * has its entry dropped, as there). Repeat: the same rows; a dropped entry is no longer pending.
- */
-export const ACTIVATE = EMIT + `
-local stream, events, base, group, consumer = KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3]
-local now, eventsMax = tonumber(ARGV[4]), tonumber(ARGV[5])
-local out = {}
-for i = 6, #ARGV, 2 do
-  local sid = ARGV[i]
-  local ok, p = pcall(redis.call, 'XPENDING', stream, group, sid, sid, 1, consumer)
-  if ok and #p > 0 then activate(stream, group, base, sid, ARGV[i + 1], now, events, eventsMax, out) end
-end
-return out
-`;
-
-/**
- * gives back, unstarted, what a worker's plain XREADGROUP delivered when the queue's gate said
- * no (paused, or rate limited). KEYS: stream. ARGV: base group consumer, then entry ids. Each
- * entry still pending under this consumer whose job waits on it goes back to the stream under
- * a new entry (no attempt, no stall); any other is dropped. Returns the ids of the jobs handed
- * back. Repeat: they left the pending list; nothing more is done.
- */
-export const HAND_BACK = EMIT + `
-local stream, base, group, consumer = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-local out = {}
-for i = 4, #ARGV do
-  local sid = ARGV[i]
-  local ok, p = pcall(redis.call, 'XPENDING', stream, group, sid, sid, 1, consumer)
-  if ok and #p > 0 then
-    local exists, id, job, own, st = pendingJob(stream, base, sid)
-    st = st or {}
-    if st[1] == 'waiting' and st[2] == sid then
-      handBack(stream, group, job, id, sid, own)
-      out[#out + 1] = id
-    else
-      redis.call('XACK', stream, group, sid)
-      if exists then redis.call('XDEL', stream, sid) end
-    end
-  end
-end
 return out
 `;
 

@@ -7,7 +7,7 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { Queue } from "../src/queue.ts";
 import { GROUP, queueKeys } from "../src/keys.ts";
-import { ACTIVATE, BULK, CANCEL, CHECK, ENQUEUE, FINISH_AND_FETCH, HAND_BACK, GROUP_CONCURRENCY, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, RETRY, SCHEDULE_ADVANCE, SCHEDULE_DUE, SWEEP, TRIM } from "../src/lua.ts";
+import { BULK, CANCEL, CHECK, ENQUEUE, FINISH_AND_FETCH, GROUP_CONCURRENCY, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, RETRY, SCHEDULE_ADVANCE, SCHEDULE_DUE, SWEEP, TRIM } from "../src/lua.ts";
 import { packJob } from "../src/job.ts";
 import { Script, type Send } from "../src/redis.ts";
 import { client, redisUrl, uniquePrefix } from "./harness.ts";
@@ -26,8 +26,6 @@ const scripts = {
   promote: new Script(PROMOTE),
   trim: new Script(TRIM),
   release: new Script(RELEASE_CONSUMER),
-  activate: new Script(ACTIVATE),
-  handBack: new Script(HAND_BACK),
 };
 
 function setup() {
@@ -758,77 +756,5 @@ describe("edges of the entry-held jobs", () => {
     const consumers = ((await redis.xinfo("CONSUMERS", k.stream, GROUP)) as string[][]).map((c) => c[1]);
     expect(consumers).toContain("w1");
     await close();
-  });
-});
-
-describe("the plain fetch of a busy queue (XREADGROUP beside the finish script)", () => {
-  test("FINISH_AND_FETCH with fetch -1 fetches nothing itself and says whether what a plain read delivered may start: yes, paused, rate limited", async () => {
-    const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
-    try {
-      await queue.enqueueMany([1, 2, 3].map((i) => ({ task: "t", data: i })));
-      const read = () => redis.xreadgroup("GROUP", GROUP, "c1", "COUNT", 1, "STREAMS", k.stream, ">");
-      await read();
-      expect(await twice(scripts.finish, finishKeys, finishArgv("c1", -1))).toEqual([["||"], ["||"]]);
-      await queue.pause();
-      await read();
-      expect(await twice(scripts.finish, finishKeys, finishArgv("c1", -1))).toEqual([["|p|"], ["|p|"]]);
-      await queue.resume();
-      await queue.setRateLimit({ max: 10, duration: 1000 });
-      await read();
-      expect(await twice(scripts.finish, finishKeys, finishArgv("c1", -1))).toEqual([["|r|"], ["|r|"]]);
-      expect((await queue.counts()).active).toBe(3);
-      // the script's own fetch under a limit that lets a job start says 'r' too
-      await queue.enqueue("t", 4);
-      const own = (await scripts.finish.run(send, finishKeys, finishArgv("c1", 1))) as string[];
-      expect(own[0]).toBe("|r|");
-      expect(rowsOf(own)).toHaveLength(1);
-    } finally {
-      await close();
-    }
-  });
-
-  test("HAND_BACK puts unstarted deliveries back once (entry-held and hashed jobs alike, no attempt or stall counted); a repeat finds nothing", async () => {
-    const { redis, k, queue, twice, close } = setup();
-    try {
-      const [a] = await queue.enqueueMany([{ task: "t", data: "a" }]);
-      const b = await queue.enqueue("t", "b", { jobId: "b" });
-      await queue.enqueueMany([{ task: "t", data: "other" }]);
-      const r = (await redis.xreadgroup("GROUP", GROUP, "c1", "COUNT", 2, "STREAMS", k.stream, ">")) as [string, [string, string[]][]][];
-      const sids = r[0]![1].map((e) => e[0]);
-      // the other consumer's delivery is not this one's to hand back
-      const other = (await redis.xreadgroup("GROUP", GROUP, "c2", "COUNT", 1, "STREAMS", k.stream, ">")) as [string, [string, string[]][]][];
-      const [h1, h2] = await twice(scripts.handBack, [k.stream], [k.base, GROUP, "c1", ...sids, other[0]![1][0]![0]]);
-      expect([h1, h2]).toEqual([[a!.id, "b"], []]);
-      expect(await queue.counts()).toMatchObject({ waiting: 2, active: 1 });
-      for (const id of [a!.id, "b"]) expect(await queue.getJob(id)).toMatchObject({ state: "waiting", attempt: 0, stalls: 0 });
-      expect((await queue.getJob(a!.id))?.data).toBe("a");
-      expect(b.id).toBe("b");
-    } finally {
-      await close();
-    }
-  });
-
-  test("ACTIVATE starts the hashed jobs a plain read delivered as the fetch script would, drops a stale entry once, and a repeat gives the same rows", async () => {
-    const { redis, k, queue, twice, close } = setup();
-    try {
-      await queue.enqueue("t", { n: 1 }, { jobId: "x1" });
-      await queue.enqueue("t", { n: 2 }, { jobId: "x2" });
-      const r = (await redis.xreadgroup("GROUP", GROUP, "c1", "COUNT", 2, "STREAMS", k.stream, ">")) as [string, [string, string[]][]][];
-      const [[s1, f1], [s2, f2]] = r[0]![1] as [[string, string[]], [string, string[]]];
-      // x2 moved on meanwhile (its hash names another entry): its entry is stale
-      await redis.hset(k.job("x2"), "sid", "9-9");
-      const argv = [k.base, GROUP, "c1", Date.now(), 100, s1, f1[1]!, s2, f2[1]!];
-      const [r1, r2] = (await twice(scripts.activate, [k.stream, k.events], argv)) as [string[], string[]];
-      expect(r1).toEqual(r2);
-      expect(r1).toHaveLength(1);
-      const [id, sid, before, stalls, group, name, data] = r1[0]!.split("\0");
-      expect([id, sid, before, stalls, group, name, data]).toEqual(["x1", s1, "0", "0", "", "t", '{"n":1}']);
-      // the stale entry left the pending list and the stream, counted missing not at all (its hash exists)
-      expect(((await redis.xpending(k.stream, GROUP)) as unknown[])[0]).toBe(1);
-      expect(await redis.xrange(k.stream, s2, s2)).toEqual([]);
-      expect(await redis.hget(k.base + "stats", "missing")).toBeNull();
-    } finally {
-      await close();
-    }
   });
 });

@@ -6,8 +6,6 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { type JobContext, type JobEventDetail, UnknownTaskError, UnrecoverableError, ValidationError, Worker } from "../mod.ts";
 import { backoffDelay } from "../src/options.ts";
-import { ACTIVATE } from "../src/lua.ts";
-import { Script } from "../src/redis.ts";
 import { waitFor } from "./harness.ts";
 import { deferred, sleep, thrown, useScope, within } from "./helpers.ts";
 
@@ -102,90 +100,6 @@ describe("throughput and correctness", () => {
     for (const [id, n] of [[a.id, "a"], ["caller-1", "c1"], [b.id, "b"], [g1.id, "g1"], [c.id, "c"]] as const) {
       expect(await q.getJob(id)).toMatchObject({ state: "completed", result: n, attempt: 1 });
     }
-  });
-});
-
-describe("the plain fetch of a busy queue", () => {
-  /** A command connection that records the commands the worker sends on it (and each script's sha). */
-  function recording(s: ReturnType<typeof scope>) {
-    const c = s.redis();
-    const sent: string[] = [];
-    const call = c.call.bind(c) as (cmd: string, ...args: unknown[]) => Promise<unknown>;
-    (c as unknown as { call: typeof call }).call = (cmd: string, ...args: unknown[]) => {
-      sent.push(cmd.toUpperCase() === "EVALSHA" ? `EVALSHA ${args[0]}` : cmd.toUpperCase());
-      return call(cmd, ...args);
-    };
-    return { c, sent };
-  }
-
-  test("a queue paused by its flag alone while every slot is busy: the next plain read's jobs go back unstarted, nothing starts, and after the resume each job runs once", async () => {
-    const s = scope();
-    const q = s.queue("plain-pause");
-    const redis = s.redis();
-    const jobs = await q.enqueueMany(Array.from({ length: 200 }, (_, i) => ({ task: "t", data: i })));
-    const { c, sent } = recording(s);
-    const runs = new Map<number, number>();
-    const hold = deferred<void>();
-    const busy = deferred<void>();
-    let blocked = 0;
-    const w = s.worker({
-      redis: c, queues: ["plain-pause"], concurrency: 10, abortPollInterval: 100,
-      tasks: {
-        async t(i: number) {
-          runs.set(i, (runs.get(i) ?? 0) + 1);
-          // the 21st to 30th jobs hold every slot: no fetch is in flight while they do
-          if (runs.size > 20 && runs.size <= 30) {
-            if (++blocked === 10) busy.resolve();
-            await hold.promise;
-          }
-        },
-      },
-    });
-    const running = w.run();
-    await within(busy.promise, 10_000, "ten jobs holding every slot");
-    // paused with no message: only the scripts' look at the flag can see it
-    await redis.hset(q.keys.config, "paused", "1");
-    const from = sent.length;
-    hold.resolve();
-    await waitFor(async () => (await q.counts()).completed === 30, "the ten held jobs to complete", 10_000);
-    await sleep(500);
-    // the read beside the finish script delivered jobs; the script said paused; none started
-    expect(sent.slice(from)).toContain("XREADGROUP");
-    expect(runs.size).toBe(30);
-    expect(await q.counts()).toMatchObject({ waiting: 170, active: 0, completed: 30 });
-    // what went back has a hash now (its entry held it before) and waits, its attempt not counted
-    const back: string[] = [];
-    for (const j of jobs) if (await redis.exists(q.keys.job(j.id))) back.push(j.id);
-    expect(back.length).toBeGreaterThan(0);
-    for (const id of back) expect(await q.getJob(id)).toMatchObject({ state: "waiting", attempt: 0, stalls: 0 });
-    await redis.hdel(q.keys.config, "paused");
-    await waitFor(async () => (await q.counts()).completed === 200, "the rest to complete after the resume", 20_000);
-    expect((await within(w.stop(), 10_000, "the stop")).completed).toBe(200);
-    await running;
-    expect([...runs.values()].every((n) => n === 1)).toBe(true);
-    expect(runs.size).toBe(200);
-  });
-
-  test("jobs with a hash among a busy queue's new jobs start through ACTIVATE, each once, with its own data", async () => {
-    const s = scope();
-    const q = s.queue("plain-mixed");
-    await q.enqueueMany(Array.from({ length: 100 }, (_, i) => ({ task: "t", data: `n${i}` })));
-    for (let i = 0; i < 5; i++) await q.enqueue("t", `c${i}`, { jobId: `caller-${i}` });
-    await q.enqueueMany(Array.from({ length: 100 }, (_, i) => ({ task: "t", data: `m${i}` })));
-    const { c, sent } = recording(s);
-    const activate = new Script(ACTIVATE);
-    await activate.ready();
-    const seen = new Map<string, string[]>();
-    const w = s.worker({
-      redis: c, queues: ["plain-mixed"], concurrency: 10, wait: false,
-      tasks: { t: (d: string, ctx: JobContext) => void seen.set(ctx.job.id, [...(seen.get(ctx.job.id) ?? []), d]) },
-    });
-    expect((await within(w.run(), 20_000, "205 jobs")).completed).toBe(205);
-    expect(sent).toContain("XREADGROUP");
-    expect(sent).toContain(`EVALSHA ${activate.args([], [])[0]}`);
-    expect(seen.size).toBe(205);
-    for (let i = 0; i < 5; i++) expect(seen.get(`caller-${i}`)).toEqual([`c${i}`]);
-    expect([...seen.values()].every((d) => d.length === 1)).toBe(true);
   });
 });
 

@@ -9,7 +9,7 @@ import type { Outcome } from "./executor.ts";
 import type { RunningJobs } from "./running-jobs.ts";
 import * as scripts from "./scripts.ts";
 import { HISTOGRAM_BUCKETS } from "../job.ts";
-import type { FetchedJob, Gate } from "./scripts.ts";
+import type { FetchedJob, Gate, OutcomeResult } from "./scripts.ts";
 
 export class Completer {
   /** Histogram observations not yet written, by queue (see flushHistograms): counts per bucket and sums. */
@@ -49,15 +49,14 @@ export class Completer {
    * interruption): a fetch that found the stream empty before it should look again. On an error
    * the outcomes go back to the buffer; writing them again is safe (a repeat is recognised).
    */
-  async finishAndFetch(q: QueueState, want: number): Promise<{ jobs: FetchedJob[]; requeued: boolean; gate: Gate; last?: string; unsure: boolean }> {
+  async finishAndFetch(q: QueueState, want: number): Promise<{ jobs: FetchedJob[]; requeued: boolean; gate: Gate; last?: string }> {
     const core = this.#core;
     const outs = this.#buffers.get(q)!.splice(0);
     const now = Date.now();
-    const plain = !!q.plain && want > 0;
-    let reply: scripts.FinishReply;
+    let reply: { results: OutcomeResult[]; jobs: FetchedJob[]; gate: Gate; last?: string };
     try {
       reply = await scripts.finishAndFetch(core.send, q.keys, {
-        consumer: core.id, now, fetch: want, keep: core.settings.keep, eventsMax: core.settings.eventsMaxLen, plain,
+        consumer: core.id, now, fetch: want, keep: core.settings.keep, eventsMax: core.settings.eventsMaxLen,
         outcomes: outs.map((o) => ({
           id: o.r.id, token: o.r.token, started: o.r.startedAt ?? now, attempt: o.r.ctx.job.attempt, group: o.r.group,
           kind: o.kind, payload: o.payload, retryAt: o.retryAt, packed: o.r.packed,
@@ -65,14 +64,8 @@ export class Completer {
       });
     } catch (e) {
       this.#buffers.get(q)!.unshift(...outs);
-      q.plain = false;
       throw e;
     }
-    // the next fetch reads plainly only after one that filled every slot asked with jobs their
-    // entries alone hold, through an open gate (a busy queue of new jobs)
-    const g = reply.gate;
-    q.plain = want > 0 && reply.jobs.length === want && !g.paused && !g.limited && g.waitMs === undefined &&
-      !reply.plain?.hashed && !reply.plain?.failed && reply.jobs.every((j) => j.id === j.sid);
     let requeued = false;
     let h = this.#hist.get(q);
     if (!h) this.#hist.set(q, (h = { d: new Array(HISTOGRAM_BUCKETS.length + 1).fill(0), w: new Array(HISTOGRAM_BUCKETS.length + 1).fill(0), dSum: 0, wSum: 0 }));
@@ -99,8 +92,7 @@ export class Completer {
       this.#running.release(o.r);
       this.#report(o, result !== "fenced");
     });
-    // a plain fetch that came up short says nothing of what is left: the next one looks through the script
-    return { jobs: reply.jobs, requeued, gate: reply.gate, last: reply.last, unsure: plain && reply.jobs.length < want };
+    return { jobs: reply.jobs, requeued, gate: reply.gate, last: reply.last };
   }
 
   /**

@@ -60,12 +60,6 @@ export interface QueueState {
   holdUntil?: number;
   /** The newest entry id its last short fetch saw: a wait for new jobs reads after it. */
   last?: string;
-  /**
-   * Its next fetch is a plain XREADGROUP beside the finish script (see scripts.finishAndFetch):
-   * set after a fetch that filled every slot asked with jobs their entries alone hold, through
-   * an open gate; cleared by any other.
-   */
-  plain?: boolean;
 }
 
 /** The worker's shared state and voice, handed to each of its parts. */

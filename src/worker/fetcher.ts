@@ -12,12 +12,30 @@ import type { Executor } from "./executor.ts";
 import type { RunningJobs } from "./running-jobs.ts";
 import * as scripts from "./scripts.ts";
 
+type Entry = [string, string[]];
+
 /** Calls `f` in a later turn of the event loop (after what this turn wrote has gone out). */
 const nextTurn: (f: () => void) => void = typeof (globalThis as { setImmediate?: unknown }).setImmediate === "function"
   ? (f) => (globalThis as unknown as { setImmediate(f: () => void): unknown }).setImmediate(f)
   : (f) => setTimeout(f, 0);
 
-export { streamEntries } from "./scripts.ts";
+/**
+ * The streams of an XREAD/XREADGROUP reply: RESP2 gives `[[stream, entries], …]`, RESP3 a map
+ * that clients hand over as `[stream, entries, stream, entries, …]` (or as an object).
+ */
+export function streamEntries(reply: unknown): [string, Entry[]][] {
+  if (!reply) return [];
+  if (Array.isArray(reply)) {
+    if (reply.length > 0 && typeof reply[0] === "string") {
+      const out: [string, Entry[]][] = [];
+      for (let i = 0; i < reply.length; i += 2) out.push([reply[i] as string, reply[i + 1] as Entry[]]);
+      return out;
+    }
+    return reply as [string, Entry[]][];
+  }
+  if (typeof reply === "object") return Object.entries(reply as Record<string, Entry[]>);
+  return [];
+}
 
 export class Fetcher {
   readonly #core: WorkerCore;
@@ -48,13 +66,12 @@ export class Fetcher {
   #turnTaken = false;
   /**
    * Finish-and-fetch calls issued so far, and the number of the last one that put a job back in
-   * the stream or whose plain fetch came up short (it says nothing of what is left). Calls run
-   * in the order they are issued, but their replies may be handled out of order (a batch waits
-   * for its turn): a pass whose fetches came up short concludes the queues are empty only if no
-   * call issued at or after its first did either.
+   * the stream. Calls run in the order they are issued, but their replies may be handled out of
+   * order (a batch waits for its turn): a pass whose fetches came up short concludes the queues
+   * are empty only if no call issued at or after its first put a job back.
    */
   #calls = 0;
-  #lookAgainBy = 0;
+  #requeuedBy = 0;
 
   constructor(core: WorkerCore, parts: {
     running: RunningJobs;
@@ -224,10 +241,8 @@ export class Fetcher {
           fetched += await this.#finishAndFetch(q, n);
         }
         this.#errors = 0;
-        if (want > 0 && fetched < want && this.#lookAgainBy < first) this.#empty = true;
+        if (want > 0 && fetched < want && this.#requeuedBy < first) this.#empty = true;
       } catch (e) {
-        // a plain fetch delivered jobs that did not start: they go back once nothing fetches
-        if ((e as { delivered?: boolean }).delivered) this.#needReconcile = true;
         this.#failed(e);
       } finally {
         this.#reserved -= want;
@@ -249,8 +264,8 @@ export class Fetcher {
    */
   async #finishAndFetch(q: QueueState, want: number): Promise<number> {
     const call = ++this.#calls;
-    const { jobs, requeued, gate, last, unsure } = await this.#completer.finishAndFetch(q, want);
-    if (requeued || unsure) this.#lookAgainBy = Math.max(this.#lookAgainBy, call);
+    const { jobs, requeued, gate, last } = await this.#completer.finishAndFetch(q, want);
+    if (requeued) this.#requeuedBy = Math.max(this.#requeuedBy, call);
     if (last !== undefined) q.last = last;
     if (jobs.length > 0) {
       if (this.#turnTaken) await new Promise<void>((r) => nextTurn(r));

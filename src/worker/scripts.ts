@@ -5,13 +5,11 @@
  * @module
  */
 import { GROUP, type QueueKeys } from "../keys.ts";
-import { ACTIVATE, CHECK, FINISH_AND_FETCH, HAND_BACK, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, SWEEP, TRIM, SCHEDULE_ADVANCE, SCHEDULE_DUE } from "../lua.ts";
+import { CHECK, FINISH_AND_FETCH, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, SWEEP, TRIM, SCHEDULE_ADVANCE, SCHEDULE_DUE } from "../lua.ts";
 import { Script, type Send } from "../redis.ts";
 
 const scripts = {
   finish: new Script(FINISH_AND_FETCH),
-  activate: new Script(ACTIVATE),
-  handBack: new Script(HAND_BACK),
   check: new Script(CHECK),
   recover: new Script(RECOVER),
   promote: new Script(PROMOTE),
@@ -89,15 +87,6 @@ const LETTER: Record<OutcomeKind, string> = { completed: "c", failed: "f", abort
 const RESULT: Record<string, OutcomeResult> = { "1": "applied", "2": "aborted", "0": "fenced" };
 
 /**
- * A new job its stream entry `sid` holds, with its packed p (its id is the entry's; no attempt,
- * stall or group yet). Its p goes back with its outcome, for the hash it gets then.
- */
-function entryJob(sid: string, packed: string): FetchedJob {
-  const [name = "", data = "", opts = "", max = "", created = ""] = packed.split("\0");
-  return { id: sid, sid, token: sid, attempt: 1, stalls: 0, group: "", name, data, opts, maxAttempts: Number(max), createdAt: Number(created), packed };
-}
-
-/**
  * The job rows of a fetch, from `from`. A row with a NUL is a job with a hash: id, entry id,
  * attempts before, stalls, group and the packed p, NUL-joined. A row without one is the entry id
  * of a job its entry holds (its id too; a new job: no attempt, stall or group), and the next
@@ -108,7 +97,13 @@ function parseRows(reply: string[], from: number): FetchedJob[] {
   for (let i = from; i < reply.length; i++) {
     const row = reply[i]!;
     if (!row.includes("\0")) {
-      jobs.push(entryJob(row, reply[++i] ?? ""));
+      // its packed p goes back with its outcome, for the hash it gets then
+      const packed = reply[++i] ?? "";
+      const [name = "", data = "", opts = "", max = "", created = ""] = packed.split("\0");
+      jobs.push({
+        id: row, sid: row, token: row, attempt: 1, stalls: 0, group: "",
+        name, data, opts, maxAttempts: Number(max), createdAt: Number(created), packed,
+      });
       continue;
     }
     // id NUL sid NUL attempts NUL stalls NUL group NUL name NUL data NUL opts NUL max NUL created
@@ -127,19 +122,12 @@ function parseRows(reply: string[], from: number): FetchedJob[] {
  * Safe to re-send: a repeat reports what it applied; jobs a lost reply fetched are handed back by
  * `reconcile`. `last`: when it found fewer jobs than asked, the newest entry id of the stream
  * (a wait for new jobs reads after it).
- *
- * `plain`: the fetch is a plain XREADGROUP sent just before the script, in the same round trip
- * (a busy queue's jobs mostly live in their entries alone and need no script to start; Redis then
- * spends no script time on them). The script says whether the queue's gate lets them start;
- * when it does not, they go back unstarted (HAND_BACK). Jobs with a hash among them start
- * through ACTIVATE, one more round trip. Such a fetch says nothing of what is left (no `last`).
  */
 export async function finishAndFetch(send: Send, k: QueueKeys, a: {
-  consumer: string; now: number; fetch: number; keep: Keep; eventsMax: number; outcomes: OutcomeWrite[]; plain?: boolean;
-}): Promise<FinishReply> {
-  const plain = !!a.plain && a.fetch > 0;
+  consumer: string; now: number; fetch: number; keep: Keep; eventsMax: number; outcomes: OutcomeWrite[];
+}): Promise<{ results: OutcomeResult[]; jobs: FetchedJob[]; gate: Gate; last?: string }> {
   const argv: (string | number)[] = [
-    k.base, GROUP, a.consumer, a.now, plain ? -1 : a.fetch,
+    k.base, GROUP, a.consumer, a.now, a.fetch,
     a.keep.completed.count, a.keep.completed.age, a.keep.failed.count, a.keep.failed.age,
     a.eventsMax, a.outcomes.length,
   ];
@@ -150,89 +138,20 @@ export async function finishAndFetch(send: Send, k: QueueKeys, a: {
     // the script reads a fifth argument for exactly these (id = token)
     if (o.id === o.token) argv.push(o.packed ?? "");
   }
-  const keys = [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events];
-  if (!plain) return parseFinish(a.outcomes.length, (await scripts.finish.run(send, keys, argv)) as string[]);
-
-  // both written in this turn, in this order, on one connection: the read runs first
-  const read = send("XREADGROUP", ["GROUP", GROUP, a.consumer, "COUNT", a.fetch, "STREAMS", k.stream, ">"]);
-  const finish = scripts.finish.run(send, keys, argv);
-  const [r, f] = await Promise.allSettled([read, finish]);
-  const entries = r.status === "fulfilled" ? (streamEntries(r.value)[0]?.[1] ?? []) : [];
-  if (f.status === "rejected") {
-    // the outcomes go back to be written again; what the read delivered is handed back later
-    throw Object.assign(f.reason instanceof Error ? f.reason : new Error(String(f.reason)), { delivered: entries.length > 0 });
-  }
-  const reply = parseFinish(a.outcomes.length, f.value as string[]);
-  reply.plain = { delivered: entries.length, failed: r.status === "rejected" };
-  if (entries.length === 0) return reply;
-  if (reply.gate.paused || reply.gate.limited) {
-    await scripts.handBack.run(send, [k.stream], [k.base, GROUP, a.consumer, ...entries.map((e) => e[0])]).catch((e) => {
-      throw Object.assign(e instanceof Error ? e : new Error(String(e)), { delivered: true });
-    });
-    return reply;
-  }
-  const hashed: string[] = [];
-  for (const [sid, fields] of entries) {
-    if (fields[0] === "p") reply.jobs.push(entryJob(sid, fields[1] ?? ""));
-    else hashed.push(sid, fields[1] ?? "");
-  }
-  if (hashed.length > 0) {
-    reply.plain.hashed = true;
-    const rows = (await scripts.activate.run(send, [k.stream, k.events], [k.base, GROUP, a.consumer, a.now, a.eventsMax, ...hashed]).catch((e) => {
-      throw Object.assign(e instanceof Error ? e : new Error(String(e)), { delivered: true });
-    })) as string[];
-    reply.jobs.push(...parseRows(rows, 0));
-  }
-  return reply;
-}
-
-/** What a finish-and-fetch call did (see finishAndFetch). */
-export interface FinishReply {
-  results: OutcomeResult[];
-  jobs: FetchedJob[];
-  gate: Gate;
-  last?: string;
-  /** For a plain fetch: how many entries the read delivered, whether any held a job with a hash, whether the read failed. */
-  plain?: { delivered: number; hashed?: boolean; failed: boolean };
-}
-
-function parseFinish(n: number, reply: string[]): FinishReply {
+  const reply = (await scripts.finish.run(send, [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events], argv)) as string[];
   const [flags = "", hint = "", last = ""] = (reply[0] ?? "").split("|");
-  const results: OutcomeResult[] = [];
-  for (let i = 0; i < n; i++) results.push(RESULT[flags[i]!] ?? "fenced");
   return {
-    results,
+    results: a.outcomes.map((_, i) => RESULT[flags[i]!] ?? "fenced"),
     jobs: parseRows(reply, 1),
-    gate: hint === "p" ? { paused: true } : hint === "r" ? { limited: true } : hint.startsWith("w") ? { waitMs: Number(hint.slice(1)) } : {},
+    gate: hint === "p" ? { paused: true } : hint.startsWith("w") ? { waitMs: Number(hint.slice(1)) } : {},
     last: last || undefined,
   };
-}
-
-/**
- * The streams of an XREAD/XREADGROUP reply: RESP2 gives `[[stream, entries], …]`, RESP3 a map
- * that clients hand over as `[stream, entries, stream, entries, …]` (or as an object).
- */
-export function streamEntries(reply: unknown): [string, [string, string[]][]][] {
-  type Entry = [string, string[]];
-  if (!reply) return [];
-  if (Array.isArray(reply)) {
-    if (reply.length > 0 && typeof reply[0] === "string") {
-      const out: [string, Entry[]][] = [];
-      for (let i = 0; i < reply.length; i += 2) out.push([reply[i] as string, reply[i + 1] as Entry[]]);
-      return out;
-    }
-    return reply as [string, Entry[]][];
-  }
-  if (typeof reply === "object") return Object.entries(reply as Record<string, Entry[]>);
-  return [];
 }
 
 /** Why a fetch started nothing although it was asked to: the queue is paused, or rate limited for `waitMs`. */
 export interface Gate {
   paused?: boolean;
   waitMs?: number;
-  /** The queue has a rate limit (it let these jobs start): its fetches go through the script. */
-  limited?: boolean;
 }
 
 /** What a heartbeat or abort poll learnt of one running attempt. */
