@@ -258,8 +258,9 @@ local function gate(stream, group, base, now, want, cfg)
   return 0, 'w' .. wait
 end
 -- Removes finished jobs \`ids\`: their hashes, and (done: completed ones) their records in \`done\`.
+-- (a job with a record has no hash: when every one of them had a record, no key is left to delete)
 local function forget(base, ids, done)
-  if done then redis.call('HDEL', base .. 'done', unpack(ids)) end
+  if done and redis.call('HDEL', base .. 'done', unpack(ids)) == #ids then return end
   for i = 1, #ids do ids[i] = base .. 'job:' .. ids[i] end
   delmany(ids)
 end

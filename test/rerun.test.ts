@@ -280,12 +280,15 @@ describe("the maintenance scripts run twice", () => {
     expect(await redis.hget(k.job(later.id), "state")).toBe("waiting");
     expect(await redis.xlen(k.stream)).toBe(3);
     // TRIM: keeps the newest N, whatever the number of runs
-    // (with their records in done, where a job completed with no hash keeps it)
+    // (with their records in done, where a job completed with no hash keeps it, and one with a hash)
     for (let i = 0; i < 3; i++) await redis.zadd(k.completed, String(i), `1-${i}`);
     await redis.hset(k.done, "1-0", "r0", "1-1", "r1", "1-2", "r2");
+    await redis.zadd(k.completed, "-1", "hashed");
+    await redis.hset(k.job("hashed"), "state", "completed");
     await twice(scripts.trim, [k.completed, k.failed, k.aborted, k.cancelled], [k.base, Date.now(), 1, -1, -1, -1, -1, -1]);
     expect(await redis.zrange(k.completed, "0", "-1")).toEqual(["1-2"]);
     expect(await redis.hgetall(k.done)).toEqual({ "1-2": "r2" });
+    expect(await redis.exists(k.job("hashed"))).toBe(0);
     // RELEASE_CONSUMER: the held job is still pending under w1, so w1 is kept; the repeat says the same
     expect(await twice(scripts.release, [k.stream], [k.base, GROUP, "w1", `${held.id} ${held.token}`])).toEqual([1, 1]);
     // without the worker holding it, the entry goes back to the stream once, and w1 leaves the group
