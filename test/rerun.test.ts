@@ -68,7 +68,7 @@ async function sweepAll(send: Send, k: ReturnType<typeof queueKeys>, deleted: st
 /** The packed p of each job a fetch returned, by id: an outcome of a job its entry held sends it back. */
 const packedOf = new Map<string, string>();
 
-/** The jobs a fetch returned (one NUL-joined row each after the head): id, token (its entry id) and group. */
+/** The jobs a fetch returned (rows after the head, see FINISH_AND_FETCH): id, token (its entry id) and group. */
 function rowsOf(reply: unknown): { id: string; token: string; group: string }[] {
   // a row with a NUL: id NUL token NUL attempts NUL stalls NUL group NUL p (a job with a hash);
   // one without: the entry id of a job its entry holds, then its p

@@ -72,6 +72,7 @@ describe("throughput and correctness", () => {
       expect(info).toMatchObject({ state: "completed", result: i * 2, attempt: 1 });
     }
   }, 60_000);
+
   test("one fetch of jobs with and without a hash of their own (a caller's id, a group) gives each job its own data, name and attempt", async () => {
     const s = scope();
     const q = s.queue("mixed");

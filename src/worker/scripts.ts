@@ -7,6 +7,7 @@
 import { GROUP, type QueueKeys } from "../keys.ts";
 import { CHECK, FINISH_AND_FETCH, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, SWEEP, TRIM, SCHEDULE_ADVANCE, SCHEDULE_DUE } from "../lua.ts";
 import { Script, type Send } from "../redis.ts";
+import { unpackJob } from "../job.ts";
 
 const scripts = {
   finish: new Script(FINISH_AND_FETCH),
@@ -97,9 +98,9 @@ function parseRows(reply: string[], from: number): FetchedJob[] {
   for (let i = from; i < reply.length; i++) {
     const row = reply[i]!;
     if (!row.includes("\0")) {
-      // its packed p goes back with its outcome, for the hash it gets then
+      // its packed p goes back with its outcome, for the record it gets then
       const packed = reply[++i] ?? "";
-      const [name = "", data = "", opts = "", max = "", created = ""] = packed.split("\0");
+      const { name, data, opts, max, created } = unpackJob(packed);
       jobs.push({
         id: row, sid: row, token: row, attempt: 1, stalls: 0, group: "",
         name, data, opts, maxAttempts: Number(max), createdAt: Number(created), packed,
