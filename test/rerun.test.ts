@@ -513,6 +513,25 @@ describe("bulk and grouped cancel run twice", () => {
     }
   });
 
+  test("BULK clean of completed jobs: a re-sent chunk removes no more, and the jobs' records in done go with them once", async () => {
+    const { redis, k, twice, close } = setup();
+    try {
+      const bulk = new Script(BULK);
+      const keys = [k.stream, k.delayed, k.completed, k.failed, k.cancelled, k.aborted, k.events];
+      // two finished long ago (one with a record, one with a hash), one just now
+      await redis.zadd(k.completed, "1", "1-0", "2", "h", String(Date.now()), "1-1");
+      await redis.hset(k.done, "1-0", "r0", "1-1", "r1");
+      await redis.hset(k.job("h"), "state", "completed");
+      const [r1, r2] = (await twice(bulk, keys, [k.base, GROUP, "clean", Date.now(), 500, 100, 60_000, "completed"])) as [number[], number[]];
+      expect([r1[0], r2[0]]).toEqual([2, 0]);
+      expect(await redis.zrange(k.completed, "0", "-1")).toEqual(["1-1"]);
+      expect(await redis.hgetall(k.done)).toEqual({ "1-1": "r1" });
+      expect(await redis.exists(k.job("h"))).toBe(0);
+    } finally {
+      await close();
+    }
+  });
+
   test("CANCEL of a released grouped job: a repeat lets the group's next job in once", async () => {
     const { redis, k, queue, twice, close } = setup();
     try {
