@@ -427,7 +427,10 @@ return out
  * finish a batch of outcomes, then fetch up to N ready jobs (one round trip).
  * KEYS: stream delayed completed failed aborted events
  * ARGV: base group consumer now fetchCount keepCompleted ageCompleted keepFailed ageFailed
- *       eventsMax nOutcomes, then per outcome: id sid payload meta [p], where meta is
+ *       eventsMax nOutcomes lo hi, then per outcome: id sid payload meta [p], where lo and hi are
+ *   the lowest and the highest sid of the outcomes with id = sid ('' when there is none: the
+ *   one read of this consumer's pending list covers that range, and the script parses no id of
+ *   its own), and meta is
  *   `<kind><started> <attempt> <retryAt> <group>` (four arguments a job rather than eight: each
  *   one costs the client and the server more than the parse), or only `<kind><started>` for a
  *   first attempt with no group and no retry time (the common case: one parse the less). sid: the entry the attempt ran
@@ -462,14 +465,15 @@ local eventsMax = tonumber(ARGV[10])
 local n = tonumber(ARGV[11])
 -- where each outcome's arguments start: one whose job its entry holds (id = sid) carries the
 -- packed p as a fifth, since no hash holds it
-local at, keys, ownKeys = {}, {}, {}
-local o = 12
+local at, keys, ownKeys, nown = {}, {}, {}, 0
+local o = 14
 for i = 0, n - 1 do
   at[i] = o
   local job = base .. 'job:' .. ARGV[o]
   keys[i] = job
   if ARGV[o] == ARGV[o + 1] then
-    ownKeys[#ownKeys + 1] = job
+    nown = nown + 1
+    ownKeys[nown] = job
     o = o + 5
   else
     o = o + 4
@@ -477,25 +481,30 @@ for i = 0, n - 1 do
 end
 -- one EXISTS for the jobs their entries hold: while none has a hash (the common case), none
 -- needs a read of its own
-local hashed = #ownKeys > 0 and redis.call('EXISTS', unpack(ownKeys)) > 0
-local flags, acks, apply, bare = {}, {}, {}, {}
+local hashed = nown > 0 and redis.call('EXISTS', unpack(ownKeys)) > 0
+-- (each list keeps its length in a local: \`#t\` is a search)
+local flags, acks, apply, bare, nack, napp, nbare = {}, {}, {}, {}, 0, 0, 0
+local NONE = {}
 -- mixed: an acknowledged entry whose job has a hash (its id is not compared with hi below)
 local mixed = false
 for i = 0, n - 1 do
   local o = at[i]
   local id, sid = ARGV[o], ARGV[o + 1]
   local job = keys[i]
-  local st = (id ~= sid or hashed) and redis.call('HMGET', job, 'state', 'sid') or {}
+  local st = (id ~= sid or hashed) and redis.call('HMGET', job, 'state', 'sid') or NONE
   if not st[1] and id == sid then
     -- its entry holds it and nothing wrote a hash: the attempt holds it while the entry is
     -- pending here (every path that takes a job from its worker writes its hash or drops it)
-    bare[#bare + 1] = i
+    nbare = nbare + 1
+    bare[nbare] = i
     flags[i + 1] = '0'
   elseif st[1] == 'waiting' and st[2] == sid then
     -- the job still waits on the entry this attempt ran from: the attempt holds it
-    acks[#acks + 1] = sid
+    nack = nack + 1
+    acks[nack] = sid
     mixed = true
-    apply[#apply + 1] = i
+    napp = napp + 1
+    apply[napp] = i
     flags[i + 1] = '1'
   elseif st[2] == sid and (st[1] == 'completed' or st[1] == 'failed' or st[1] == 'aborted') then
     -- this attempt ended the job already (a finished job keeps the entry id that finished it)
@@ -510,25 +519,22 @@ for i = 0, n - 1 do
     end
   end
 end
--- hi (its parts hm, hs): the newest entry of those below
+-- hi (its parts hm, hs): the newest entry of those below (given by the client with the lowest, lo)
 local fresh, hi, hm, hs = {}
-if #bare > 0 then
-  -- one read of this consumer's pending entries between the lowest and the highest (each id
-  -- parsed once)
-  local lo, lm, ls
-  for _, i in ipairs(bare) do
-    local sid = ARGV[at[i] + 1]
-    local m, q = idparts(sid)
-    if not lo or m < lm or (m == lm and q < ls) then lo, lm, ls = sid, m, q end
-    if not hi or m > hm or (m == hm and q > hs) then hi, hm, hs = sid, m, q end
-  end
+if nbare > 0 then
+  -- one read of this consumer's pending entries between the lowest and the highest
+  local lo
+  lo, hi = ARGV[12], ARGV[13]
+  hm, hs = idparts(hi)
   local held = {}
   for _, p in ipairs(redis.call('XPENDING', stream, group, lo, hi, 1000000, consumer)) do held[p[1]] = true end
   for _, i in ipairs(bare) do
     local sid = ARGV[at[i] + 1]
     if held[sid] then
-      acks[#acks + 1] = sid
-      apply[#apply + 1] = i
+      nack = nack + 1
+      acks[nack] = sid
+      napp = napp + 1
+      apply[napp] = i
       fresh[i] = ARGV[at[i] + 4]
       flags[i + 1] = '1'
     elseif redis.call('HEXISTS', base .. 'done', sid) == 1 then
@@ -539,16 +545,16 @@ if #bare > 0 then
 end
 -- free before writing: at maxmemory a script whose first write is refused does nothing at all
 -- (the entries go at the end, in one trim)
-if #acks > 0 then redis.call('XACK', stream, group, unpack(acks)) end
-local done, doneIds, bad = {}, {}, false
+if nack > 0 then redis.call('XACK', stream, group, unpack(acks)) end
+local done, doneIds, bad, ndone = {}, {}, false, 0
 local nc, nf, na, nr, ni = 0, 0, 0, 0, 0
 -- the queue's flow settings, read once (see gate)
-local cfg = (#apply > 0 or fetchCount > 0) and redis.call('HMGET', base .. 'config', 'paused', 'rlMax', 'rlDur') or {}
+local cfg = (napp > 0 or fetchCount > 0) and redis.call('HMGET', base .. 'config', 'paused', 'rlMax', 'rlDur') or {}
 -- a rate-limited queue records when each attempt finished (member: the attempt's entry)
-local limited = #apply > 0 and cfg[2]
+local limited = napp > 0 and cfg[2]
 local finishes = {}
 -- records of the jobs their entries held that complete with no hash (one write for them all)
-local records = {}
+local records, nrec = {}, 0
 for _, i in ipairs(apply) do
   local o = at[i]
   local id, sid, payload = ARGV[o], ARGV[o + 1], ARGV[o + 2]
@@ -576,16 +582,17 @@ for _, i in ipairs(apply) do
   end
   if kind == 'c' then
     if p then
-      records[#records + 1] = id
-      records[#records + 1] = nowS .. ' ' .. started .. ' ' .. attempt .. ' ' .. #p .. '\\0' .. p .. payload
+      records[nrec + 1] = id
+      nrec = nrec + 2
+      records[nrec] = nowS .. ' ' .. started .. ' ' .. attempt .. ' ' .. #p .. '\\0' .. p .. payload
     else
       redis.call('HSET', job, 'state', 'completed', 'result', payload, 'finished', nowS, 'started', started, 'attempt', attempt)
     end
     if grp ~= '' then gleave(stream, base, grp) end
-    done[#done + 1] = nowS
-    done[#done + 1] = id
-    doneIds[#doneIds + 1] = id
+    done[nc + nc + 1] = nowS
+    done[nc + nc + 2] = id
     nc = nc + 1
+    doneIds[nc] = id
   elseif kind == 'f' or kind == 'a' then
     local state = kind == 'f' and 'failed' or 'aborted'
     if p then redis.call('HSET', job, 'sid', sid, 'p', p) end
@@ -615,7 +622,7 @@ for _, i in ipairs(apply) do
     emit(events, eventsMax, 'interrupted', id, now)
   end
 end
-if #records > 0 then redis.call('HSET', base .. 'done', unpack(records)) end
+if nrec > 0 then redis.call('HSET', base .. 'done', unpack(records)) end
 if #finishes > 0 then redis.call('ZADD', base .. 'rl', unpack(finishes)) end
 -- per-minute counts of finished jobs for the admin app's charts, kept two hours
 if nc + nf + na > 0 then
@@ -631,10 +638,10 @@ stat(base, 'failed', nf)
 stat(base, 'aborted', na)
 stat(base, 'retried', nr)
 stat(base, 'interrupted', ni)
-if #done > 0 then
+if nc > 0 then
   redis.call('ZADD', KEYS[3], unpack(done))
   -- one event for the batch: ids are space-separated (job ids contain no whitespace)
-  emit(events, eventsMax, 'completed', table.concat(doneIds, ' '), now, nil, #doneIds)
+  emit(events, eventsMax, 'completed', table.concat(doneIds, ' '), now, nil, nc)
   trim(KEYS[3], base, tonumber(ARGV[6]), tonumber(ARGV[7]), now, true)
 end
 if bad then
@@ -643,7 +650,7 @@ if bad then
 end
 local hint, last = '', ''
 if fetchCount > 0 then fetchCount, hint = gate(stream, group, base, now, fetchCount, cfg) end
-local out = {''}
+local out, nout = {''}, 1
 if fetchCount > 0 then
   local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', fetchCount, 'STREAMS', stream, '>')
   local entries = r and r[1][2] or {}
@@ -652,10 +659,12 @@ if fetchCount > 0 then
     if e[2][1] == 'p' then
       -- a job its entry holds: nothing to read (a new job: no attempt, no stall, no group), and
       -- nothing to build: its entry id and its p go out as they came
-      out[#out + 1] = e[1]
-      out[#out + 1] = e[2][2]
+      out[nout + 1] = e[1]
+      nout = nout + 2
+      out[nout] = e[2][2]
     else
-      activate(stream, group, base, e[1], e[2][2], now, events, eventsMax, out)
+      -- (it appends one row when it activates the job)
+      if activate(stream, group, base, e[1], e[2][2], now, events, eventsMax, out) then nout = nout + 1 end
     end
   end
   if #entries < fetchCount then
@@ -663,7 +672,7 @@ if fetchCount > 0 then
     last = newest[1] and newest[1][1] or '0-0'
   end
 end
-if #acks > 0 then
+if nack > 0 then
   -- The acknowledged entries leave the stream. Every entry older than the oldest pending one was
   -- delivered (the group's last-delivered id is at least that one) and is no longer pending, so
   -- its job is done with it: XTRIM MINID drops them all from the head, node by node, where XDEL

@@ -10,6 +10,7 @@ import { GROUP, queueKeys } from "../src/keys.ts";
 import { BULK, CANCEL, CHECK, ENQUEUE, FINISH_AND_FETCH, GROUP_CONCURRENCY, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, RETRY, SCHEDULE_ADVANCE, SCHEDULE_DUE, SWEEP, TRIM } from "../src/lua.ts";
 import { packJob } from "../src/job.ts";
 import { Script, type Send } from "../src/redis.ts";
+import { entryIdBefore } from "../src/worker/scripts.ts";
 import { client, redisUrl, uniquePrefix } from "./harness.ts";
 
 setDefaultTimeout(30_000);
@@ -38,8 +39,13 @@ function setup() {
   const finishKeys = [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events];
   // outcomes: [id, token, kind, payload, retryAt, group?], sent with started = now and attempt 1;
   // a job its entry held (id = token) carries its packed p, as the fetch gave it
+  // the lowest and the highest token of the outcomes with id = token, as the worker sends them
+  const loHi = (outcomes: (string | number)[][]) => {
+    const own = outcomes.filter(([id, token]) => id === token).map(([, token]) => String(token)).sort((a, b) => (entryIdBefore(a, b) ? -1 : 1));
+    return [own[0] ?? "", own.at(-1) ?? ""];
+  };
   const finishArgv = (consumer: string, fetch: number, outcomes: (string | number)[][] = [], now = Date.now()) => [
-    k.base, GROUP, consumer, now, fetch, 1000, 86_400_000, -1, -1, 1000, outcomes.length,
+    k.base, GROUP, consumer, now, fetch, 1000, 86_400_000, -1, -1, 1000, outcomes.length, ...loHi(outcomes),
     ...outcomes.flatMap(([id, token, kind, payload, retryAt, group = ""]) => {
       const args = [id!, token!, payload!, `${kind}${now} 1 ${retryAt} ${group}`];
       if (id === token) args.push(packedOf.get(String(id))!);
@@ -89,6 +95,32 @@ function rowsOf(reply: unknown): { id: string; token: string; group: string }[] 
 }
 
 describe("a script run twice (a re-sent command)", () => {
+  test("FINISH_AND_FETCH: outcomes sent in any order, run twice, are each applied once (the range the client gives covers the lowest and the highest entry, whatever their order)", async () => {
+    const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
+    await queue.enqueueMany(Array.from({ length: 5 }, (_, i) => ({ task: "t", data: i })));
+    const fetched = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 5)));
+    expect(fetched).toHaveLength(5);
+    // finished in an order unlike their entries': the middle one first, the lowest and the highest last
+    const order = [fetched[2]!, fetched[4]!, fetched[1]!, fetched[3]!, fetched[0]!];
+    const [first, second] = (await twice(scripts.finish, finishKeys, finishArgv("w1", 0, order.map((row) => [row.id, row.token, "c", `"${row.id}"`, 0])))) as [string[], string[]];
+    expect(first[0]).toBe("11111||");
+    expect(second[0]).toBe("11111||");
+    expect(await queue.counts()).toMatchObject({ completed: 5, active: 0, waiting: 0 });
+    for (const row of fetched) expect((await queue.getJob(row.id))?.result).toBe(row.id);
+    expect(await redis.hlen(k.done)).toBe(5);
+    expect(Number(await redis.hget(k.base + "stats", "completed"))).toBe(5);
+    await close();
+  });
+
+  test("entryIdBefore orders stream entry ids by time, then sequence (compared as digit strings)", () => {
+    expect(entryIdBefore("1700000000000-9", "1700000000000-10")).toBe(true);
+    expect(entryIdBefore("1700000000000-10", "1700000000000-9")).toBe(false);
+    expect(entryIdBefore("999999999999-5", "1700000000000-0")).toBe(true);
+    expect(entryIdBefore("1700000000001-0", "1700000000000-99")).toBe(false);
+    expect(entryIdBefore("1700000000000-18446744073709551614", "1700000000000-18446744073709551615")).toBe(true);
+    expect(entryIdBefore("1700000000000-3", "1700000000000-3")).toBe(false);
+  });
+
   test("FINISH_AND_FETCH: a repeated finish reports its outcomes as applied, not lost; the repeat's fetch leaves the first batch pending, and RECONCILE hands it back with no stall and no attempt counted", async () => {
     const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
     const jobs = await queue.enqueueMany(Array.from({ length: 4 }, (_, i) => ({ task: "t", data: i })));
@@ -581,6 +613,7 @@ describe("a job its stream entry holds (no hash until it ends or moves on), scri
     // a completes, b fails: both in the short form
     const argv = finishArgv("w1", 0);
     argv[10] = 2;
+    [argv[11], argv[12]] = entryIdBefore(a!.id, b!.id) ? [a!.id, b!.id] : [b!.id, a!.id];
     argv.push(a!.id, a!.id, '"ok"', `c${started}`, packedOf.get(a!.id)!, b!.id, b!.id, '{"name":"Error","message":"no"}', `f${started}`, packedOf.get(b!.id)!);
     const [first, second] = (await twice(scripts.finish, finishKeys, argv)) as [string[], string[]];
     expect([first[0], second[0]]).toEqual(["11||", "11||"]);

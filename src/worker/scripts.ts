@@ -87,6 +87,17 @@ export interface Keep {
 const LETTER: Record<OutcomeKind, string> = { completed: "c", failed: "f", aborted: "a", retry: "r", interrupted: "i" };
 const RESULT: Record<string, OutcomeResult> = { "1": "applied", "2": "aborted", "0": "fenced" };
 
+/** Whether stream entry id `a` (`<ms>-<seq>`, decimal, no leading zeros) comes before `b`. */
+export function entryIdBefore(a: string, b: string): boolean {
+  const da = a.indexOf("-"), db = b.indexOf("-");
+  // (compared as digit strings: a sequence number may exceed 2^53)
+  if (da !== db) return da < db;
+  const ma = a.slice(0, da), mb = b.slice(0, db);
+  if (ma !== mb) return ma < mb;
+  const sa = a.slice(da + 1), sb = b.slice(db + 1);
+  return sa.length !== sb.length ? sa.length < sb.length : sa < sb;
+}
+
 /**
  * The job rows of a fetch, from `from`. A row with a NUL is a job with a hash: id, entry id,
  * attempts before, stalls, group and the packed p, NUL-joined. A row without one is the entry id
@@ -130,8 +141,18 @@ export async function finishAndFetch(send: Send, k: QueueKeys, a: {
   const argv: (string | number)[] = [
     k.base, GROUP, a.consumer, a.now, a.fetch,
     a.keep.completed.count, a.keep.completed.age, a.keep.failed.count, a.keep.failed.age,
-    a.eventsMax, a.outcomes.length,
+    a.eventsMax, a.outcomes.length, "", "",
   ];
+  // the lowest and the highest entry id of the outcomes whose entry holds their job: the script
+  // reads this consumer's pending list over that range (and parses no id itself)
+  let lo = "", hi = "";
+  for (const o of a.outcomes) {
+    if (o.id !== o.token) continue;
+    if (lo === "" || entryIdBefore(o.token, lo)) lo = o.token;
+    if (hi === "" || entryIdBefore(hi, o.token)) hi = o.token;
+  }
+  argv[11] = lo;
+  argv[12] = hi;
   for (const o of a.outcomes) {
     // (a first attempt with no group and no retry time: the short form, kind and start only)
     const short = o.attempt === 1 && o.group === "" && !o.retryAt;
