@@ -117,6 +117,8 @@ describe("a script run twice (a re-sent command)", () => {
     expect(entryIdBefore("1700000000000-10", "1700000000000-9")).toBe(false);
     expect(entryIdBefore("999999999999-5", "1700000000000-0")).toBe(true);
     expect(entryIdBefore("1700000000001-0", "1700000000000-99")).toBe(false);
+    expect(entryIdBefore("1700000000000-99", "1700000000001-0")).toBe(true);
+    expect(entryIdBefore("1700000000001-10", "1700000000002-9")).toBe(true);
     expect(entryIdBefore("1700000000000-18446744073709551614", "1700000000000-18446744073709551615")).toBe(true);
     expect(entryIdBefore("1700000000000-3", "1700000000000-3")).toBe(false);
   });

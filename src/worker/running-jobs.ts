@@ -34,16 +34,31 @@ export interface Running {
   settled: boolean;
   /** Another attempt owns the job now: nothing is written for this one. */
   lost: boolean;
+  /** Its neighbours in the lists of RunningJobs (running; held), kept there. */
+  rPrev?: Running;
+  rNext?: Running;
+  hPrev?: Running;
+  hNext?: Running;
+  /** In those lists now. */
+  inRunning?: boolean;
+  inHeld?: boolean;
 }
 
+/**
+ * Two lists threaded through the attempts themselves (adding and removing one is a few field
+ * writes: no hashing, no table to grow and shrink as batches come and go), oldest first.
+ */
 export class RunningJobs {
-  /** Running attempts, oldest first. */
-  readonly #running = new Set<Running>();
+  /** Running attempts. */
+  #rHead: Running | undefined;
+  #rTail: Running | undefined;
+  #rSize = 0;
   /**
    * Attempts this worker holds: running, or settled with an outcome not yet written. Whatever else
    * its pending lists hold was delivered by a call whose reply was lost.
    */
-  readonly #held = new Set<Running>();
+  #hHead: Running | undefined;
+  #hTail: Running | undefined;
 
   /**
    * Adds a starting attempt. With `recovered` (the job was taken from a worker that looked dead:
@@ -53,38 +68,82 @@ export class RunningJobs {
    */
   add(r: Running, recovered: boolean): Running | undefined {
     const previous = recovered ? this.newest(r.q, r.id) : undefined;
-    this.#running.add(r);
-    this.#held.add(r);
+    if (!r.inRunning) {
+      r.inRunning = true;
+      r.rPrev = this.#rTail;
+      r.rNext = undefined;
+      if (this.#rTail) this.#rTail.rNext = r;
+      else this.#rHead = r;
+      this.#rTail = r;
+      this.#rSize++;
+    }
+    if (!r.inHeld) {
+      r.inHeld = true;
+      r.hPrev = this.#hTail;
+      r.hNext = undefined;
+      if (this.#hTail) this.#hTail.hNext = r;
+      else this.#hHead = r;
+      this.#hTail = r;
+    }
     return previous;
   }
 
   /** Removes a settled attempt (only that one: a newer attempt of the same job stays). */
   remove(r: Running): void {
-    this.#running.delete(r);
+    if (!r.inRunning) return;
+    r.inRunning = false;
+    if (r.rPrev) r.rPrev.rNext = r.rNext;
+    else this.#rHead = r.rNext;
+    if (r.rNext) r.rNext.rPrev = r.rPrev;
+    else this.#rTail = r.rPrev;
+    // (its own next stays: an iteration standing on it goes on from there)
+    r.rPrev = undefined;
+    this.#rSize--;
   }
 
   /** The attempt's outcome was written (or will never be): this worker no longer holds it. */
   release(r: Running): void {
-    this.#held.delete(r);
+    if (!r.inHeld) return;
+    r.inHeld = false;
+    if (r.hPrev) r.hPrev.hNext = r.hNext;
+    else this.#hHead = r.hNext;
+    if (r.hNext) r.hNext.hPrev = r.hPrev;
+    else this.#hTail = r.hPrev;
+    r.hPrev = undefined;
   }
 
   /** The newest unsettled attempt of a job running here (a scan: abort messages are rare). */
   newest(q: QueueState, id: string): Running | undefined {
     let found: Running | undefined;
-    for (const r of this.#running) if (r.q === q && r.id === id && !r.settled) found = r;
+    for (const r of this.values()) if (r.q === q && r.id === id && !r.settled) found = r;
     return found;
   }
 
-  values(): IterableIterator<Running> {
-    return this.#running.values();
+  /** The running attempts, oldest first; one removed meanwhile (the current one too) is skipped. */
+  *values(): IterableIterator<Running> {
+    let r = this.#rHead;
+    while (r) {
+      const next = r.rNext;
+      yield r;
+      // removed while yielded: its next was kept; one removed after it was its next is skipped
+      // by reading the next again when it is still in the list
+      r = r.inRunning ? r.rNext : next;
+      while (r && !r.inRunning) r = r.rNext;
+    }
   }
 
   get size(): number {
-    return this.#running.size;
+    return this.#rSize;
   }
 
   /** The attempts held (see the field's comment). */
-  held(): Iterable<{ id: string; token: string }> {
-    return this.#held.values();
+  *held(): IterableIterator<{ id: string; token: string }> {
+    let r = this.#hHead;
+    while (r) {
+      const next = r.hNext;
+      yield r;
+      r = r.inHeld ? r.hNext : next;
+      while (r && !r.inHeld) r = r.hNext;
+    }
   }
 }

@@ -90,12 +90,16 @@ const RESULT: Record<string, OutcomeResult> = { "1": "applied", "2": "aborted", 
 /** Whether stream entry id `a` (`<ms>-<seq>`, decimal, no leading zeros) comes before `b`. */
 export function entryIdBefore(a: string, b: string): boolean {
   const da = a.indexOf("-"), db = b.indexOf("-");
-  // (compared as digit strings: a sequence number may exceed 2^53)
   if (da !== db) return da < db;
-  const ma = a.slice(0, da), mb = b.slice(0, db);
-  if (ma !== mb) return ma < mb;
-  const sa = a.slice(da + 1), sb = b.slice(db + 1);
-  return sa.length !== sb.length ? sa.length < sb.length : sa < sb;
+  // (compared as digit strings, no substring made: a sequence number may exceed 2^53)
+  // the same length: the digits line up, and text order is number order
+  if (a.length === b.length) return a < b;
+  // the times decide, else the shorter sequence is the smaller
+  for (let i = 0; i < da; i++) {
+    const x = a.charCodeAt(i), y = b.charCodeAt(i);
+    if (x !== y) return x < y;
+  }
+  return a.length < b.length;
 }
 
 /**
