@@ -42,18 +42,21 @@
 export const EMIT = `
 -- maxlen counts job ids, not entries: an event of a batch names many ids, so the stream is capped
 -- shorter while it carries them (its memory follows the ids it holds)
+-- (A number given to redis.call is formatted as a float, %.17g, which costs more than the call's own work
+-- for the small commands here: integers go as strings made with %d. \`now\` may be either.)
 local function emit(events, maxlen, kind, id, now, extra, nids)
   if maxlen > 0 then
     if nids and nids > 1 then maxlen = math.max(1, math.floor(maxlen / nids)) end
+    local m = string.format('%d', maxlen)
     if extra then
-      redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'e', kind, 'id', id, 't', now, 'x', extra)
+      redis.call('XADD', events, 'MAXLEN', '~', m, '*', 'e', kind, 'id', id, 't', now, 'x', extra)
     else
-      redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'e', kind, 'id', id, 't', now)
+      redis.call('XADD', events, 'MAXLEN', '~', m, '*', 'e', kind, 'id', id, 't', now)
     end
   end
 end
 local function stat(base, field, n)
-  if n > 0 then redis.call('HINCRBY', base .. 'stats', field, n) end
+  if n > 0 then redis.call('HINCRBY', base .. 'stats', field, string.format('%d', n)) end
 end
 -- An entry holds either a job of its own (p <packed>: the job's id is the entry id, and it has no
 -- hash until a script writes one) or names a job with a hash (j <id>), whose data the hash holds.
@@ -269,15 +272,15 @@ local function trim(zkey, base, keep, age, now, done)
   if keep >= 0 then
     local n = redis.call('ZCARD', zkey) - keep
     while n > 0 do
-      local batch = math.min(n, 500)
-      local ids = redis.call('ZRANGE', zkey, 0, batch - 1)
-      redis.call('ZREMRANGEBYRANK', zkey, 0, batch - 1)
+      local last = string.format('%d', math.min(n, 500) - 1)
+      local ids = redis.call('ZRANGE', zkey, '0', last)
+      redis.call('ZREMRANGEBYRANK', zkey, '0', last)
       forget(base, ids, done)
-      n = n - batch
+      n = n - 500
     end
   end
   if age >= 0 then
-    local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', now - age, 'LIMIT', 0, 500)
+    local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', string.format('%d', now - age), 'LIMIT', '0', '500')
     if #ids > 0 then
       redis.call('ZREM', zkey, unpack(ids))
       forget(base, ids, done)
@@ -527,7 +530,7 @@ if nbare > 0 then
   lo, hi = ARGV[12], ARGV[13]
   hm, hs = idparts(hi)
   local held = {}
-  for _, p in ipairs(redis.call('XPENDING', stream, group, lo, hi, 1000000, consumer)) do held[p[1]] = true end
+  for _, p in ipairs(redis.call('XPENDING', stream, group, lo, hi, '1000000', consumer)) do held[p[1]] = true end
   for _, i in ipairs(bare) do
     local sid = ARGV[at[i] + 1]
     if held[sid] then
@@ -584,7 +587,7 @@ for _, i in ipairs(apply) do
     if p then
       records[nrec + 1] = id
       nrec = nrec + 2
-      records[nrec] = nowS .. ' ' .. started .. ' ' .. attempt .. ' ' .. #p .. '\\0' .. p .. payload
+      records[nrec] = nowS .. ' ' .. started .. ' ' .. attempt .. ' ' .. string.format('%d', #p) .. '\\0' .. p .. payload
     else
       redis.call('HSET', job, 'state', 'completed', 'result', payload, 'finished', nowS, 'started', started, 'attempt', attempt)
     end
@@ -601,7 +604,7 @@ for _, i in ipairs(apply) do
     if grp ~= '' then gleave(stream, base, grp) end
     bad = true
     if kind == 'f' then nf = nf + 1 else na = na + 1 end
-    emit(events, eventsMax, state, id, now)
+    emit(events, eventsMax, state, id, nowS)
   elseif kind == 'r' then
     if p then redis.call('HSET', job, 'p', p) end
     redis.call('HSET', job, 'error', payload, 'started', started, 'attempt', attempt, 'fin', sid .. '|' .. flag)
@@ -613,13 +616,13 @@ for _, i in ipairs(apply) do
       requeue(stream, job, id)
     end
     nr = nr + 1
-    emit(events, eventsMax, 'retrying', id, now)
+    emit(events, eventsMax, 'retrying', id, nowS)
   else
     if p then redis.call('HSET', job, 'p', p) end
     redis.call('HSET', job, 'fin', sid .. '|' .. flag)
     requeue(stream, job, id)
     ni = ni + 1
-    emit(events, eventsMax, 'interrupted', id, now)
+    emit(events, eventsMax, 'interrupted', id, nowS)
   end
 end
 if nrec > 0 then redis.call('HSET', base .. 'done', unpack(records)) end
@@ -629,8 +632,8 @@ if nc + nf + na > 0 then
   local minute = base .. 'm:' .. math.floor(now / 60000)
   -- its expiry is set by the write that creates a field (and so the key): once or twice a minute
   local new = false
-  if nc > 0 then new = redis.call('HINCRBY', minute, 'c', nc) == nc end
-  if nf + na > 0 then new = redis.call('HINCRBY', minute, 'f', nf + na) == nf + na or new end
+  if nc > 0 then new = redis.call('HINCRBY', minute, 'c', string.format('%d', nc)) == nc end
+  if nf + na > 0 then new = redis.call('HINCRBY', minute, 'f', string.format('%d', nf + na)) == nf + na or new end
   if new then redis.call('PEXPIRE', minute, 7200000) end
 end
 stat(base, 'completed', nc)
@@ -641,7 +644,7 @@ stat(base, 'interrupted', ni)
 if nc > 0 then
   redis.call('ZADD', KEYS[3], unpack(done))
   -- one event for the batch: ids are space-separated (job ids contain no whitespace)
-  emit(events, eventsMax, 'completed', table.concat(doneIds, ' '), now, nil, nc)
+  emit(events, eventsMax, 'completed', table.concat(doneIds, ' '), nowS, nil, nc)
   trim(KEYS[3], base, tonumber(ARGV[6]), tonumber(ARGV[7]), now, true)
 end
 if bad then
@@ -652,7 +655,7 @@ local hint, last = '', ''
 if fetchCount > 0 then fetchCount, hint = gate(stream, group, base, now, fetchCount, cfg) end
 local out, nout = {''}, 1
 if fetchCount > 0 then
-  local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', fetchCount, 'STREAMS', stream, '>')
+  local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', string.format('%d', fetchCount), 'STREAMS', stream, '>')
   local entries = r and r[1][2] or {}
   for i = 1, #entries do
     local e = entries[i]
@@ -668,7 +671,7 @@ if fetchCount > 0 then
     end
   end
   if #entries < fetchCount then
-    local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+    local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', '1')
     last = newest[1] and newest[1][1] or '0-0'
   end
 end
@@ -679,7 +682,7 @@ if nack > 0 then
   -- searches each entry out of its node (~100 times the cost). With nothing pending and nothing
   -- left undelivered (this fetch came up short), every entry is done with. An XDEL then takes
   -- this batch's entries that an older running job kept in.
-  local oldest = redis.call('XPENDING', stream, group, '-', '+', 1)[1]
+  local oldest = redis.call('XPENDING', stream, group, '-', '+', '1')[1]
   if oldest then
     redis.call('XTRIM', stream, 'MINID', oldest[1])
     local om, os = idparts(oldest[1])
