@@ -442,17 +442,19 @@ return out
  *   kind: c completed, f failed, a aborted (by user), r retry, i interrupted (re-queue, attempt not counted)
  *   p: only for a job its entry held (id = sid): its packed p, which its first hash gets. Such a
  *   job with no hash is held by this attempt while its entry is pending under this consumer.
- * Returns { head, rows… }: head is `flags|hint|last`. flags is a string
+ * Returns { head, rows }: head is `flags|hint|last`. flags is a string
  * with '1' per outcome applied, '2' per retry or interruption applied as `aborted` instead (an
  * abort was requested for the job), and '0' per outcome fenced out (the job is no longer this
  * attempt's); hint says why the fetch started nothing: paused ('p') or rate limited ('w<ms>');
  * last, when the fetch found fewer ready jobs than asked, is the newest entry id in the stream
  * ('0-0' for none): every entry after it is new, so a worker waits for one with a plain
  * `XREAD BLOCK … <last>`, which delivers nothing (only this script delivers, and it activates
- * what it delivers). Then one row per job started: for a job with a hash, one string
- * `id NUL entry id NUL attempts before this one NUL stalls NUL group NUL p`; for a job its entry
- * holds (a new job: no attempt, stall or group), two elements, its entry id (its id, which holds
- * no NUL) and its p, as the entry holds them (nothing built, nothing copied).
+ * what it delivers). rows: the jobs started, as one string of LF-separated parts (no part holds a
+ * control character other than NUL: ids, groups and task names may not, and data and options are
+ * JSON; one string costs the server and the client less than an element a part): for a job with
+ * a hash, one part `id NUL entry id NUL attempts before this one NUL stalls NUL group NUL p`; for a
+ * job its entry holds (a new job: no attempt, stall or group), two parts, its entry id (its id,
+ * which holds no NUL) and its p, as the entry holds it.
  * Repeat: an outcome this attempt applied already reports the flag it got then: a finished job
  * keeps the entry id that finished it; a retry or interruption leaves `fin`.
  * The jobs the first run fetched are not fetched again: they stay pending under this consumer,
@@ -701,8 +703,7 @@ if nack > 0 then
     redis.call('XDEL', stream, unpack(acks))
   end
 end
-out[1] = table.concat(flags) .. '|' .. hint .. '|' .. last
-return out
+return {table.concat(flags) .. '|' .. hint .. '|' .. last, table.concat(out, '\\n', 2)}
 `;
 
 /**

@@ -76,9 +76,11 @@ const packedOf = new Map<string, string>();
 
 /** The jobs a fetch returned (rows after the head, see FINISH_AND_FETCH): id, token (its entry id) and group. */
 function rowsOf(reply: unknown): { id: string; token: string; group: string }[] {
-  // a row with a NUL: id NUL token NUL attempts NUL stalls NUL group NUL p (a job with a hash);
-  // one without: the entry id of a job its entry holds, then its p
-  const r = (reply as string[]).slice(1);
+  // the rows are one string of LF-separated parts; a part with a NUL: id NUL token NUL attempts
+  // NUL stalls NUL group NUL p (a job with a hash); one without: the entry id of a job its entry
+  // holds, then its p
+  const rows1 = (reply as string[])[1] ?? "";
+  const r = rows1 === "" ? [] : rows1.split("\n");
   const rows: { id: string; token: string; group: string }[] = [];
   for (let i = 0; i < r.length; i++) {
     if (!r[i]!.includes("\0")) {
@@ -459,7 +461,7 @@ describe("flow-control scripts run twice", () => {
       const second = await queue.enqueue("t", 2);
       await queue.pause();
       const [f1, f2] = (await twice(scripts.finish, finishKeys, finishArgv("c1", 5))) as [string[], string[]];
-      expect([f1, f2]).toEqual([["|p|"], ["|p|"]]);
+      expect([f1, f2]).toEqual([["|p|", ""], ["|p|", ""]]);
       expect(((await redis.xpending(k.stream, GROUP)) as unknown[])[0]).toBe(0);
       await queue.resume();
       // short of jobs: the head ends with the newest entry id, after which a wait reads

@@ -103,18 +103,20 @@ export function entryIdBefore(a: string, b: string): boolean {
 }
 
 /**
- * The job rows of a fetch, from `from`. A row with a NUL is a job with a hash: id, entry id,
- * attempts before, stalls, group and the packed p, NUL-joined. A row without one is the entry id
- * of a job its entry holds (its id too; a new job: no attempt, stall or group), and the next
- * element its packed p.
+ * The job rows of a fetch: its LF-separated parts. A part with a NUL is a job with a hash: id,
+ * entry id, attempts before, stalls, group and the packed p, NUL-joined. A part without one is the
+ * entry id of a job its entry holds (its id too; a new job: no attempt, stall or group), and the
+ * next part its packed p.
  */
-function parseRows(reply: string[], from: number): FetchedJob[] {
+function parseRows(rows: string): FetchedJob[] {
   const jobs: FetchedJob[] = [];
-  for (let i = from; i < reply.length; i++) {
-    const row = reply[i]!;
+  if (rows === "") return jobs;
+  const parts = rows.split("\n");
+  for (let i = 0; i < parts.length; i++) {
+    const row = parts[i]!;
     if (!row.includes("\0")) {
       // its packed p goes back with its outcome, for the record it gets then
-      const packed = reply[++i] ?? "";
+      const packed = parts[++i] ?? "";
       const { name, data, opts, max, created } = unpackJob(packed);
       jobs.push({
         id: row, sid: row, token: row, attempt: 1, stalls: 0, group: "",
@@ -164,11 +166,11 @@ export async function finishAndFetch(send: Send, k: QueueKeys, a: {
     // the script reads a fifth argument for exactly these (id = token)
     if (o.id === o.token) argv.push(o.packed ?? "");
   }
-  const reply = (await scripts.finish.run(send, [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events], argv)) as string[];
+  const reply = (await scripts.finish.run(send, [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events], argv)) as [string, string];
   const [flags = "", hint = "", last = ""] = (reply[0] ?? "").split("|");
   return {
     results: a.outcomes.map((_, i) => RESULT[flags[i]!] ?? "fenced"),
-    jobs: parseRows(reply, 1),
+    jobs: parseRows(reply[1] ?? ""),
     gate: hint === "p" ? { paused: true } : hint.startsWith("w") ? { waitMs: Number(hint.slice(1)) } : {},
     last: last || undefined,
   };
