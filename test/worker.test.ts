@@ -73,15 +73,17 @@ describe("throughput and correctness", () => {
     }
   }, 60_000);
 
-  test("one fetch of jobs with and without a hash of their own (a caller's id, a group) gives each job its own data, name and attempt", async () => {
+  test("one fetch of jobs with and without a hash of their own (a caller's id, a group) gives each job its own data, name and attempt (data holding line breaks and control characters: the rows come back LF-joined)", async () => {
     const s = scope();
+    // every value carries characters a row separator could be confused with (JSON escapes them)
+    const x = "\n\r\u0001\u0000 é\n";
     const q = s.queue("mixed");
     // in stream order: entry-held jobs between jobs whose entries name a hash
-    const a = await q.enqueue("echo", { n: "a" });
-    const c1 = await q.enqueue("echo", { n: "c1" }, { jobId: "caller-1" });
-    const b = await q.enqueue("other", { n: "b" });
-    const g1 = await q.enqueue("echo", { n: "g1" }, { group: "g" });
-    const c = await q.enqueue("echo", { n: "c" });
+    const a = await q.enqueue("echo", { n: "a" + x });
+    const c1 = await q.enqueue("echo", { n: "c1" + x }, { jobId: "caller-1" });
+    const b = await q.enqueue("other", { n: "b" + x });
+    const g1 = await q.enqueue("echo", { n: "g1" + x }, { group: "g" });
+    const c = await q.enqueue("echo", { n: "c" + x });
     const seen: Record<string, { n: string; task: string; attempt: number }> = {};
     const task = (name: string) => (data: { n: string }, ctx: JobContext) => {
       seen[ctx.job.id] = { n: data.n, task: name, attempt: ctx.job.attempt };
@@ -91,15 +93,15 @@ describe("throughput and correctness", () => {
     const summary = await within(w.run(), 15_000, "the worker draining five jobs");
     expect(summary.completed).toBe(5);
     expect(seen).toEqual({
-      [a.id]: { n: "a", task: "echo", attempt: 1 },
-      "caller-1": { n: "c1", task: "echo", attempt: 1 },
-      [b.id]: { n: "b", task: "other", attempt: 1 },
-      [g1.id]: { n: "g1", task: "echo", attempt: 1 },
-      [c.id]: { n: "c", task: "echo", attempt: 1 },
+      [a.id]: { n: "a" + x, task: "echo", attempt: 1 },
+      "caller-1": { n: "c1" + x, task: "echo", attempt: 1 },
+      [b.id]: { n: "b" + x, task: "other", attempt: 1 },
+      [g1.id]: { n: "g1" + x, task: "echo", attempt: 1 },
+      [c.id]: { n: "c" + x, task: "echo", attempt: 1 },
     });
     expect(c1.id).toBe("caller-1");
     for (const [id, n] of [[a.id, "a"], ["caller-1", "c1"], [b.id, "b"], [g1.id, "g1"], [c.id, "c"]] as const) {
-      expect(await q.getJob(id)).toMatchObject({ state: "completed", result: n, attempt: 1 });
+      expect(await q.getJob(id)).toMatchObject({ state: "completed", result: n + x, data: { n: n + x }, attempt: 1 });
     }
   });
 });
