@@ -3,8 +3,9 @@
  * reads, subscriptions). The producer side needs only src/send.ts.
  * @module
  */
-import { Cluster, Redis } from "ioredis";
-import type { IORedis } from "./send.ts";
+import { Buffer } from "node:buffer";
+import { Cluster, Command, Redis } from "ioredis";
+import { type IORedis, type Send, toSend } from "./send.ts";
 
 export * from "./send.ts";
 
@@ -13,6 +14,37 @@ export function connect(url: string, extra: Record<string, unknown> = {}): Redis
   const client = new Redis(url, { enableAutoPipelining: true, maxRetriesPerRequest: null, ...extra });
   client.on("error", () => {}); // it reconnects by itself; failures surface on the commands waiting
   return client;
+}
+
+/**
+ * A command whose text is joined from an array. ioredis builds a command's text by appending each
+ * argument to one string; a runtime that keeps such a string as a chain of pieces (Bun) then
+ * flattens it on every write, and for the worker's finish script (hundreds of arguments) that
+ * costs more than the write itself. Joined, the text is flat when it is built.
+ */
+class FlatCommand extends Command {
+  override toWritable(socket: unknown): string | Buffer {
+    // (arguments are strings by now: the constructor turned numbers into text; a Buffer among
+    // them, which sluice never sends, goes the usual way)
+    if ((this as unknown as { bufferMode?: boolean }).bufferMode) return super.toWritable(socket as never);
+    const args = this.args as string[];
+    const parts: string[] = new Array(args.length + 1);
+    parts[0] = `*${args.length + 1}\r\n$${this.name.length}\r\n${this.name}\r\n`;
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i]!;
+      parts[i + 1] = `$${Buffer.byteLength(a)}\r\n${a}\r\n`;
+    }
+    return parts.join("");
+  }
+}
+
+/**
+ * A \`Send\` for a connection sluice opened itself (no key prefix, no auto-pipelining): each
+ * command goes out as a \`FlatCommand\`. A client the user gave is sent to as usual (\`toSend\`).
+ */
+export function ownSend(client: IORedis): Send {
+  if (!(client instanceof Redis)) return toSend(client);
+  return (name, args) => client.sendCommand(new FlatCommand(name, args, { replyEncoding: "utf8" }) as never) as Promise<unknown>;
 }
 
 /** A new connection with the same settings (a cluster duplicates as a cluster). */

@@ -2,6 +2,7 @@ import { expect, setDefaultTimeout, test } from "bun:test";
 import { RedisClient } from "bun";
 import { Redis } from "ioredis";
 import { Queue, Worker } from "../mod.ts";
+import { connect, ownSend } from "../src/redis.ts";
 import { redisUrl, waitFor } from "./harness.ts";
 
 // worker processes start slowly on a loaded machine: a test waits on causes, bounded by its own waits
@@ -76,4 +77,22 @@ test("a closed queue and a stopped worker leave no timer of theirs armed (it wou
   const [out, err, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
   expect([code, err]).toEqual([0, ""]);
   expect(JSON.parse(out.trim().split("\n").pop()!)).toEqual({ completed: 1, ours: [] });
+});
+
+test("a connection sluice opens writes each command as one flat text: any argument (unicode, CR LF, NUL, empty, numbers, hundreds of them) arrives as sent, and errors come back as errors", async () => {
+  const c = connect(redisUrl(), { enableAutoPipelining: false });
+  try {
+    const send = ownSend(c);
+    const args = ["héllo\r\nwörld", "", "a\0b", "𝄞 clef", 42, -1.5, "x".repeat(10_000)];
+    for (let i = 0; i < 300; i++) args.push(`arg-${i}`);
+    const echoed = await send("EVAL", ["return ARGV", 0, ...args]);
+    expect(echoed).toEqual(args.map(String));
+    await send("SET", ["flat:k", "héllo\r\nwörld"]);
+    expect(await send("GET", ["flat:k"])).toBe("héllo\r\nwörld");
+    expect(await send("INCRBY", ["flat:n", 5])).toBe(5);
+    await expect(send("INCR", ["flat:k"])).rejects.toThrow(/not an integer/);
+    await send("DEL", ["flat:k", "flat:n"]);
+  } finally {
+    c.disconnect();
+  }
 });

@@ -8,7 +8,7 @@
 import { abortable, deadline } from "../async.ts";
 import { GROUP } from "../keys.ts";
 import type { Cluster, Redis } from "ioredis";
-import { connect, duplicate, type IORedis, type Send, toSend } from "../redis.ts";
+import { connect, duplicate, type IORedis, ownSend, type Send, toSend } from "../redis.ts";
 import { register, unregister } from "../registry.ts";
 import type { Phase } from "../shutdown.ts";
 import { setLongTimeout } from "../timers.ts";
@@ -112,7 +112,8 @@ export class Lifecycle {
     } else {
       this.#cmd = redis;
     }
-    this.#core.send = toSend(this.#cmd) as Send;
+    // (a connection of its own: its commands are written as flat strings, see ownSend)
+    this.#core.send = (this.#ownsCmd ? ownSend(this.#cmd) : toSend(this.#cmd)) as Send;
     this.#block = duplicate(this.#cmd, { enableAutoPipelining: false });
     for (const c of [this.#cmd, this.#block]) this.#watch(c);
   }
