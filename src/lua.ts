@@ -442,7 +442,7 @@ return out
  *   kind: c completed, f failed, a aborted (by user), r retry, i interrupted (re-queue, attempt not counted)
  *   p: only for a job its entry held (id = sid): its packed p, which its first hash gets. Such a
  *   job with no hash is held by this attempt while its entry is pending under this consumer.
- * Returns { head, rows }: head is `flags|hint|last`. flags is a string
+ * Returns { head, rows } or { head, '', part, part… }: head is `flags|hint|last`. flags is a string
  * with '1' per outcome applied, '2' per retry or interruption applied as `aborted` instead (an
  * abort was requested for the job), and '0' per outcome fenced out (the job is no longer this
  * attempt's); hint says why the fetch started nothing: paused ('p') or rate limited ('w<ms>');
@@ -451,8 +451,9 @@ return out
  * `XREAD BLOCK … <last>`, which delivers nothing (only this script delivers, and it activates
  * what it delivers). rows: the jobs started, as one string of LF-separated parts (no part holds a
  * control character other than NUL: ids, groups and task names may not, and data and options are
- * JSON; one string costs the server and the client less than an element a part): for a job with
- * a hash, one part `id NUL entry id NUL attempts before this one NUL stalls NUL group NUL p`; for a
+ * JSON; one string costs the server and the client less than an element a part), or, when they
+ * come to more than 8,000 bytes, an element a part after an empty one. A job with
+ * a hash is one part `id NUL entry id NUL attempts before this one NUL stalls NUL group NUL p`; for a
  * job its entry holds (a new job: no attempt, stall or group), two parts, its entry id (its id,
  * which holds no NUL) and its p, as the entry holds it.
  * Repeat: an outcome this attempt applied already reports the flag it got then: a finished job
@@ -655,7 +656,8 @@ if bad then
 end
 local hint, last = '', ''
 if fetchCount > 0 then fetchCount, hint = gate(stream, group, base, now, fetchCount, cfg) end
-local out, nout = {''}, 1
+-- the rows from out[3] on; size: their bytes
+local out, nout, size = {'', ''}, 2, 0
 if fetchCount > 0 then
   local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', string.format('%d', fetchCount), 'STREAMS', stream, '>')
   local entries = r and r[1][2] or {}
@@ -667,9 +669,13 @@ if fetchCount > 0 then
       out[nout + 1] = e[1]
       nout = nout + 2
       out[nout] = e[2][2]
+      size = size + #e[1] + #e[2][2] + 2
     else
       -- (it appends one row when it activates the job)
-      if activate(stream, group, base, e[1], e[2][2], now, events, eventsMax, out) then nout = nout + 1 end
+      if activate(stream, group, base, e[1], e[2][2], now, events, eventsMax, out) then
+        nout = nout + 1
+        size = size + #out[nout] + 1
+      end
     end
   end
   if #entries < fetchCount then
@@ -703,7 +709,12 @@ if nack > 0 then
     redis.call('XDEL', stream, unpack(acks))
   end
 end
-return {table.concat(flags) .. '|' .. hint .. '|' .. last, table.concat(out, '\\n', 2)}
+local head = table.concat(flags) .. '|' .. hint .. '|' .. last
+-- rows that fit Lua's string buffer (8 KB) go joined, in one string; longer ones an element a
+-- part (joining them would copy them over and over, at a cost well above what it saves)
+if size <= 8000 then return {head, table.concat(out, '\\n', 3)} end
+out[1] = head
+return out
 `;
 
 /**

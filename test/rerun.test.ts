@@ -79,8 +79,9 @@ function rowsOf(reply: unknown): { id: string; token: string; group: string }[] 
   // the rows are one string of LF-separated parts; a part with a NUL: id NUL token NUL attempts
   // NUL stalls NUL group NUL p (a job with a hash); one without: the entry id of a job its entry
   // holds, then its p
-  const rows1 = (reply as string[])[1] ?? "";
-  const r = rows1 === "" ? [] : rows1.split("\n");
+  // (or, when long, the parts as elements after an empty one)
+  const rep = reply as string[];
+  const r = rep.length > 2 ? rep.slice(2) : rep[1] ? rep[1].split("\n") : [];
   const rows: { id: string; token: string; group: string }[] = [];
   for (let i = 0; i < r.length; i++) {
     if (!r[i]!.includes("\0")) {
@@ -111,6 +112,25 @@ describe("a script run twice (a re-sent command)", () => {
     for (const row of fetched) expect((await queue.getJob(row.id))?.result).toBe(row.id);
     expect(await redis.hlen(k.done)).toBe(5);
     expect(Number(await redis.hget(k.base + "stats", "completed"))).toBe(5);
+    await close();
+  });
+
+  test("FINISH_AND_FETCH: rows of more than 8,000 bytes come back an element a part (after an empty one), shorter ones joined; both give each job its data, and a repeat fetches nothing twice", async () => {
+    const { send, queue, twice, finishKeys, finishArgv, close } = setup();
+    const big = await queue.enqueueMany(Array.from({ length: 6 }, (_, i) => ({ task: "t", data: { i, pad: "é\n".repeat(1000) } })));
+    const small = await queue.enqueueMany(Array.from({ length: 3 }, (_, i) => ({ task: "t", data: { i } })));
+    const long = (await scripts.finish.run(send, finishKeys, finishArgv("w1", 6))) as string[];
+    expect(long[1]).toBe("");
+    expect(long).toHaveLength(2 + 12);
+    const longRows = rowsOf(long);
+    expect(longRows.map((r) => r.id)).toEqual(big.map((j) => j.id));
+    for (const r of longRows) expect(packedOf.get(r.id)!.split("\0")[1]).toContain("é\\n");
+    const [first, second] = (await twice(scripts.finish, finishKeys, finishArgv("w1", 3, longRows.map((r) => [r.id, r.token, "c", "1", 0])))) as [string[], string[]];
+    expect(first).toHaveLength(2);
+    expect(rowsOf(first).map((r) => r.id)).toEqual(small.map((j) => j.id));
+    expect(rowsOf(second)).toEqual([]); // the first run's fetch took them all
+    expect(await queue.counts()).toMatchObject({ completed: 6, active: 3, waiting: 0 });
+    for (const j of big) expect((await queue.getJob(j.id))?.data).toMatchObject({ pad: "é\n".repeat(1000) });
     await close();
   });
 

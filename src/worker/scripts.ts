@@ -103,15 +103,15 @@ export function entryIdBefore(a: string, b: string): boolean {
 }
 
 /**
- * The job rows of a fetch: its LF-separated parts. A part with a NUL is a job with a hash: id,
+ * The job rows of a fetch, from its reply `{ head, rows }` (LF-separated parts) or
+ * `{ head, '', part… }` (the parts as elements, when long). A part with a NUL is a job with a hash: id,
  * entry id, attempts before, stalls, group and the packed p, NUL-joined. A part without one is the
  * entry id of a job its entry holds (its id too; a new job: no attempt, stall or group), and the
  * next part its packed p.
  */
-function parseRows(rows: string): FetchedJob[] {
+function parseRows(reply: string[]): FetchedJob[] {
   const jobs: FetchedJob[] = [];
-  if (rows === "") return jobs;
-  const parts = rows.split("\n");
+  const parts = reply.length > 2 ? reply.slice(2) : reply[1] ? reply[1].split("\n") : [];
   for (let i = 0; i < parts.length; i++) {
     const row = parts[i]!;
     if (!row.includes("\0")) {
@@ -166,11 +166,11 @@ export async function finishAndFetch(send: Send, k: QueueKeys, a: {
     // the script reads a fifth argument for exactly these (id = token)
     if (o.id === o.token) argv.push(o.packed ?? "");
   }
-  const reply = (await scripts.finish.run(send, [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events], argv)) as [string, string];
+  const reply = (await scripts.finish.run(send, [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events], argv)) as string[];
   const [flags = "", hint = "", last = ""] = (reply[0] ?? "").split("|");
   return {
     results: a.outcomes.map((_, i) => RESULT[flags[i]!] ?? "fenced"),
-    jobs: parseRows(reply[1] ?? ""),
+    jobs: parseRows(reply),
     gate: hint === "p" ? { paused: true } : hint.startsWith("w") ? { waitMs: Number(hint.slice(1)) } : {},
     last: last || undefined,
   };
