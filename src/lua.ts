@@ -531,9 +531,11 @@ if nbare > 0 then
   -- one read of this consumer's pending entries between the lowest and the highest
   local lo
   lo, hi = ARGV[12], ARGV[13]
-  hm, hs = idparts(hi)
+  -- (a call that names no range reads all of this consumer's: hi and its parts are then nil)
+  if lo == '' or hi == '' then lo, hi = '-', nil end
+  if hi then hm, hs = idparts(hi) end
   local held = {}
-  for _, p in ipairs(redis.call('XPENDING', stream, group, lo, hi, '1000000', consumer)) do held[p[1]] = true end
+  for _, p in ipairs(redis.call('XPENDING', stream, group, lo, hi or '+', '1000000', consumer)) do held[p[1]] = true end
   for _, i in ipairs(bare) do
     local sid = ARGV[at[i] + 1]
     if held[sid] then
@@ -552,7 +554,7 @@ end
 -- free before writing: at maxmemory a script whose first write is refused does nothing at all
 -- (the entries go at the end, in one trim)
 if nack > 0 then redis.call('XACK', stream, group, unpack(acks)) end
-local done, doneIds, bad, ndone = {}, {}, false, 0
+local done, doneIds, bad = {}, {}, false
 local nc, nf, na, nr, ni = 0, 0, 0, 0, 0
 -- the queue's flow settings, read once (see gate)
 local cfg = (napp > 0 or fetchCount > 0) and redis.call('HMGET', base .. 'config', 'paused', 'rlMax', 'rlDur') or {}

@@ -39,8 +39,8 @@ class FlatCommand extends Command {
 }
 
 /**
- * A \`Send\` for a connection sluice opened itself (no key prefix, no auto-pipelining): each
- * command goes out as a \`FlatCommand\`. A client the user gave is sent to as usual (\`toSend\`).
+ * A `Send` for a connection sluice opened itself (no key prefix, no auto-pipelining): each
+ * command goes out as a `FlatCommand`. A client the user gave is sent to as usual (`toSend`).
  */
 export function ownSend(client: IORedis): Send {
   if (!(client instanceof Redis)) return toSend(client);

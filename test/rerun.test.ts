@@ -134,6 +134,20 @@ describe("a script run twice (a re-sent command)", () => {
     await close();
   });
 
+  test("FINISH_AND_FETCH: a call that names no range of entries reads all of the consumer's pending list, and applies its outcomes once when run twice", async () => {
+    const { send, queue, twice, finishKeys, finishArgv, close } = setup();
+    await queue.enqueueMany(Array.from({ length: 3 }, (_, i) => ({ task: "t", data: i })));
+    const fetched = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 3)));
+    const argv = finishArgv("w1", 0, fetched.map((row) => [row.id, row.token, "c", "7", 0]));
+    [argv[11], argv[12]] = ["", ""];
+    const [first, second] = (await twice(scripts.finish, finishKeys, argv)) as [string[], string[]];
+    expect(first[0]).toBe("111||");
+    expect(second[0]).toBe("111||");
+    expect(await queue.counts()).toMatchObject({ completed: 3, active: 0, waiting: 0 });
+    for (const row of fetched) expect((await queue.getJob(row.id))?.result).toBe(7);
+    await close();
+  });
+
   test("entryIdBefore orders stream entry ids by time, then sequence (compared as digit strings)", () => {
     expect(entryIdBefore("1700000000000-9", "1700000000000-10")).toBe(true);
     expect(entryIdBefore("1700000000000-10", "1700000000000-9")).toBe(false);
