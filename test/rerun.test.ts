@@ -148,6 +148,21 @@ describe("a script run twice (a re-sent command)", () => {
     await close();
   });
 
+  test("FINISH_AND_FETCH: an outcome whose entry the range leaves out is fenced, not applied: its job stays pending here, for recovery", async () => {
+    const { send, k, redis, queue, finishKeys, finishArgv, close } = setup();
+    await queue.enqueueMany(Array.from({ length: 3 }, (_, i) => ({ task: "t", data: i })));
+    const fetched = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 3)));
+    const argv = finishArgv("w1", 0, fetched.map((row) => [row.id, row.token, "c", "7", 0]));
+    // a range of the first two entries only
+    [argv[11], argv[12]] = [fetched[0]!.token, fetched[1]!.token];
+    const reply = (await scripts.finish.run(send, finishKeys, argv)) as string[];
+    expect(reply[0]).toBe("110||");
+    expect(await queue.counts()).toMatchObject({ completed: 2, active: 1 });
+    expect((await queue.getJob(fetched[2]!.id))?.state).toBe("active");
+    expect(await redis.hexists(k.done, fetched[2]!.id)).toBe(0);
+    await close();
+  });
+
   test("entryIdBefore orders stream entry ids by time, then sequence (compared as digit strings)", () => {
     expect(entryIdBefore("1700000000000-9", "1700000000000-10")).toBe(true);
     expect(entryIdBefore("1700000000000-10", "1700000000000-9")).toBe(false);
