@@ -34,31 +34,25 @@ export interface Running {
   settled: boolean;
   /** Another attempt owns the job now: nothing is written for this one. */
   lost: boolean;
-  /** Its neighbours in the lists of RunningJobs (running; held), kept there. */
-  rPrev?: Running;
-  rNext?: Running;
-  hPrev?: Running;
-  hNext?: Running;
-  /** In those lists now. */
+  /** Its neighbours in the list of RunningJobs, kept there. */
+  prev?: Running;
+  next?: Running;
+  /** Running here; held here (see RunningJobs): it leaves the list once neither. */
   inRunning?: boolean;
   inHeld?: boolean;
 }
 
 /**
- * Two lists threaded through the attempts themselves (adding and removing one is a few field
- * writes: no hashing, no table to grow and shrink as batches come and go), oldest first.
+ * One list threaded through the attempts themselves, oldest first (adding and removing one is a
+ * few field writes: no hashing, no table to grow and shrink as batches come and go). It holds the
+ * attempts this worker holds: running, or settled with an outcome not yet written (whatever else
+ * its pending lists hold was delivered by a call whose reply was lost); the running ones are
+ * those still marked running.
  */
 export class RunningJobs {
-  /** Running attempts. */
-  #rHead: Running | undefined;
-  #rTail: Running | undefined;
-  #rSize = 0;
-  /**
-   * Attempts this worker holds: running, or settled with an outcome not yet written. Whatever else
-   * its pending lists hold was delivered by a call whose reply was lost.
-   */
-  #hHead: Running | undefined;
-  #hTail: Running | undefined;
+  #head: Running | undefined;
+  #tail: Running | undefined;
+  #running = 0;
 
   /**
    * Adds a starting attempt. With `recovered` (the job was taken from a worker that looked dead:
@@ -68,23 +62,15 @@ export class RunningJobs {
    */
   add(r: Running, recovered: boolean): Running | undefined {
     const previous = recovered ? this.newest(r.q, r.id) : undefined;
-    if (!r.inRunning) {
-      r.inRunning = true;
-      r.rPrev = this.#rTail;
-      r.rNext = undefined;
-      if (this.#rTail) this.#rTail.rNext = r;
-      else this.#rHead = r;
-      this.#rTail = r;
-      this.#rSize++;
-    }
-    if (!r.inHeld) {
-      r.inHeld = true;
-      r.hPrev = this.#hTail;
-      r.hNext = undefined;
-      if (this.#hTail) this.#hTail.hNext = r;
-      else this.#hHead = r;
-      this.#hTail = r;
-    }
+    if (r.inRunning || r.inHeld) return previous;
+    r.inRunning = true;
+    r.inHeld = true;
+    this.#running++;
+    r.prev = this.#tail;
+    r.next = undefined;
+    if (this.#tail) this.#tail.next = r;
+    else this.#head = r;
+    this.#tail = r;
     return previous;
   }
 
@@ -92,24 +78,24 @@ export class RunningJobs {
   remove(r: Running): void {
     if (!r.inRunning) return;
     r.inRunning = false;
-    if (r.rPrev) r.rPrev.rNext = r.rNext;
-    else this.#rHead = r.rNext;
-    if (r.rNext) r.rNext.rPrev = r.rPrev;
-    else this.#rTail = r.rPrev;
-    // (its own next stays: an iteration standing on it goes on from there)
-    r.rPrev = undefined;
-    this.#rSize--;
+    this.#running--;
+    if (!r.inHeld) this.#unlink(r);
   }
 
   /** The attempt's outcome was written (or will never be): this worker no longer holds it. */
   release(r: Running): void {
     if (!r.inHeld) return;
     r.inHeld = false;
-    if (r.hPrev) r.hPrev.hNext = r.hNext;
-    else this.#hHead = r.hNext;
-    if (r.hNext) r.hNext.hPrev = r.hPrev;
-    else this.#hTail = r.hPrev;
-    r.hPrev = undefined;
+    if (!r.inRunning) this.#unlink(r);
+  }
+
+  #unlink(r: Running): void {
+    if (r.prev) r.prev.next = r.next;
+    else this.#head = r.next;
+    if (r.next) r.next.prev = r.prev;
+    else this.#tail = r.prev;
+    // (its own next stays: an iteration standing on it goes on from there)
+    r.prev = undefined;
   }
 
   /** The newest unsettled attempt of a job running here (a scan: abort messages are rare). */
@@ -120,30 +106,25 @@ export class RunningJobs {
   }
 
   /** The running attempts, oldest first; one removed meanwhile (the current one too) is skipped. */
-  *values(): IterableIterator<Running> {
-    let r = this.#rHead;
-    while (r) {
-      const next = r.rNext;
-      yield r;
-      // removed while yielded: its next was kept; one removed after it was its next is skipped
-      // by reading the next again when it is still in the list
-      r = r.inRunning ? r.rNext : next;
-      while (r && !r.inRunning) r = r.rNext;
-    }
+  values(): IterableIterator<Running> {
+    return this.#each("inRunning");
   }
 
   get size(): number {
-    return this.#rSize;
+    return this.#running;
   }
 
-  /** The attempts held (see the field's comment). */
-  *held(): IterableIterator<{ id: string; token: string }> {
-    let r = this.#hHead;
+  /** The attempts held (see the class's comment). */
+  held(): IterableIterator<{ id: string; token: string }> {
+    return this.#each("inHeld");
+  }
+
+  *#each(mark: "inRunning" | "inHeld"): IterableIterator<Running> {
+    let r = this.#head;
     while (r) {
-      const next = r.hNext;
-      yield r;
-      r = r.inHeld ? r.hNext : next;
-      while (r && !r.inHeld) r = r.hNext;
+      if (r[mark]) yield r;
+      // (one unlinked meanwhile, this one too, kept its next, which leads on: never back)
+      r = r.next;
     }
   }
 }
