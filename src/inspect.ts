@@ -6,7 +6,7 @@
 import { ValidationError } from "./errors.ts";
 import { type JobState, markRunning, type StoredError } from "./job.ts";
 import { globalKeys, GROUP, type QueueKeys } from "./keys.ts";
-import { EMIT } from "./lua.ts";
+import { withHelpers } from "./lua.ts";
 import { Script, type Send } from "./send.ts";
 
 /** One job in a list: what a table row shows, without data or result. */
@@ -77,7 +77,7 @@ const FIELDS = `'state', 'p', 'attempt', 'runAt', 'started', 'finished', 'sid', 
  * zsets: the cursor is `score:id`; a page starts after the cursor's member (by ZRANK/ZREVRANK),
  * or, when that member has gone meanwhile, after where it would be.
  */
-const LIST = EMIT + `
+const LIST = withHelpers(`
 local key, base, group, mode, cursor, limit = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local ftask, fsearch = ARGV[6] or '', ARGV[7] or ''
 local filtering = ftask ~= '' or fsearch ~= ''
@@ -218,14 +218,14 @@ for i = 1, #items, 2 do
 end
 if #items == scan * 2 then out[1] = items[#items] .. ':' .. items[#items - 1] end
 return out
-`;
+`);
 
 /**
  * delete one job from wherever it is. KEYS: stream delayed completed failed cancelled aborted events.
  * ARGV: base group id now eventsMax. An active job is refused (abort it first): its worker still
  * runs it and would write its outcome. Returns {outcome, previous state}.
  */
-const DELETE = EMIT + `
+const DELETE = withHelpers(`
 local base, group, id, now, eventsMax = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local job = base .. 'job:' .. id
 local st = redis.call('HMGET', job, 'state', 'sid', 'g')
@@ -264,7 +264,7 @@ if eventsMax > 0 then
   redis.call('XADD', KEYS[7], 'MAXLEN', '~', eventsMax, '*', 'e', 'deleted', 'id', id, 't', now)
 end
 return {'deleted', st[1]}
-`;
+`);
 
 const scripts = { list: new Script(LIST), del: new Script(DELETE) };
 

@@ -866,3 +866,25 @@ describe("edges of the entry-held jobs", () => {
     await close();
   });
 });
+
+describe("the scripts' shared helpers", () => {
+  test("each script defines every helper it calls (each gets only the helpers it names), and none defines one twice", async () => {
+    const lua = await import("../src/lua.ts");
+    const helpers = [...lua.EMIT.matchAll(/^local function (\w+)\(/gm)].map((m) => m[1]!);
+    expect(helpers.length).toBeGreaterThan(20);
+    const scripts = Object.entries(lua).filter(([name, v]) => typeof v === "string" && name !== "EMIT") as [string, string][];
+    expect(scripts.length).toBeGreaterThan(15);
+    for (const [name, text] of scripts) {
+      const defined = [...text.matchAll(/^local function (\w+)\(/gm)].map((m) => m[1]!);
+      expect([name, defined.length]).toEqual([name, new Set(defined).size]);
+      const code = text.split("\n").filter((line) => !/^\s*--/.test(line)).join("\n");
+      for (const h of helpers) {
+        const called = new RegExp(`(?<![\\w.:])${h}\\s*\\(`).test(code.replace(new RegExp(`local function ${h}\\(`), ""));
+        if (called) expect([name, h, defined.includes(h)]).toEqual([name, h, true]);
+      }
+    }
+    // FINISH_AND_FETCH, the hot path, carries none of the helpers it does not call
+    expect(lua.FINISH_AND_FETCH).not.toContain("local function lastDelivered(");
+    expect(lua.FINISH_AND_FETCH).not.toContain("local function ownEntry(");
+  });
+});
