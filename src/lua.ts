@@ -343,7 +343,6 @@ export function withHelpers(body: string): string {
   return HELPERS.filter((h) => need.has(h.name)).map((h) => h.text).join("") + body;
 }
 
-
 /**
  * enqueue one job or a batch. KEYS: stream delayed events.
  * ARGV: base group now eventsMax dedupTtl callId stride, then per job: id p runAt nonce group
@@ -485,18 +484,23 @@ return out
  * finish a batch of outcomes, then fetch up to N ready jobs (one round trip).
  * KEYS: stream delayed completed failed aborted events
  * ARGV: base group consumer now fetchCount keepCompleted ageCompleted keepFailed ageFailed
- *       eventsMax nOutcomes lo hi, then per outcome: id sid payload meta [p], where lo and hi are
- *   the lowest and the highest sid of the outcomes with id = sid ('' when there is none: the
- *   one read of this consumer's pending list covers that range, and the script parses no id of
- *   its own), and meta is
- *   `<kind><started> <attempt> <retryAt> <group>` (four arguments a job rather than eight: each
+ *       eventsMax nHash nOwn lo hi, then nHash outcomes of jobs with a hash, `id sid payload meta`
+ *   each, then nOwn outcomes of jobs their entries hold (id = sid), `id meta record` each, where
+ *   lo and hi are the lowest and the highest id of the latter ('' when there is none: the one
+ *   read of this consumer's pending list covers that range, and the script parses no id of its
+ *   own), and meta is
+ *   `<kind><started> <attempt> <retryAt> <group>` (one argument rather than four: each
  *   one costs the client and the server more than the parse), or only `<kind><started>` for a
  *   first attempt with no group and no retry time (the common case: one parse the less). sid: the entry the attempt ran
  *   from (its fencing token); started: when it started (epoch ms); attempt: its number; group:
  *   the job's group ('' for none, no whitespace), as the fetch gave them.
  *   kind: c completed, f failed, a aborted (by user), r retry, i interrupted (re-queue, attempt not counted)
- *   p: only for a job its entry held (id = sid): its packed p, which its first hash gets. Such a
- *   job with no hash is held by this attempt while its entry is pending under this consumer.
+ *   record: `<now> <started> <attempt> <bytes of p> NUL <p><payload>`, p the job's packed p as
+ *   fetched: the record in `done` the job gets if it completes with no hash, built by the worker
+ *   (a string built here, or any argument, costs the server ~14 instructions a byte: Redis's Lua
+ *   hashes every byte of each string it makes), split only when the job gets a hash instead. Such
+ *   a job with no hash is held by this attempt while its entry is pending under this consumer.
+ *   The flags of the reply follow this order of the outcomes.
  * Returns { head, rows } or { head, '', part, part… }: head is `flags|hint|last`. flags is a string
  * with '1' per outcome applied, '2' per retry or interruption applied as `aborted` instead (an
  * abort was requested for the job), and '0' per outcome fenced out (the job is no longer this
@@ -523,22 +527,30 @@ local base, group, consumer = ARGV[1], ARGV[2], ARGV[3]
 local nowS, fetchCount = ARGV[4], tonumber(ARGV[5])
 local now = tonumber(nowS)
 local eventsMax = tonumber(ARGV[10])
-local n = tonumber(ARGV[11])
--- where each outcome's arguments start: one whose job its entry holds (id = sid) carries the
--- packed p as a fifth, since no hash holds it
-local at, keys, ownKeys, nown = {}, {}, {}, 0
-local o = 14
-for i = 0, n - 1 do
+-- nh outcomes of jobs with a hash (four arguments each), then nown of jobs their entries hold
+-- (three each: their sid is their id)
+local nh, nown = tonumber(ARGV[11]), tonumber(ARGV[12])
+local n = nh + nown
+-- where each outcome's arguments start
+local at, keys, ownKeys = {}, {}, {}
+local o = 15
+for i = 0, nh - 1 do
+  at[i] = o
+  keys[i] = base .. 'job:' .. ARGV[o]
+  o = o + 4
+end
+for i = nh, n - 1 do
   at[i] = o
   local job = base .. 'job:' .. ARGV[o]
   keys[i] = job
-  if ARGV[o] == ARGV[o + 1] then
-    nown = nown + 1
-    ownKeys[nown] = job
-    o = o + 5
-  else
-    o = o + 4
-  end
+  ownKeys[i - nh + 1] = job
+  o = o + 3
+end
+-- The p and the payload of an own job's outcome, from its record (see the script's comment).
+local function unrecord(rec)
+  local plen, from = string.match(rec, '^%d+ %d+ %d+ (%d+)%z()')
+  local pend = from + tonumber(plen)
+  return string.sub(rec, from, pend - 1), string.sub(rec, pend)
 end
 -- one EXISTS for the jobs their entries hold: while none has a hash (the common case), none
 -- needs a read of its own
@@ -550,10 +562,12 @@ local NONE = {}
 local mixed = false
 for i = 0, n - 1 do
   local o = at[i]
-  local id, sid = ARGV[o], ARGV[o + 1]
+  local own = i >= nh
+  local id = ARGV[o]
+  local sid = own and id or ARGV[o + 1]
   local job = keys[i]
-  local st = (id ~= sid or hashed) and redis.call('HMGET', job, 'state', 'sid') or NONE
-  if not st[1] and id == sid then
+  local st = (not own or hashed) and redis.call('HMGET', job, 'state', 'sid') or NONE
+  if not st[1] and own then
     -- its entry holds it and nothing wrote a hash: the attempt holds it while the entry is
     -- pending here (every path that takes a job from its worker writes its hash or drops it)
     nbare = nbare + 1
@@ -569,7 +583,7 @@ for i = 0, n - 1 do
     flags[i + 1] = '1'
   elseif st[2] == sid and (st[1] == 'completed' or st[1] == 'failed' or st[1] == 'aborted') then
     -- this attempt ended the job already (a finished job keeps the entry id that finished it)
-    flags[i + 1] = (st[1] == 'aborted' and string.sub(ARGV[o + 3], 1, 1) ~= 'a') and '2' or '1'
+    flags[i + 1] = (st[1] == 'aborted' and string.sub(ARGV[own and o + 1 or o + 3], 1, 1) ~= 'a') and '2' or '1'
   else
     -- a retry or an interruption this attempt applied already (they move the job to a new entry)
     local fin = st[1] and redis.call('HGET', job, 'fin')
@@ -585,20 +599,20 @@ local fresh, hi, hm, hs = {}
 if nbare > 0 then
   -- one read of this consumer's pending entries between the lowest and the highest
   local lo
-  lo, hi = ARGV[12], ARGV[13]
+  lo, hi = ARGV[13], ARGV[14]
   -- (a call that names no range reads all of this consumer's: hi and its parts are then nil)
   if lo == '' or hi == '' then lo, hi = '-', nil end
   if hi then hm, hs = idparts(hi) end
   local held = {}
   for _, p in ipairs(redis.call('XPENDING', stream, group, lo, hi or '+', '1000000', consumer)) do held[p[1]] = true end
   for _, i in ipairs(bare) do
-    local sid = ARGV[at[i] + 1]
+    local sid = ARGV[at[i]]
     if held[sid] then
       nack = nack + 1
       acks[nack] = sid
       napp = napp + 1
       apply[napp] = i
-      fresh[i] = ARGV[at[i] + 4]
+      fresh[i] = true
       flags[i + 1] = '1'
     elseif redis.call('HEXISTS', base .. 'done', sid) == 1 then
       -- this attempt completed it already (only the attempt of its own entry writes its record)
@@ -620,8 +634,15 @@ local finishes = {}
 local records, nrec = {}, 0
 for _, i in ipairs(apply) do
   local o = at[i]
-  local id, sid, payload = ARGV[o], ARGV[o + 1], ARGV[o + 2]
-  local meta = ARGV[o + 3]
+  local own = i >= nh
+  local id = ARGV[o]
+  local sid, payload, meta, p, rec
+  if own then
+    -- its result and p come in its record, split only for a path that writes them to a hash
+    sid, meta, rec = id, ARGV[o + 1], ARGV[o + 2]
+  else
+    sid, payload, meta = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
+  end
   local kind, started, attempt, retryAt, grp
   if string.find(meta, ' ', 1, true) then
     kind, started, attempt, retryAt, grp = string.match(meta, '^(%a)(%d+) (%d+) (%d+) (.*)$')
@@ -630,8 +651,13 @@ for _, i in ipairs(apply) do
     kind, started, attempt, retryAt, grp = string.sub(meta, 1, 1), string.sub(meta, 2), '1', '0', ''
   end
   local job = keys[i]
-  -- a job its entry held gets its hash now, with the data the worker sent back
-  local p = fresh[i]
+  -- a job its entry held with no hash: it gets a record if it completed, else its hash now, with
+  -- the data the worker sent back
+  local first = fresh[i]
+  if own and not (first and kind == 'c') then
+    p, payload = unrecord(rec)
+    if not first then p = nil end
+  end
   local flag = '1'
   if (kind == 'r' or kind == 'i') and not p then
     -- a user asked to abort it: an aborted job is never retried, whatever ended this attempt
@@ -644,10 +670,11 @@ for _, i in ipairs(apply) do
     finishes[#finishes + 1] = id .. '|' .. sid
   end
   if kind == 'c' then
-    if p then
+    if first then
+      -- its record as the worker built it
       records[nrec + 1] = id
       nrec = nrec + 2
-      records[nrec] = nowS .. ' ' .. started .. ' ' .. attempt .. ' ' .. string.format('%d', #p) .. '\\0' .. p .. payload
+      records[nrec] = rec
     else
       redis.call('HSET', job, 'state', 'completed', 'result', payload, 'finished', nowS, 'started', started, 'attempt', attempt)
     end

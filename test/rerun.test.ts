@@ -10,7 +10,7 @@ import { GROUP, queueKeys } from "../src/keys.ts";
 import { BULK, CANCEL, CHECK, ENQUEUE, FINISH_AND_FETCH, GROUP_CONCURRENCY, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, RETRY, SCHEDULE_ADVANCE, SCHEDULE_DUE, SWEEP, TRIM } from "../src/lua.ts";
 import { packJob } from "../src/job.ts";
 import { Script, type Send } from "../src/redis.ts";
-import { entryIdBefore } from "../src/worker/scripts.ts";
+import { entryIdBefore, finishAndFetch, type FetchedJob, type OutcomeKind, type OutcomeWrite } from "../src/worker/scripts.ts";
 import { client, redisUrl, uniquePrefix } from "./harness.ts";
 
 setDefaultTimeout(30_000);
@@ -44,14 +44,19 @@ function setup() {
     const own = outcomes.filter(([id, token]) => id === token).map(([, token]) => String(token)).sort((a, b) => (entryIdBefore(a, b) ? -1 : 1));
     return [own[0] ?? "", own.at(-1) ?? ""];
   };
-  const finishArgv = (consumer: string, fetch: number, outcomes: (string | number)[][] = [], now = Date.now()) => [
-    k.base, GROUP, consumer, now, fetch, 1000, 86_400_000, -1, -1, 1000, outcomes.length, ...loHi(outcomes),
-    ...outcomes.flatMap(([id, token, kind, payload, retryAt, group = ""]) => {
-      const args = [id!, token!, payload!, `${kind}${now} 1 ${retryAt} ${group}`];
-      if (id === token) args.push(packedOf.get(String(id))!);
-      return args;
-    }),
-  ];
+  // the outcomes of jobs with a hash first, then those of jobs their entries hold (id = token),
+  // each in the order given: the reply's flags follow that order
+  const finishArgv = (consumer: string, fetch: number, outcomes: (string | number)[][] = [], now = Date.now()) => {
+    const hashed = outcomes.filter(([id, token]) => id !== token), own = outcomes.filter(([id, token]) => id === token);
+    return [
+      k.base, GROUP, consumer, now, fetch, 1000, 86_400_000, -1, -1, 1000, hashed.length, own.length, ...loHi(outcomes),
+      ...hashed.flatMap(([id, token, kind, payload, retryAt, group = ""]) => [id!, token!, payload!, `${kind}${now} 1 ${retryAt} ${group}`]),
+      ...own.flatMap(([id, , kind, payload, retryAt, group = ""]) => {
+        const p = packedOf.get(String(id))!;
+        return [id!, `${kind}${now} 1 ${retryAt} ${group}`, `${now} ${now} 1 ${Buffer.byteLength(p)}\0${p}${payload}`];
+      }),
+    ];
+  };
   const close = async () => {
     redis.disconnect();
     await queue.close();
@@ -139,7 +144,7 @@ describe("a script run twice (a re-sent command)", () => {
     await queue.enqueueMany(Array.from({ length: 3 }, (_, i) => ({ task: "t", data: i })));
     const fetched = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 3)));
     const argv = finishArgv("w1", 0, fetched.map((row) => [row.id, row.token, "c", "7", 0]));
-    [argv[11], argv[12]] = ["", ""];
+    [argv[12], argv[13]] = ["", ""];
     const [first, second] = (await twice(scripts.finish, finishKeys, argv)) as [string[], string[]];
     expect(first[0]).toBe("111||");
     expect(second[0]).toBe("111||");
@@ -154,7 +159,7 @@ describe("a script run twice (a re-sent command)", () => {
     const fetched = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 3)));
     const argv = finishArgv("w1", 0, fetched.map((row) => [row.id, row.token, "c", "7", 0]));
     // a range of the first two entries only
-    [argv[11], argv[12]] = [fetched[0]!.token, fetched[1]!.token];
+    [argv[12], argv[13]] = [fetched[0]!.token, fetched[1]!.token];
     const reply = (await scripts.finish.run(send, finishKeys, argv)) as string[];
     expect(reply[0]).toBe("110||");
     expect(await queue.counts()).toMatchObject({ completed: 2, active: 1 });
@@ -414,7 +419,7 @@ describe("recovery edge cases", () => {
       await other.enqueue("t", 1, { jobId: "other" });
       await other.close();
       const [row] = rowsOf(await scripts.finish.run(send, [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events], [
-        k.base, GROUP, "dead", Date.now(), 1, 1000, 86_400_000, -1, -1, 1000, 0,
+        k.base, GROUP, "dead", Date.now(), 1, 1000, 86_400_000, -1, -1, 1000, 0, 0, "", "",
       ]));
       const sid = row!.token;
       await redis.xdel(k.stream, sid);
@@ -658,6 +663,31 @@ describe("a job its stream entry holds (no hash until it ends or moves on), scri
     await close();
   });
 
+  test("finishAndFetch: outcomes of jobs with and without a hash, in any order, each get their own result (the script takes them grouped); a failed job's record keeps multibyte data whole; run twice as once", async () => {
+    const { send, k, queue, close } = setup();
+    // a and c: their entries hold them; b: a caller's id, so a hash
+    const a = await queue.enqueue("t", "a");
+    const b = await queue.enqueue("t", "b", { jobId: "with-a-hash" });
+    const c = await queue.enqueue("t", { s: "é😀\u0000x\n" });
+    const keep = { completed: { count: 1000, age: -1 }, failed: { count: 1000, age: -1 }, cancelled: { count: 1000, age: -1 } };
+    const fetched = await finishAndFetch(send, k, { consumer: "w1", now: Date.now(), fetch: 3, keep, eventsMax: 1000, outcomes: [] });
+    expect(fetched.jobs.map((j) => [j.id, j.token === j.id])).toEqual([[a.id, true], [b.id, false], [c.id, true]]);
+    const [ja, jb, jc] = fetched.jobs as [FetchedJob, FetchedJob, FetchedJob];
+    const started = Date.now();
+    const outcome = (j: FetchedJob, kind: OutcomeKind, payload: string, token = j.token): OutcomeWrite =>
+      ({ id: j.id, token, started, attempt: j.attempt, group: j.group, kind, payload, retryAt: 0, packed: j.packed });
+    // b's outcome names a token that is not its entry: fenced, between two applied ones
+    const call = { consumer: "w1", now: Date.now(), fetch: 0, keep, eventsMax: 1000, outcomes: [outcome(ja, "completed", '"A"'), outcome(jb, "completed", '"B"', "1-1"), outcome(jc, "failed", '{"name":"Error","message":"é😀"}')] };
+    const first = await finishAndFetch(send, k, call);
+    const second = await finishAndFetch(send, k, call);
+    expect([first.results, second.results]).toEqual([["applied", "fenced", "applied"], ["applied", "fenced", "applied"]]);
+    expect(await queue.getJob(a.id)).toMatchObject({ state: "completed", result: "A", data: "a", attempt: 1, startedAt: started });
+    expect((await queue.getJob(b.id))?.state).toBe("active");
+    expect(await queue.getJob(c.id)).toMatchObject({ state: "failed", data: { s: "é😀\u0000x\n" }, error: { message: "é😀" }, attempt: 1 });
+    expect(await queue.counts()).toMatchObject({ completed: 1, failed: 1, active: 1 });
+    await close();
+  });
+
   test("FINISH_AND_FETCH: an outcome's short form (kind and start only) is a first attempt with no group and no retry time, run twice as once", async () => {
     const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
     const [a, b] = await queue.enqueueMany([{ task: "t", data: "a" }, { task: "t", data: "b" }]);
@@ -665,9 +695,11 @@ describe("a job its stream entry holds (no hash until it ends or moves on), scri
     const started = Date.now() - 1234;
     // a completes, b fails: both in the short form
     const argv = finishArgv("w1", 0);
-    argv[10] = 2;
-    [argv[11], argv[12]] = entryIdBefore(a!.id, b!.id) ? [a!.id, b!.id] : [b!.id, a!.id];
-    argv.push(a!.id, a!.id, '"ok"', `c${started}`, packedOf.get(a!.id)!, b!.id, b!.id, '{"name":"Error","message":"no"}', `f${started}`, packedOf.get(b!.id)!);
+    argv[11] = 2;
+    [argv[12], argv[13]] = entryIdBefore(a!.id, b!.id) ? [a!.id, b!.id] : [b!.id, a!.id];
+    // (jobs their entries hold: id, meta and the record the worker builds)
+    const record = (p: string, payload: string) => `${argv[3]} ${started} 1 ${Buffer.byteLength(p)}\0${p}${payload}`;
+    argv.push(a!.id, `c${started}`, record(packedOf.get(a!.id)!, '"ok"'), b!.id, `f${started}`, record(packedOf.get(b!.id)!, '{"name":"Error","message":"no"}'));
     const [first, second] = (await twice(scripts.finish, finishKeys, argv)) as [string[], string[]];
     expect([first[0], second[0]]).toEqual(["11||", "11||"]);
     expect(await queue.getJob(a!.id)).toMatchObject({ state: "completed", result: "ok", attempt: 1, startedAt: started });

@@ -4,6 +4,7 @@
  * src/lua.ts only; the rest of the worker speaks in objects.
  * @module
  */
+import { Buffer } from "node:buffer";
 import { GROUP, type QueueKeys } from "../keys.ts";
 import { CHECK, FINISH_AND_FETCH, PROGRESS, PROMOTE, RECONCILE, RECOVER, RELEASE_CONSUMER, SWEEP, TRIM, SCHEDULE_ADVANCE, SCHEDULE_DUE } from "../lua.ts";
 import { Script, type Send } from "../redis.ts";
@@ -87,6 +88,16 @@ export interface Keep {
 const LETTER: Record<OutcomeKind, string> = { completed: "c", failed: "f", aborted: "a", retry: "r", interrupted: "i" };
 const RESULT: Record<string, OutcomeResult> = { "1": "applied", "2": "aborted", "0": "fenced" };
 
+/**
+ * The record in `done` of a job its entry held that completes with no hash (see FINISH_AND_FETCH):
+ * `<now> <started> <attempt> <bytes of p> NUL <p><payload>`. Built here, not in the script, where
+ * every byte of a string it builds costs the server a hash step.
+ */
+function doneRecord(now: number, o: OutcomeWrite): string {
+  const p = o.packed ?? "";
+  return `${now} ${Math.round(o.started)} ${o.attempt} ${Buffer.byteLength(p)}\0${p}${o.payload}`;
+}
+
 /** Whether stream entry id `a` (`<ms>-<seq>`, decimal, no leading zeros) comes before `b`. */
 export function entryIdBefore(a: string, b: string): boolean {
   const da = a.indexOf("-"), db = b.indexOf("-");
@@ -144,32 +155,42 @@ function parseRows(reply: string[]): FetchedJob[] {
 export async function finishAndFetch(send: Send, k: QueueKeys, a: {
   consumer: string; now: number; fetch: number; keep: Keep; eventsMax: number; outcomes: OutcomeWrite[];
 }): Promise<{ results: OutcomeResult[]; jobs: FetchedJob[]; gate: Gate; last?: string }> {
-  const argv: (string | number)[] = [
-    k.base, GROUP, a.consumer, a.now, a.fetch,
-    a.keep.completed.count, a.keep.completed.age, a.keep.failed.count, a.keep.failed.age,
-    a.eventsMax, a.outcomes.length, "", "",
-  ];
+  // the outcomes of jobs with a hash, then those of jobs their entries hold (the script takes
+  // them in that order, and its flags follow it)
+  // (at: each one's index in a.outcomes)
+  const order: OutcomeWrite[] = [], at: number[] = [];
+  a.outcomes.forEach((o, i) => {
+    if (o.id !== o.token) order.push(o), at.push(i);
+  });
+  const nHash = order.length;
   // the lowest and the highest entry id of the outcomes whose entry holds their job: the script
   // reads this consumer's pending list over that range (and parses no id itself)
   let lo = "", hi = "";
-  for (const o of a.outcomes) {
-    if (o.id !== o.token) continue;
+  a.outcomes.forEach((o, i) => {
+    if (o.id !== o.token) return;
+    order.push(o), at.push(i);
     if (lo === "" || entryIdBefore(o.token, lo)) lo = o.token;
     if (hi === "" || entryIdBefore(hi, o.token)) hi = o.token;
-  }
-  argv[11] = lo;
-  argv[12] = hi;
-  for (const o of a.outcomes) {
+  });
+  const argv: (string | number)[] = [
+    k.base, GROUP, a.consumer, a.now, a.fetch,
+    a.keep.completed.count, a.keep.completed.age, a.keep.failed.count, a.keep.failed.age,
+    a.eventsMax, nHash, order.length - nHash, lo, hi,
+  ];
+  for (let i = 0; i < order.length; i++) {
+    const o = order[i]!;
     // (a first attempt with no group and no retry time: the short form, kind and start only)
     const short = o.attempt === 1 && o.group === "" && !o.retryAt;
-    argv.push(o.id, o.token, o.payload, short ? `${LETTER[o.kind]}${Math.round(o.started)}` : `${LETTER[o.kind]}${Math.round(o.started)} ${o.attempt} ${Math.round(o.retryAt)} ${o.group}`);
-    // the script reads a fifth argument for exactly these (id = token)
-    if (o.id === o.token) argv.push(o.packed ?? "");
+    const meta = short ? `${LETTER[o.kind]}${Math.round(o.started)}` : `${LETTER[o.kind]}${Math.round(o.started)} ${o.attempt} ${Math.round(o.retryAt)} ${o.group}`;
+    if (i < nHash) argv.push(o.id, o.token, o.payload, meta);
+    else argv.push(o.id, meta, doneRecord(a.now, o));
   }
   const reply = (await scripts.finish.run(send, [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events], argv)) as string[];
   const [flags = "", hint = "", last = ""] = (reply[0] ?? "").split("|");
+  const results: OutcomeResult[] = new Array(order.length);
+  for (let i = 0; i < order.length; i++) results[at[i]!] = RESULT[flags[i]!] ?? "fenced";
   return {
-    results: a.outcomes.map((_, i) => RESULT[flags[i]!] ?? "fenced"),
+    results,
     jobs: parseRows(reply),
     gate: hint === "p" ? { paused: true } : hint.startsWith("w") ? { waitMs: Number(hint.slice(1)) } : {},
     last: last || undefined,
