@@ -493,7 +493,9 @@ return out
  *   one costs the client and the server more than the parse), or only `<kind><started>` for a
  *   first attempt with no group and no retry time (the common case: one parse the less). sid: the entry the attempt ran
  *   from (its fencing token); started: when it started (epoch ms); attempt: its number; group:
- *   the job's group ('' for none, no whitespace), as the fetch gave them.
+ *   the job's group ('' for none, no whitespace), as the fetch gave them. A job its entry holds
+ *   is a first attempt with no group: its meta is only `<kind>`, or `r<retryAt>` for a retry
+ *   with a time (its start and attempt are in its record).
  *   kind: c completed, f failed, a aborted (by user), r retry, i interrupted (re-queue, attempt not counted)
  *   record: `<now> <started> <attempt> <bytes of p> NUL <p><payload>`, p the job's packed p as
  *   fetched: the record in `done` the job gets if it completes with no hash, built by the worker
@@ -546,11 +548,12 @@ for i = nh, n - 1 do
   ownKeys[i - nh + 1] = job
   o = o + 3
 end
--- The p and the payload of an own job's outcome, from its record (see the script's comment).
+-- The start, the attempt, the p and the payload of an own job's outcome, from its record (see
+-- the script's comment).
 local function unrecord(rec)
-  local plen, from = string.match(rec, '^%d+ %d+ %d+ (%d+)%z()')
+  local started, attempt, plen, from = string.match(rec, '^%d+ (%d+) (%d+) (%d+)%z()')
   local pend = from + tonumber(plen)
-  return string.sub(rec, from, pend - 1), string.sub(rec, pend)
+  return started, attempt, string.sub(rec, from, pend - 1), string.sub(rec, pend)
 end
 -- one EXISTS for the jobs their entries hold: while none has a hash (the common case), none
 -- needs a read of its own
@@ -637,26 +640,31 @@ for _, i in ipairs(apply) do
   local own = i >= nh
   local id = ARGV[o]
   local sid, payload, meta, p, rec
+  local kind, started, attempt, retryAt, grp
+  -- a job its entry held with no hash (first): it gets a record if it completed, else its hash
+  -- now, with the data the worker sent back
+  local first = fresh[i]
+  local job = keys[i]
   if own then
-    -- its result and p come in its record, split only for a path that writes them to a hash
     sid, meta, rec = id, ARGV[o + 1], ARGV[o + 2]
+    if meta == 'c' and first then
+      -- (the common case: its record goes as it came, nothing to parse)
+      kind = 'c'
+    else
+      -- the rest comes in its record, split only for a path that writes it to a hash
+      kind, retryAt, grp = string.sub(meta, 1, 1), string.sub(meta, 2), ''
+      if retryAt == '' then retryAt = '0' end
+      started, attempt, p, payload = unrecord(rec)
+      if not first then p = nil end
+    end
   else
     sid, payload, meta = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
-  end
-  local kind, started, attempt, retryAt, grp
-  if string.find(meta, ' ', 1, true) then
-    kind, started, attempt, retryAt, grp = string.match(meta, '^(%a)(%d+) (%d+) (%d+) (.*)$')
-  else
-    -- the short form: a first attempt, with no group and no retry time
-    kind, started, attempt, retryAt, grp = string.sub(meta, 1, 1), string.sub(meta, 2), '1', '0', ''
-  end
-  local job = keys[i]
-  -- a job its entry held with no hash: it gets a record if it completed, else its hash now, with
-  -- the data the worker sent back
-  local first = fresh[i]
-  if own and not (first and kind == 'c') then
-    p, payload = unrecord(rec)
-    if not first then p = nil end
+    if string.find(meta, ' ', 1, true) then
+      kind, started, attempt, retryAt, grp = string.match(meta, '^(%a)(%d+) (%d+) (%d+) (.*)$')
+    else
+      -- the short form: a first attempt, with no group and no retry time
+      kind, started, attempt, retryAt, grp = string.sub(meta, 1, 1), string.sub(meta, 2), '1', '0', ''
+    end
   end
   local flag = '1'
   if (kind == 'r' or kind == 'i') and not p then
@@ -678,7 +686,7 @@ for _, i in ipairs(apply) do
     else
       redis.call('HSET', job, 'state', 'completed', 'result', payload, 'finished', nowS, 'started', started, 'attempt', attempt)
     end
-    if grp ~= '' then gleave(stream, base, grp) end
+    if grp and grp ~= '' then gleave(stream, base, grp) end
     done[nc + nc + 1] = nowS
     done[nc + nc + 2] = id
     nc = nc + 1

@@ -53,7 +53,7 @@ function setup() {
       ...hashed.flatMap(([id, token, kind, payload, retryAt, group = ""]) => [id!, token!, payload!, `${kind}${now} 1 ${retryAt} ${group}`]),
       ...own.flatMap(([id, , kind, payload, retryAt, group = ""]) => {
         const p = packedOf.get(String(id))!;
-        return [id!, `${kind}${now} 1 ${retryAt} ${group}`, `${now} ${now} 1 ${Buffer.byteLength(p)}\0${p}${payload}`];
+        return [id!, retryAt ? `${kind}${retryAt}` : String(kind), `${now} ${now} 1 ${Buffer.byteLength(p)}\0${p}${payload}`];
       }),
     ];
   };
@@ -669,26 +669,29 @@ describe("a job its stream entry holds (no hash until it ends or moves on), scri
     const a = await queue.enqueue("t", "a");
     const b = await queue.enqueue("t", "b", { jobId: "with-a-hash" });
     const c = await queue.enqueue("t", { s: "é😀\u0000x\n" });
+    const d = await queue.enqueue("t", "d");
     const keep = { completed: { count: 1000, age: -1 }, failed: { count: 1000, age: -1 }, cancelled: { count: 1000, age: -1 } };
-    const fetched = await finishAndFetch(send, k, { consumer: "w1", now: Date.now(), fetch: 3, keep, eventsMax: 1000, outcomes: [] });
-    expect(fetched.jobs.map((j) => [j.id, j.token === j.id])).toEqual([[a.id, true], [b.id, false], [c.id, true]]);
-    const [ja, jb, jc] = fetched.jobs as [FetchedJob, FetchedJob, FetchedJob];
-    const started = Date.now();
+    const fetched = await finishAndFetch(send, k, { consumer: "w1", now: Date.now(), fetch: 4, keep, eventsMax: 1000, outcomes: [] });
+    expect(fetched.jobs.map((j) => [j.id, j.token === j.id])).toEqual([[a.id, true], [b.id, false], [c.id, true], [d.id, true]]);
+    const [ja, jb, jc, jd] = fetched.jobs as [FetchedJob, FetchedJob, FetchedJob, FetchedJob];
+    const started = Date.now() - 500, retryAt = Date.now() + 3_600_000;
     const outcome = (j: FetchedJob, kind: OutcomeKind, payload: string, token = j.token): OutcomeWrite =>
-      ({ id: j.id, token, started, attempt: j.attempt, group: j.group, kind, payload, retryAt: 0, packed: j.packed });
-    // b's outcome names a token that is not its entry: fenced, between two applied ones
-    const call = { consumer: "w1", now: Date.now(), fetch: 0, keep, eventsMax: 1000, outcomes: [outcome(ja, "completed", '"A"'), outcome(jb, "completed", '"B"', "1-1"), outcome(jc, "failed", '{"name":"Error","message":"é😀"}')] };
+      ({ id: j.id, token, started, attempt: j.attempt, group: j.group, kind, payload, retryAt: kind === "retry" ? retryAt : 0, packed: j.packed });
+    // b's outcome names a token that is not its entry: fenced, between applied ones; d retries in an hour
+    const outcomes = [outcome(ja, "completed", '"A"'), outcome(jb, "completed", '"B"', "1-1"), outcome(jc, "failed", '{"name":"Error","message":"é😀"}'), outcome(jd, "retry", '{"name":"Error","message":"later"}')];
+    const call = { consumer: "w1", now: Date.now(), fetch: 0, keep, eventsMax: 1000, outcomes };
     const first = await finishAndFetch(send, k, call);
     const second = await finishAndFetch(send, k, call);
-    expect([first.results, second.results]).toEqual([["applied", "fenced", "applied"], ["applied", "fenced", "applied"]]);
+    expect([first.results, second.results]).toEqual([["applied", "fenced", "applied", "applied"], ["applied", "fenced", "applied", "applied"]]);
     expect(await queue.getJob(a.id)).toMatchObject({ state: "completed", result: "A", data: "a", attempt: 1, startedAt: started });
     expect((await queue.getJob(b.id))?.state).toBe("active");
-    expect(await queue.getJob(c.id)).toMatchObject({ state: "failed", data: { s: "é😀\u0000x\n" }, error: { message: "é😀" }, attempt: 1 });
-    expect(await queue.counts()).toMatchObject({ completed: 1, failed: 1, active: 1 });
+    expect(await queue.getJob(c.id)).toMatchObject({ state: "failed", data: { s: "é😀\u0000x\n" }, error: { message: "é😀" }, attempt: 1, startedAt: started });
+    expect(await queue.getJob(d.id)).toMatchObject({ state: "delayed", data: "d", attempt: 1, runAt: retryAt, error: { message: "later" } });
+    expect(await queue.counts()).toMatchObject({ completed: 1, failed: 1, active: 1, delayed: 1 });
     await close();
   });
 
-  test("FINISH_AND_FETCH: an outcome's short form (kind and start only) is a first attempt with no group and no retry time, run twice as once", async () => {
+  test("FINISH_AND_FETCH: the outcome of a job its entry holds names only its kind (its start and attempt come in its record), run twice as once", async () => {
     const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
     const [a, b] = await queue.enqueueMany([{ task: "t", data: "a" }, { task: "t", data: "b" }]);
     rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 2)));
@@ -699,7 +702,7 @@ describe("a job its stream entry holds (no hash until it ends or moves on), scri
     [argv[12], argv[13]] = entryIdBefore(a!.id, b!.id) ? [a!.id, b!.id] : [b!.id, a!.id];
     // (jobs their entries hold: id, meta and the record the worker builds)
     const record = (p: string, payload: string) => `${argv[3]} ${started} 1 ${Buffer.byteLength(p)}\0${p}${payload}`;
-    argv.push(a!.id, `c${started}`, record(packedOf.get(a!.id)!, '"ok"'), b!.id, `f${started}`, record(packedOf.get(b!.id)!, '{"name":"Error","message":"no"}'));
+    argv.push(a!.id, "c", record(packedOf.get(a!.id)!, '"ok"'), b!.id, "f", record(packedOf.get(b!.id)!, '{"name":"Error","message":"no"}'));
     const [first, second] = (await twice(scripts.finish, finishKeys, argv)) as [string[], string[]];
     expect([first[0], second[0]]).toEqual(["11||", "11||"]);
     expect(await queue.getJob(a!.id)).toMatchObject({ state: "completed", result: "ok", attempt: 1, startedAt: started });

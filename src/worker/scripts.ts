@@ -179,11 +179,14 @@ export async function finishAndFetch(send: Send, k: QueueKeys, a: {
   ];
   for (let i = 0; i < order.length; i++) {
     const o = order[i]!;
-    // (a first attempt with no group and no retry time: the short form, kind and start only)
-    const short = o.attempt === 1 && o.group === "" && !o.retryAt;
-    const meta = short ? `${LETTER[o.kind]}${Math.round(o.started)}` : `${LETTER[o.kind]}${Math.round(o.started)} ${o.attempt} ${Math.round(o.retryAt)} ${o.group}`;
-    if (i < nHash) argv.push(o.id, o.token, o.payload, meta);
-    else argv.push(o.id, meta, doneRecord(a.now, o));
+    if (i < nHash) {
+      // (a first attempt with no group and no retry time: the short form, kind and start only)
+      const short = o.attempt === 1 && o.group === "" && !o.retryAt;
+      argv.push(o.id, o.token, o.payload, short ? `${LETTER[o.kind]}${Math.round(o.started)}` : `${LETTER[o.kind]}${Math.round(o.started)} ${o.attempt} ${Math.round(o.retryAt)} ${o.group}`);
+    } else {
+      // (its start and attempt are in its record; a job its entry holds has no group)
+      argv.push(o.id, o.retryAt ? `${LETTER[o.kind]}${Math.round(o.retryAt)}` : LETTER[o.kind], doneRecord(a.now, o));
+    }
   }
   const reply = (await scripts.finish.run(send, [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events], argv)) as string[];
   const [flags = "", hint = "", last = ""] = (reply[0] ?? "").split("|");
