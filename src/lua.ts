@@ -484,11 +484,11 @@ return out
  * finish a batch of outcomes, then fetch up to N ready jobs (one round trip).
  * KEYS: stream delayed completed failed aborted events
  * ARGV: base group consumer now fetchCount keepCompleted ageCompleted keepFailed ageFailed
- *       eventsMax nHash nOwn lo hi, then nHash outcomes of jobs with a hash, `id sid payload meta`
+ *       eventsMax nHash nOwn hi, then nHash outcomes of jobs with a hash, `id sid payload meta`
  *   each, then nOwn outcomes of jobs their entries hold (id = sid), `id meta record` each, where
- *   lo and hi are the lowest and the highest id of the latter ('' when there is none: the one
- *   read of this consumer's pending list covers that range, and the script parses no id of its
- *   own), and meta is
+ *   hi is the highest id of the latter ('' when there is none or it is not given: the script then
+ *   compares each with the oldest pending entry when it trims, where it otherwise compares hi
+ *   alone), and meta is
  *   `<kind><started> <attempt> <retryAt> <group>` (one argument rather than four: each
  *   one costs the client and the server more than the parse), or only `<kind><started>` for a
  *   first attempt with no group and no retry time (the common case: one parse the less). sid: the entry the attempt ran
@@ -535,7 +535,7 @@ local nh, nown = tonumber(ARGV[11]), tonumber(ARGV[12])
 local n = nh + nown
 -- where each outcome's arguments start
 local at, keys, ownKeys = {}, {}, {}
-local o = 15
+local o = 14
 for i = 0, nh - 1 do
   at[i] = o
   keys[i] = base .. 'job:' .. ARGV[o]
@@ -597,20 +597,26 @@ for i = 0, n - 1 do
     end
   end
 end
--- hi (its parts hm, hs): the newest entry of those below (given by the client with the lowest, lo)
+-- hi (its parts hm, hs): the newest entry of those below (given by the client)
 local fresh, hi, hm, hs = {}
+-- the acknowledgements of jobs with a hash (the jobs below are acknowledged apart)
+local nhashed = nack
 if nbare > 0 then
-  -- one read of this consumer's pending entries between the lowest and the highest
-  local lo
-  lo, hi = ARGV[13], ARGV[14]
-  -- (a call that names no range reads all of this consumer's: hi and its parts are then nil)
-  if lo == '' or hi == '' then lo, hi = '-', nil end
+  hi = ARGV[13]
+  if hi == '' then hi = nil end
   if hi then hm, hs = idparts(hi) end
-  local held = {}
-  for _, p in ipairs(redis.call('XPENDING', stream, group, lo, hi or '+', '1000000', consumer)) do held[p[1]] = true end
-  for _, i in ipairs(bare) do
-    local sid = ARGV[at[i]]
-    if held[sid] then
+  local sids = {}
+  for k, i in ipairs(bare) do sids[k] = ARGV[at[i]] end
+  -- One XACK for them all: an entry of a job with no hash is pending in the group only under the
+  -- consumer it was delivered to (recovery acknowledges what it claims, in the same script), and
+  -- every path that acknowledges an entry deletes it too. So when every entry was pending (the
+  -- common case) every attempt held its job; when some were not (a job lost, or this call run
+  -- before), an entry still in the stream is one this XACK acknowledged. (An XPENDING read of the
+  -- range costs more: its reply becomes a table of four an entry.)
+  local all = redis.call('XACK', stream, group, unpack(sids)) == nbare
+  for k, i in ipairs(bare) do
+    local sid = sids[k]
+    if all or redis.call('XRANGE', stream, sid, sid)[1] then
       nack = nack + 1
       acks[nack] = sid
       napp = napp + 1
@@ -625,7 +631,7 @@ if nbare > 0 then
 end
 -- free before writing: at maxmemory a script whose first write is refused does nothing at all
 -- (the entries go at the end, in one trim)
-if nack > 0 then redis.call('XACK', stream, group, unpack(acks)) end
+if nhashed > 0 then redis.call('XACK', stream, group, unpack(acks, 1, nhashed)) end
 local done, doneIds, bad = {}, {}, false
 local nc, nf, na, nr, ni = 0, 0, 0, 0, 0
 -- the queue's flow settings, read once (see gate)

@@ -39,17 +39,17 @@ function setup() {
   const finishKeys = [k.stream, k.delayed, k.completed, k.failed, k.aborted, k.events];
   // outcomes: [id, token, kind, payload, retryAt, group?], sent with started = now and attempt 1;
   // a job its entry held (id = token) carries its packed p, as the fetch gave it
-  // the lowest and the highest token of the outcomes with id = token, as the worker sends them
-  const loHi = (outcomes: (string | number)[][]) => {
+  // the highest token of the outcomes with id = token, as the worker sends it
+  const highest = (outcomes: (string | number)[][]) => {
     const own = outcomes.filter(([id, token]) => id === token).map(([, token]) => String(token)).sort((a, b) => (entryIdBefore(a, b) ? -1 : 1));
-    return [own[0] ?? "", own.at(-1) ?? ""];
+    return own.at(-1) ?? "";
   };
   // the outcomes of jobs with a hash first, then those of jobs their entries hold (id = token),
   // each in the order given: the reply's flags follow that order
   const finishArgv = (consumer: string, fetch: number, outcomes: (string | number)[][] = [], now = Date.now()) => {
     const hashed = outcomes.filter(([id, token]) => id !== token), own = outcomes.filter(([id, token]) => id === token);
     return [
-      k.base, GROUP, consumer, now, fetch, 1000, 86_400_000, -1, -1, 1000, hashed.length, own.length, ...loHi(outcomes),
+      k.base, GROUP, consumer, now, fetch, 1000, 86_400_000, -1, -1, 1000, hashed.length, own.length, highest(outcomes),
       ...hashed.flatMap(([id, token, kind, payload, retryAt, group = ""]) => [id!, token!, payload!, `${kind}${now} 1 ${retryAt} ${group}`]),
       ...own.flatMap(([id, , kind, payload, retryAt, group = ""]) => {
         const p = packedOf.get(String(id))!;
@@ -103,12 +103,12 @@ function rowsOf(reply: unknown): { id: string; token: string; group: string }[] 
 }
 
 describe("a script run twice (a re-sent command)", () => {
-  test("FINISH_AND_FETCH: outcomes sent in any order, run twice, are each applied once (the range the client gives covers the lowest and the highest entry, whatever their order)", async () => {
+  test("FINISH_AND_FETCH: outcomes sent in any order, run twice, are each applied once (the highest entry the client names is the newest, whatever their order)", async () => {
     const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
     await queue.enqueueMany(Array.from({ length: 5 }, (_, i) => ({ task: "t", data: i })));
     const fetched = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 5)));
     expect(fetched).toHaveLength(5);
-    // finished in an order unlike their entries': the middle one first, the lowest and the highest last
+    // finished in an order unlike their entries': the middle one first, the oldest last
     const order = [fetched[2]!, fetched[4]!, fetched[1]!, fetched[3]!, fetched[0]!];
     const [first, second] = (await twice(scripts.finish, finishKeys, finishArgv("w1", 0, order.map((row) => [row.id, row.token, "c", `"${row.id}"`, 0])))) as [string[], string[]];
     expect(first[0]).toBe("11111||");
@@ -139,32 +139,40 @@ describe("a script run twice (a re-sent command)", () => {
     await close();
   });
 
-  test("FINISH_AND_FETCH: a call that names no range of entries reads all of the consumer's pending list, and applies its outcomes once when run twice", async () => {
-    const { send, queue, twice, finishKeys, finishArgv, close } = setup();
-    await queue.enqueueMany(Array.from({ length: 3 }, (_, i) => ({ task: "t", data: i })));
-    const fetched = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 3)));
-    const argv = finishArgv("w1", 0, fetched.map((row) => [row.id, row.token, "c", "7", 0]));
-    [argv[12], argv[13]] = ["", ""];
+  test("FINISH_AND_FETCH: a call that names no highest entry compares each one when it trims, and applies its outcomes once when run twice", async () => {
+    const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
+    await queue.enqueueMany(Array.from({ length: 4 }, (_, i) => ({ task: "t", data: i })));
+    const fetched = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 4)));
+    // the oldest stays running: the others' entries are after the oldest pending one, and go by XDEL
+    const argv = finishArgv("w1", 0, fetched.slice(1).map((row) => [row.id, row.token, "c", "7", 0]));
+    argv[12] = "";
     const [first, second] = (await twice(scripts.finish, finishKeys, argv)) as [string[], string[]];
     expect(first[0]).toBe("111||");
     expect(second[0]).toBe("111||");
-    expect(await queue.counts()).toMatchObject({ completed: 3, active: 0, waiting: 0 });
-    for (const row of fetched) expect((await queue.getJob(row.id))?.result).toBe(7);
+    expect(await queue.counts()).toMatchObject({ completed: 3, active: 1, waiting: 0 });
+    expect((await redis.xrange(k.stream, "-", "+")).map(([sid]) => sid)).toEqual([fetched[0]!.token]);
+    for (const row of fetched.slice(1)) expect((await queue.getJob(row.id))?.result).toBe(7);
     await close();
   });
 
-  test("FINISH_AND_FETCH: an outcome whose entry the range leaves out is fenced, not applied: its job stays pending here, for recovery", async () => {
-    const { send, k, redis, queue, finishKeys, finishArgv, close } = setup();
+  test("FINISH_AND_FETCH: in a batch of jobs with no hash, one whose entry is no longer pending is fenced and the others are applied, also when run twice", async () => {
+    const { send, k, redis, queue, twice, finishKeys, finishArgv, close } = setup();
     await queue.enqueueMany(Array.from({ length: 3 }, (_, i) => ({ task: "t", data: i })));
     const fetched = rowsOf(await scripts.finish.run(send, finishKeys, finishArgv("w1", 3)));
+    // the middle one's entry went the way every path that takes such a job from its worker leaves
+    // it (acknowledged and deleted), and nothing of it is left (its hash, written then, is gone too)
+    await redis.xack(k.stream, GROUP, fetched[1]!.token);
+    await redis.xdel(k.stream, fetched[1]!.token);
     const argv = finishArgv("w1", 0, fetched.map((row) => [row.id, row.token, "c", "7", 0]));
-    // a range of the first two entries only
-    [argv[12], argv[13]] = [fetched[0]!.token, fetched[1]!.token];
-    const reply = (await scripts.finish.run(send, finishKeys, argv)) as string[];
-    expect(reply[0]).toBe("110||");
-    expect(await queue.counts()).toMatchObject({ completed: 2, active: 1 });
-    expect((await queue.getJob(fetched[2]!.id))?.state).toBe("active");
-    expect(await redis.hexists(k.done, fetched[2]!.id)).toBe(0);
+    const [first, second] = (await twice(scripts.finish, finishKeys, argv)) as [string[], string[]];
+    expect(first[0]).toBe("101||");
+    expect(second[0]).toBe("101||");
+    expect(await queue.counts()).toMatchObject({ completed: 2, active: 0, waiting: 0 });
+    expect((await queue.getJob(fetched[0]!.id))?.result).toBe(7);
+    expect((await queue.getJob(fetched[2]!.id))?.result).toBe(7);
+    expect(await redis.hexists(k.done, fetched[1]!.id)).toBe(0);
+    expect(await queue.getJob(fetched[1]!.id)).toBeNull();
+    expect(await redis.xlen(k.stream)).toBe(0);
     await close();
   });
 
@@ -699,7 +707,7 @@ describe("a job its stream entry holds (no hash until it ends or moves on), scri
     // a completes, b fails: both in the short form
     const argv = finishArgv("w1", 0);
     argv[11] = 2;
-    [argv[12], argv[13]] = entryIdBefore(a!.id, b!.id) ? [a!.id, b!.id] : [b!.id, a!.id];
+    argv[12] = entryIdBefore(a!.id, b!.id) ? b!.id : a!.id;
     // (jobs their entries hold: id, meta and the record the worker builds)
     const record = (p: string, payload: string) => `${argv[3]} ${started} 1 ${Buffer.byteLength(p)}\0${p}${payload}`;
     argv.push(a!.id, "c", record(packedOf.get(a!.id)!, '"ok"'), b!.id, "f", record(packedOf.get(b!.id)!, '{"name":"Error","message":"no"}'));

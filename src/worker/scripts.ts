@@ -165,19 +165,18 @@ export async function finishAndFetch(send: Send, k: QueueKeys, a: {
     if (o.id !== o.token) order.push(o), at.push(i);
   });
   const nHash = order.length;
-  // the lowest and the highest entry id of the outcomes whose entry holds their job: the script
-  // reads this consumer's pending list over that range (and parses no id itself)
-  let lo = "", hi = "";
+  // the highest entry id of the outcomes whose entry holds their job (the script's trim compares
+  // it alone with the oldest pending entry, and parses no other)
+  let hi = "";
   a.outcomes.forEach((o, i) => {
     if (o.id !== o.token) return;
     order.push(o), at.push(i);
-    if (lo === "" || entryIdBefore(o.token, lo)) lo = o.token;
     if (hi === "" || entryIdBefore(hi, o.token)) hi = o.token;
   });
   const argv: (string | number)[] = [
     k.base, GROUP, a.consumer, a.now, a.fetch,
     a.keep.completed.count, a.keep.completed.age, a.keep.failed.count, a.keep.failed.age,
-    a.eventsMax, nHash, order.length - nHash, lo, hi,
+    a.eventsMax, nHash, order.length - nHash, hi,
   ];
   for (let i = 0; i < order.length; i++) {
     const o = order[i]!;
