@@ -930,4 +930,18 @@ describe("the scripts' shared helpers", () => {
     expect(lua.FINISH_AND_FETCH).not.toContain("local function lastDelivered(");
     expect(lua.FINISH_AND_FETCH).not.toContain("local function ownEntry(");
   });
+
+  test("every script that acknowledges a stream entry deletes entries too (the finish's one-XACK check relies on it: an entry acknowledged is an entry gone)", async () => {
+    const lua = await import("../src/lua.ts");
+    const scripts = Object.entries(lua).filter(([name, v]) => typeof v === "string" && name !== "EMIT") as [string, string][];
+    const code = (text: string) => text.split("\n").filter((line) => !/^\s*--/.test(line)).join("\n");
+    const acking = scripts.filter(([, text]) => code(text).includes("'XACK'"));
+    // the finish, recovery, hand-backs, cancel and the consumer's release, at least
+    expect(acking.map(([name]) => name)).toEqual(expect.arrayContaining(["FINISH_AND_FETCH", "RECOVER", "RECONCILE", "CANCEL", "RELEASE_CONSUMER"]));
+    for (const [name, text] of acking) expect([name, /'XDEL'|'XTRIM'/.test(code(text))]).toEqual([name, true]);
+    // the only script that claims an entry for a consumer other than its owner acknowledges it in the same step
+    const claiming = scripts.filter(([, text]) => code(text).includes("'XCLAIM'")).map(([name]) => name).sort();
+    expect(claiming).toEqual(["CHECK", "RECOVER"]);
+    expect(code(lua.RECOVER)).toMatch(/'XCLAIM'[\s\S]*'XACK'/);
+  });
 });
