@@ -59,8 +59,9 @@ local function emit(events, maxlen, kind, id, now, extra, nids)
     end
   end
 end
-local function stat(base, field, n)
-  if n > 0 then redis.call('HINCRBY', base .. 'stats', field, string.format('%d', n)) end
+-- (text: n as text, when the caller has it)
+local function stat(base, field, n, text)
+  if n > 0 then redis.call('HINCRBY', base .. 'stats', field, text or string.format('%d', n)) end
 end
 -- An entry holds either a job of its own (p <packed>: the job's id is the entry id, and it has no
 -- hash until a script writes one) or names a job with a hash (j <id>), whose data the hash holds.
@@ -83,6 +84,13 @@ local function idcmp(a, b)
   if am ~= bm then return am < bm and -1 or 1 end
   if as ~= bs then return as < bs and -1 or 1 end
   return 0
+end
+-- Whether entry id \`a\` comes at or after \`b\`. Ids of the same shape (as Redis writes them, with
+-- no leading zeros) compare as text, digit by digit, with no number parsed (a parse costs ~1,000
+-- instructions).
+local function idge(a, b)
+  if #a == #b and string.find(a, '-', 1, true) == string.find(b, '-', 1, true) then return a >= b end
+  return idcmp(a, b) >= 0
 end
 -- Whether \`id\` has the form of a stream entry id (only an entry's own job has such an id).
 local function entryLike(id)
@@ -216,6 +224,11 @@ local function gleave(stream, base, group)
     n = 0
   end
   grelease(stream, base, group, n)
+end
+-- redis.call(cmd, key, list[1..len]) a slice of 4,000 at a time (even: pairs stay whole): unpack
+-- puts its values on Lua's stack, which holds 8,000
+local function callmany(cmd, key, list, len)
+  for i = 1, len, 4000 do redis.call(cmd, key, unpack(list, i, math.min(i + 3999, len))) end
 end
 local function delmany(keys)
   for i = 1, #keys, 500 do
@@ -526,28 +539,30 @@ export const FINISH_AND_FETCH = withHelpers(`
 local stream, delayed, events = KEYS[1], KEYS[2], KEYS[6]
 local base, group, consumer = ARGV[1], ARGV[2], ARGV[3]
 -- nowS is written as given: a Lua number would be formatted back to text for every write
-local nowS, fetchCount = ARGV[4], tonumber(ARGV[5])
-local now = tonumber(nowS)
-local eventsMax = tonumber(ARGV[10])
+-- (a number argument is read by arithmetic, which parses it once, where tonumber parses it twice)
+local nowS, fetchCount = ARGV[4], ARGV[5] + 0
+local now = nowS + 0
+local eventsMax = ARGV[10] + 0
 -- nh outcomes of jobs with a hash (four arguments each), then nown of jobs their entries hold
 -- (three each: their sid is their id)
-local nh, nown = tonumber(ARGV[11]), tonumber(ARGV[12])
+local nh, nown = ARGV[11] + 0, ARGV[12] + 0
 local n = nh + nown
--- where each outcome's arguments start
-local at, keys, ownKeys = {}, {}, {}
-local o = 14
-for i = 0, nh - 1 do
-  at[i] = o
-  keys[i] = base .. 'job:' .. ARGV[o]
-  o = o + 4
+-- A table filled a key at a time is rebuilt each time it outgrows its size (at 1, 2, 3, 5, 9…
+-- keys), which cost this script more than any command it calls but two: the lists below are made
+-- at their final size, unfilled (a table made from k values has room for k), and each keeps its
+-- length in a local. (Their unused slots are nil: none is read past its length.)
+local EMPTY = {}
+local function slots(k)
+  -- (unpack puts its values on Lua's stack, which holds 8,000; past that a list grows as it goes)
+  if k > 4000 then return {} end
+  return {unpack(EMPTY, 1, k)}
 end
-for i = nh, n - 1 do
-  at[i] = o
-  local job = base .. 'job:' .. ARGV[o]
-  keys[i] = job
-  ownKeys[i - nh + 1] = job
-  o = o + 3
-end
+-- where outcome i's arguments start (i from 1): the jobs with a hash first, four arguments each
+-- (from 10 + 4i), then the jobs their entries hold, three each (their sid is their id; from
+-- ownAt + 3(i - nh - 1)), computed where needed (a call costs more than a table's read)
+local ownAt = 14 + 4 * nh
+local ownKeys = slots(nown)
+for k = 1, nown do ownKeys[k] = base .. 'job:' .. ARGV[ownAt + 3 * (k - 1)] end
 -- The start, the attempt, the p and the payload of an own job's outcome, from its record (see
 -- the script's comment).
 local function unrecord(rec)
@@ -557,25 +572,25 @@ local function unrecord(rec)
 end
 -- one EXISTS for the jobs their entries hold: while none has a hash (the common case), none
 -- needs a read of its own
-local hashed = nown > 0 and redis.call('EXISTS', unpack(ownKeys)) > 0
+local hashed = nown > 0 and redis.call('EXISTS', unpack(ownKeys, 1, nown)) > 0
 -- (each list keeps its length in a local: \`#t\` is a search)
-local flags, acks, apply, bare, nack, napp, nbare = {}, {}, {}, {}, 0, 0, 0
+local flags, acks, apply, bare, nack, napp, nbare = slots(n), slots(n), slots(n), slots(nown), 0, 0, 0
 local NONE = {}
 -- mixed: an acknowledged entry whose job has a hash (its id is not compared with hi below)
 local mixed = false
-for i = 0, n - 1 do
-  local o = at[i]
-  local own = i >= nh
+for i = 1, n do
+  local own = i > nh
+  local o = own and ownAt + 3 * (i - nh - 1) or 10 + 4 * i
   local id = ARGV[o]
   local sid = own and id or ARGV[o + 1]
-  local job = keys[i]
+  local job = own and ownKeys[i - nh] or base .. 'job:' .. id
   local st = (not own or hashed) and redis.call('HMGET', job, 'state', 'sid') or NONE
   if not st[1] and own then
     -- its entry holds it and nothing wrote a hash: the attempt holds it while the entry is
     -- pending here (every path that takes a job from its worker writes its hash or drops it)
     nbare = nbare + 1
     bare[nbare] = i
-    flags[i + 1] = '0'
+    flags[i] = '0'
   elseif st[1] == 'waiting' and st[2] == sid then
     -- the job still waits on the entry this attempt ran from: the attempt holds it
     nack = nack + 1
@@ -583,56 +598,55 @@ for i = 0, n - 1 do
     mixed = true
     napp = napp + 1
     apply[napp] = i
-    flags[i + 1] = '1'
+    flags[i] = '1'
   elseif st[2] == sid and (st[1] == 'completed' or st[1] == 'failed' or st[1] == 'aborted') then
     -- this attempt ended the job already (a finished job keeps the entry id that finished it)
-    flags[i + 1] = (st[1] == 'aborted' and string.sub(ARGV[own and o + 1 or o + 3], 1, 1) ~= 'a') and '2' or '1'
+    flags[i] = (st[1] == 'aborted' and string.sub(ARGV[own and o + 1 or o + 3], 1, 1) ~= 'a') and '2' or '1'
   else
     -- a retry or an interruption this attempt applied already (they move the job to a new entry)
     local fin = st[1] and redis.call('HGET', job, 'fin')
     if fin and string.sub(fin, 1, #sid + 1) == sid .. '|' then
-      flags[i + 1] = string.sub(fin, #sid + 2)
+      flags[i] = string.sub(fin, #sid + 2)
     else
-      flags[i + 1] = '0'
+      flags[i] = '0'
     end
   end
 end
--- hi (its parts hm, hs): the newest entry of those below (given by the client)
-local fresh, hi, hm, hs = {}
+-- hi: the newest entry of those below (given by the client)
+local fresh, hi = slots(n)
 -- the acknowledgements of jobs with a hash (the jobs below are acknowledged apart)
 local nhashed = nack
 if nbare > 0 then
   hi = ARGV[13]
   if hi == '' then hi = nil end
-  if hi then hm, hs = idparts(hi) end
-  local sids = {}
-  for k, i in ipairs(bare) do sids[k] = ARGV[at[i]] end
+  local sids = slots(nbare)
+  for k = 1, nbare do sids[k] = ARGV[ownAt + 3 * (bare[k] - nh - 1)] end
   -- One XACK for them all: an entry of a job with no hash is pending in the group only under the
   -- consumer it was delivered to (recovery acknowledges what it claims, in the same script), and
   -- every path that acknowledges an entry deletes it too. So when every entry was pending (the
   -- common case) every attempt held its job; when some were not (a job lost, or this call run
   -- before), an entry still in the stream is one this XACK acknowledged. (An XPENDING read of the
   -- range costs more: its reply becomes a table of four an entry.)
-  local all = redis.call('XACK', stream, group, unpack(sids)) == nbare
-  for k, i in ipairs(bare) do
-    local sid = sids[k]
+  local all = redis.call('XACK', stream, group, unpack(sids, 1, nbare)) == nbare
+  for k = 1, nbare do
+    local i, sid = bare[k], sids[k]
     if all or redis.call('XRANGE', stream, sid, sid)[1] then
       nack = nack + 1
       acks[nack] = sid
       napp = napp + 1
       apply[napp] = i
       fresh[i] = true
-      flags[i + 1] = '1'
+      flags[i] = '1'
     elseif redis.call('HEXISTS', base .. 'done', sid) == 1 then
       -- this attempt completed it already (only the attempt of its own entry writes its record)
-      flags[i + 1] = '1'
+      flags[i] = '1'
     end
   end
 end
 -- free before writing: at maxmemory a script whose first write is refused does nothing at all
 -- (the entries go at the end, in one trim)
 if nhashed > 0 then redis.call('XACK', stream, group, unpack(acks, 1, nhashed)) end
-local done, doneIds, bad = {}, {}, false
+local bad = false
 local nc, nf, na, nr, ni = 0, 0, 0, 0, 0
 -- the queue's flow settings, read once (see gate)
 local cfg = (napp > 0 or fetchCount > 0) and redis.call('HMGET', base .. 'config', 'paused', 'rlMax', 'rlDur') or {}
@@ -640,17 +654,19 @@ local cfg = (napp > 0 or fetchCount > 0) and redis.call('HMGET', base .. 'config
 local limited = napp > 0 and cfg[2]
 local finishes = {}
 -- records of the jobs their entries held that complete with no hash (one write for them all)
-local records, nrec = {}, 0
-for _, i in ipairs(apply) do
-  local o = at[i]
-  local own = i >= nh
+local records, nrec = slots(napp + napp), 0
+local done, doneIds = slots(napp + napp), slots(napp)
+for a = 1, napp do
+  local i = apply[a]
+  local own = i > nh
+  local o = own and ownAt + 3 * (i - nh - 1) or 10 + 4 * i
   local id = ARGV[o]
   local sid, payload, meta, p, rec
   local kind, started, attempt, retryAt, grp
   -- a job its entry held with no hash (first): it gets a record if it completed, else its hash
   -- now, with the data the worker sent back
   local first = fresh[i]
-  local job = keys[i]
+  local job = own and ownKeys[i - nh] or base .. 'job:' .. id
   if own then
     sid, meta, rec = id, ARGV[o + 1], ARGV[o + 2]
     if meta == 'c' and first then
@@ -678,7 +694,7 @@ for _, i in ipairs(apply) do
     local abort = redis.call('HGET', job, 'abort')
     if abort and abort ~= '' then kind, flag = 'a', '2' end
   end
-  flags[i + 1] = flag
+  flags[i] = flag
   if limited and kind ~= 'i' then
     finishes[#finishes + 1] = nowS
     finishes[#finishes + 1] = id .. '|' .. sid
@@ -726,38 +742,50 @@ for _, i in ipairs(apply) do
     emit(events, eventsMax, 'interrupted', id, nowS)
   end
 end
-if nrec > 0 then redis.call('HSET', base .. 'done', unpack(records)) end
-if #finishes > 0 then redis.call('ZADD', base .. 'rl', unpack(finishes)) end
+if nrec > 0 then callmany('HSET', base .. 'done', records, nrec) end
+if #finishes > 0 then callmany('ZADD', base .. 'rl', finishes, #finishes) end
 -- per-minute counts of finished jobs for the admin app's charts, kept two hours
+-- nc as text (formatted once, for both counts)
+local ncS
 if nc + nf + na > 0 then
   local minute = base .. 'm:' .. math.floor(now / 60000)
   -- its expiry is set by the write that creates a field (and so the key): once or twice a minute
   local new = false
-  if nc > 0 then new = redis.call('HINCRBY', minute, 'c', string.format('%d', nc)) == nc end
+  if nc > 0 then
+    ncS = string.format('%d', nc)
+    new = redis.call('HINCRBY', minute, 'c', ncS) == nc
+  end
   if nf + na > 0 then new = redis.call('HINCRBY', minute, 'f', string.format('%d', nf + na)) == nf + na or new end
   if new then redis.call('PEXPIRE', minute, 7200000) end
 end
-stat(base, 'completed', nc)
+stat(base, 'completed', nc, ncS)
 stat(base, 'failed', nf)
 stat(base, 'aborted', na)
 stat(base, 'retried', nr)
 stat(base, 'interrupted', ni)
 if nc > 0 then
-  redis.call('ZADD', KEYS[3], unpack(done))
+  callmany('ZADD', KEYS[3], done, nc + nc)
   -- one event for the batch: ids are space-separated (job ids contain no whitespace)
-  emit(events, eventsMax, 'completed', table.concat(doneIds, ' '), nowS, nil, nc)
-  trim(KEYS[3], base, tonumber(ARGV[6]), tonumber(ARGV[7]), now, true)
+  emit(events, eventsMax, 'completed', table.concat(doneIds, ' ', 1, nc), nowS, nil, nc)
+  trim(KEYS[3], base, ARGV[6] + 0, ARGV[7] + 0, now, true)
 end
 if bad then
-  trim(KEYS[4], base, tonumber(ARGV[8]), tonumber(ARGV[9]), now)
-  trim(KEYS[5], base, tonumber(ARGV[8]), tonumber(ARGV[9]), now)
+  trim(KEYS[4], base, ARGV[8] + 0, ARGV[9] + 0, now)
+  trim(KEYS[5], base, ARGV[8] + 0, ARGV[9] + 0, now)
 end
 local hint, last = '', ''
-if fetchCount > 0 then fetchCount, hint = gate(stream, group, base, now, fetchCount, cfg) end
--- the rows from out[3] on; size: their bytes
-local out, nout, size = {'', ''}, 2, 0
+-- the count as the client wrote it, unless the gate lowered it
+local countS = ARGV[5]
 if fetchCount > 0 then
-  local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', string.format('%d', fetchCount), 'STREAMS', stream, '>')
+  local want = fetchCount
+  fetchCount, hint = gate(stream, group, base, now, fetchCount, cfg)
+  if fetchCount ~= want then countS = string.format('%d', fetchCount) end
+end
+-- the rows from out[3] on; size: their bytes
+local out, nout, size = slots(2 + fetchCount + fetchCount), 2, 0
+out[1], out[2] = '', ''
+if fetchCount > 0 then
+  local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', countS, 'STREAMS', stream, '>')
   local entries = r and r[1][2] or {}
   for i = 1, #entries do
     local e = entries[i]
@@ -790,27 +818,27 @@ if nack > 0 then
   -- this batch's entries that an older running job kept in.
   local oldest = redis.call('XPENDING', stream, group, '-', '+', '1')[1]
   if oldest then
-    redis.call('XTRIM', stream, 'MINID', oldest[1])
-    local om, os = idparts(oldest[1])
+    local min = oldest[1]
+    redis.call('XTRIM', stream, 'MINID', min)
     local kept = {}
     -- (none when every acknowledged entry is older than the oldest pending one: the common case)
-    if mixed or not hi or hm > om or (hm == om and hs >= os) then
-      for _, sid in ipairs(acks) do
-        local m, q = idparts(sid)
-        if m > om or (m == om and q >= os) then kept[#kept + 1] = sid end
+    if mixed or not hi or idge(hi, min) then
+      for k = 1, nack do
+        local sid = acks[k]
+        if idge(sid, min) then kept[#kept + 1] = sid end
       end
     end
     if #kept > 0 then redis.call('XDEL', stream, unpack(kept)) end
   elseif last ~= '' then
     redis.call('XTRIM', stream, 'MAXLEN', 0)
   else
-    redis.call('XDEL', stream, unpack(acks))
+    redis.call('XDEL', stream, unpack(acks, 1, nack))
   end
 end
 local head = table.concat(flags) .. '|' .. hint .. '|' .. last
 -- rows that fit Lua's string buffer (8 KB) go joined, in one string; longer ones an element a
 -- part (joining them would copy them over and over, at a cost well above what it saves)
-if size <= 8000 then return {head, table.concat(out, '\\n', 3)} end
+if size <= 8000 then return {head, table.concat(out, '\\n', 3, nout)} end
 out[1] = head
 return out
 `);

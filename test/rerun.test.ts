@@ -699,6 +699,25 @@ describe("a job its stream entry holds (no hash until it ends or moves on), scri
     await close();
   });
 
+  test("finishAndFetch: a batch of 4,500 outcomes (more values than Lua's stack takes at once) is applied whole, and run twice as once", async () => {
+    const { redis, send, k, queue, close } = setup();
+    const n = 4500;
+    await queue.enqueueMany(Array.from({ length: n }, (_, i) => ({ task: "t", data: i })));
+    const keep = { completed: { count: 10_000, age: -1 }, failed: { count: 1000, age: -1 }, cancelled: { count: 1000, age: -1 } };
+    const fetched = await finishAndFetch(send, k, { consumer: "w1", now: Date.now(), fetch: n, keep, eventsMax: 1000, outcomes: [] });
+    expect(fetched.jobs.length).toBe(n);
+    const started = Date.now() - 10;
+    const outcomes: OutcomeWrite[] = fetched.jobs.map((j) => ({ id: j.id, token: j.token, started, attempt: j.attempt, group: j.group, kind: "completed", payload: "1", retryAt: 0, packed: j.packed }));
+    const call = { consumer: "w1", now: Date.now(), fetch: 0, keep, eventsMax: 1000, outcomes };
+    const first = await finishAndFetch(send, k, call);
+    const second = await finishAndFetch(send, k, call);
+    expect([first.results.filter((r) => r === "applied").length, second.results.filter((r) => r === "applied").length]).toEqual([n, n]);
+    expect(await redis.hget(k.base + "stats", "completed")).toBe(String(n));
+    expect([await redis.zcard(k.completed), await redis.hlen(k.base + "done"), await redis.xlen(k.stream)]).toEqual([n, n, 0]);
+    expect(await queue.getJob(fetched.jobs[n - 1]!.id)).toMatchObject({ state: "completed", result: 1, data: n - 1 });
+    await close();
+  });
+
   test("FINISH_AND_FETCH: the outcome of a job its entry holds names only its kind (its start and attempt come in its record), run twice as once", async () => {
     const { redis, send, k, queue, twice, finishKeys, finishArgv, close } = setup();
     const [a, b] = await queue.enqueueMany([{ task: "t", data: "a" }, { task: "t", data: "b" }]);
@@ -929,6 +948,24 @@ describe("the scripts' shared helpers", () => {
     // FINISH_AND_FETCH, the hot path, carries none of the helpers it does not call
     expect(lua.FINISH_AND_FETCH).not.toContain("local function lastDelivered(");
     expect(lua.FINISH_AND_FETCH).not.toContain("local function ownEntry(");
+  });
+
+  test("idge orders entry ids as numbers: as text when they have the same shape, by their parts when not", async () => {
+    const { withHelpers } = await import("../src/lua.ts");
+    const redis = client();
+    const pairs: [string, string][] = [
+      ["5-10", "5-9"], ["5-9", "5-10"], ["10-0", "9-9"], ["9-9", "10-0"], ["1700000000001-0", "1700000000000-5"],
+      ["1700000000000-5", "1700000000001-0"], ["123-45", "123-45"], ["12-345", "123-45"], ["123-45", "12-345"], ["0-1", "0-0"],
+    ];
+    const got = (await redis.eval(withHelpers("local r = {} for i = 1, #ARGV, 2 do r[#r + 1] = idge(ARGV[i], ARGV[i + 1]) and 1 or 0 end return r"), 0, ...pairs.flat())) as number[];
+    const num = (id: string) => id.split("-").map(BigInt) as [bigint, bigint];
+    const want = pairs.map(([a, b]) => {
+      const [am, as] = num(a), [bm, bs] = num(b);
+      return am > bm || (am === bm && as >= bs) ? 1 : 0;
+    });
+    expect(want).toEqual([1, 0, 1, 0, 1, 0, 1, 0, 1, 1]);
+    expect(got).toEqual(want);
+    redis.disconnect();
   });
 
   test("every script that acknowledges a stream entry deletes entries too (the finish's one-XACK check relies on it: an entry acknowledged is an entry gone)", async () => {
