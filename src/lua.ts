@@ -548,7 +548,7 @@ local eventsMax = ARGV[10] + 0
 local nh, nown = ARGV[11] + 0, ARGV[12] + 0
 local n = nh + nown
 -- A table filled a key at a time is rebuilt each time it outgrows its size (at 1, 2, 3, 5, 9…
--- keys), which cost this script more than any command it calls but two: the lists below are made
+-- keys), which cost this script about as much as its XTRIM: the lists below are made
 -- at their final size, unfilled (a table made from k values has room for k), and each keeps its
 -- length in a local. (Their unused slots are nil: none is read past its length.)
 local EMPTY = {}
