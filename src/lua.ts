@@ -405,12 +405,16 @@ if stride == 1 then
   if redis.call('EXISTS', stream) == 0 then
     redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
   end
-  local ids = {}
-  for i = 8, #ARGV do ids[#ids + 1] = redis.call('XADD', stream, '*', 'p', ARGV[i]) end
-  local all = table.concat(ids, ' ')
-  if #ids > 0 then
+  local n = #ARGV - 7
+  -- (made at its final size, from the arguments the ids replace: a table filled a key at a time
+  -- is rebuilt each time it outgrows its size; unpack puts its values on Lua's stack, which holds
+  -- 8,000, so a longer batch's list grows as it goes)
+  local ids = n <= 4000 and {unpack(ARGV, 8)} or {}
+  for i = 1, n do ids[i] = redis.call('XADD', stream, '*', 'p', ARGV[i + 7]) end
+  local all = table.concat(ids, ' ', 1, n)
+  if n > 0 then
     redis.call('SET', marker, all, 'PX', 90000)
-    emit(KEYS[3], eventsMax, 'waiting', all, now, nil, #ids)
+    emit(KEYS[3], eventsMax, 'waiting', all, now, nil, n)
   end
   return {'#', all}
 end
