@@ -9,6 +9,9 @@
  *
  * --payload pads each job's data to about BYTES of JSON (default: `{"i":N}`, a few bytes).
  * --commandstats prints, per library, where Redis spent its time (INFO commandstats, µs per job).
+ * Each run also prints the worker's CPU per job while it processes: this process's user + sys
+ * time (every thread: the runtime's garbage collector's too), which hosts the worker (and, for
+ * the floor, the consumer loop).
  *
  * With --groups, sluice's jobs are spread over N groups (job i in group i mod N) under a group
  * concurrency of C (default 2); the other libraries run as usual.
@@ -46,6 +49,8 @@ interface Result {
   processMs: number;
   /** Redis CPU (user + sys) per job, enqueue and process together, in µs (from INFO cpu). */
   redisUsPerJob: number;
+  /** The worker's CPU (this process: user + sys, every thread) per job while it processes, in µs. */
+  workerUsPerJob: number;
   enqueuePerSec: number;
   processPerSec: number;
 }
@@ -83,6 +88,15 @@ function counter(n: number) {
   };
 }
 
+/** What one run measured: enqueue and process time, ms, and the worker's CPU while processing, µs. */
+type Run = [enqueueMs: number, processMs: number, workerUs: number];
+
+/** This process's CPU time so far (user + sys, µs), to be read just before and after processing. */
+const cpuUs = () => {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+};
+
 const PAYLOAD = argv.some((a) => a === "--payload" || a.startsWith("--payload=")) ? intArg(argv, "payload", 1024) : 0;
 const COMMANDSTATS = hasFlag(argv, "commandstats");
 const RUNTIME = process.versions.bun ? `bun ${process.versions.bun}` : `node ${process.versions.node}`;
@@ -93,7 +107,7 @@ function payloads(n: number): { i: number; pad?: string }[] {
   return Array.from({ length: n }, (_, i) => (pad === undefined ? { i } : { i, pad }));
 }
 
-async function runSluice(redis: BenchRedis, n: number): Promise<[number, number]> {
+async function runSluice(redis: BenchRedis, n: number): Promise<Run> {
   const queue = new Queue(QUEUE, { redis: redis.url });
   await queue.counts(); // connected
   if (GROUPS > 0) await queue.setGroupConcurrency(GROUP_CONCURRENCY);
@@ -103,6 +117,7 @@ async function runSluice(redis: BenchRedis, n: number): Promise<[number, number]
   const enqueueMs = performance.now() - t0;
 
   const c = counter(n);
+  const cpu0 = cpuUs();
   t0 = performance.now();
   const worker = new Worker({
     redis: redis.url,
@@ -115,16 +130,17 @@ async function runSluice(redis: BenchRedis, n: number): Promise<[number, number]
   running.catch(() => {});
   const t1 = await Promise.race([c.finished, running.then(() => NaN)]);
   const processMs = t1 - t0;
+  const workerUs = cpuUs() - cpu0;
   const summary = await worker.stop();
   const counts = await queue.counts();
   if (summary.completed !== n || counts.waiting + counts.active + counts.delayed + counts.failed !== 0) {
     console.warn(`  sluice check: completed ${summary.completed} of ${n}; counts ${JSON.stringify(counts)}`);
   }
   await queue.close();
-  return [enqueueMs, processMs];
+  return [enqueueMs, processMs, workerUs];
 }
 
-async function runBull(redis: BenchRedis, n: number): Promise<[number, number]> {
+async function runBull(redis: BenchRedis, n: number): Promise<Run> {
   const connection = { host: redis.host, port: redis.port, maxRetriesPerRequest: null };
   const queue = new BullQueue(QUEUE, { connection });
   await queue.waitUntilReady();
@@ -136,6 +152,7 @@ async function runBull(redis: BenchRedis, n: number): Promise<[number, number]> 
   const enqueueMs = performance.now() - t0;
 
   const c = counter(n);
+  const cpu0 = cpuUs();
   t0 = performance.now();
   const worker = new BullWorker(QUEUE, async () => {}, { connection, concurrency: CONCURRENCY, autorun: false });
   worker.on("completed", () => c.hit());
@@ -143,16 +160,17 @@ async function runBull(redis: BenchRedis, n: number): Promise<[number, number]> 
   void worker.run().catch((e) => console.warn(`  BullMQ run: ${e.message}`));
   const t1 = await c.finished;
   const processMs = t1 - t0;
+  const workerUs = cpuUs() - cpu0;
   await worker.close();
   const counts = await queue.getJobCounts("wait", "active", "delayed", "failed");
   if (c.done !== n || Object.values(counts).some((v) => v !== 0)) {
     console.warn(`  BullMQ check: completed ${c.done} of ${n}; counts ${JSON.stringify(counts)}`);
   }
   await queue.close();
-  return [enqueueMs, processMs];
+  return [enqueueMs, processMs, workerUs];
 }
 
-async function runBee(redis: BenchRedis, n: number): Promise<[number, number]> {
+async function runBee(redis: BenchRedis, n: number): Promise<Run> {
   const r = { host: redis.host, port: redis.port };
   const producer = new BeeQueue(QUEUE, { redis: r, isWorker: false, getEvents: false });
   await producer.ready();
@@ -163,6 +181,7 @@ async function runBee(redis: BenchRedis, n: number): Promise<[number, number]> {
   if (errors.size > 0) console.warn(`  bee-queue saveAll: ${errors.size} errors`);
 
   const c = counter(n);
+  const cpu0 = cpuUs();
   t0 = performance.now();
   const worker = new BeeQueue(QUEUE, { redis: r, isWorker: true, getEvents: false, removeOnSuccess: true });
   worker.on("succeeded", () => c.hit());
@@ -170,13 +189,14 @@ async function runBee(redis: BenchRedis, n: number): Promise<[number, number]> {
   worker.process(CONCURRENCY, async () => {});
   const t1 = await c.finished;
   const processMs = t1 - t0;
+  const workerUs = cpuUs() - cpu0;
   await worker.close();
   const health = await producer.checkHealth();
   if (c.done !== n || health.waiting + health.active + health.delayed + health.failed !== 0) {
     console.warn(`  bee-queue check: completed ${c.done} of ${n}; health ${JSON.stringify(health)}`);
   }
   await producer.close();
-  return [enqueueMs, processMs];
+  return [enqueueMs, processMs, workerUs];
 }
 
 /**
@@ -184,7 +204,7 @@ async function runBee(redis: BenchRedis, n: number): Promise<[number, number]> {
  * consumer that reads COUNT <concurrency> (the most a worker of that concurrency may hold; 100 at
  * the default) and acks and deletes the previous batch in the same round trip.
  */
-async function runFloor(redis: BenchRedis, n: number): Promise<[number, number]> {
+async function runFloor(redis: BenchRedis, n: number): Promise<Run> {
   const c = redis.client();
   const stream = "floor";
   await c.xgroup("CREATE", stream, "g", "0", "MKSTREAM");
@@ -196,6 +216,7 @@ async function runFloor(redis: BenchRedis, n: number): Promise<[number, number]>
     await p.exec();
   }
   const enqueueMs = performance.now() - t0;
+  const cpu0 = cpuUs();
   t0 = performance.now();
   let done = 0;
   let prev: string[] = [];
@@ -216,11 +237,12 @@ async function runFloor(redis: BenchRedis, n: number): Promise<[number, number]>
   }
   if (prev.length > 0) await c.pipeline().xack(stream, "g", ...prev).xdel(stream, ...prev).exec();
   const processMs = performance.now() - t0;
+  const workerUs = cpuUs() - cpu0;
   c.disconnect();
-  return [enqueueMs, processMs];
+  return [enqueueMs, processMs, workerUs];
 }
 
-const RUN: Record<Lib, (redis: BenchRedis, n: number) => Promise<[number, number]>> = {
+const RUN: Record<Lib, (redis: BenchRedis, n: number) => Promise<Run>> = {
   sluice: runSluice,
   bullmq: runBull,
   bee: runBee,
@@ -276,7 +298,7 @@ try {
   }
 
   console.log();
-  console.log(`${"round".padEnd(6)}${"library".padEnd(11)}${pad("enqueue/s", 12)}${pad("process/s", 12)}${pad("enqueue ms", 12)}${pad("process ms", 12)}${pad("redis µs/job", 14)}`);
+  console.log(`${"round".padEnd(6)}${"library".padEnd(11)}${pad("enqueue/s", 12)}${pad("process/s", 12)}${pad("enqueue ms", 12)}${pad("process ms", 12)}${pad("redis µs/job", 14)}${pad("worker µs/job", 15)}`);
   for (let round = 1; round <= ROUNDS; round++) {
     for (const lib of libs) {
       await redis.flush();
@@ -287,15 +309,16 @@ try {
         c.disconnect();
       })();
       const cpu0 = await redisCpuUs(redis);
-      const [enqueueMs, processMs] = await RUN[lib](redis, N);
+      const [enqueueMs, processMs, workerUs] = await RUN[lib](redis, N);
       const redisUsPerJob = Math.round(((await redisCpuUs(redis)) - cpu0) / N * 10) / 10;
       const r: Result = {
         lib, round, jobs: N, enqueueMs, processMs, enqueuePerSec: rate(N, enqueueMs), processPerSec: rate(N, processMs), redisUsPerJob,
+        workerUsPerJob: Math.round(workerUs / N * 10) / 10,
       };
       results.push(r);
       console.log(
         `${String(round).padEnd(6)}${LABEL[lib].padEnd(11)}${pad(fmt(r.enqueuePerSec), 12)}${pad(fmt(r.processPerSec), 12)}` +
-          `${pad(enqueueMs.toFixed(0), 12)}${pad(processMs.toFixed(0), 12)}${pad(r.redisUsPerJob.toFixed(1), 14)}`,
+          `${pad(enqueueMs.toFixed(0), 12)}${pad(processMs.toFixed(0), 12)}${pad(r.redisUsPerJob.toFixed(1), 14)}${pad(r.workerUsPerJob.toFixed(1), 15)}`,
       );
       if (COMMANDSTATS) {
         const stats = [...(await commandStats(redis)).entries()].sort((a, b) => b[1].usec - a[1].usec).slice(0, 12);
@@ -308,13 +331,14 @@ try {
   await redis.stop();
 }
 
-const medians = {} as Record<Lib, { enqueue: number; process: number; redisUsPerJob: number }>;
+const medians = {} as Record<Lib, { enqueue: number; process: number; redisUsPerJob: number; workerUsPerJob: number }>;
 for (const l of libs) {
   const rs = results.filter((r) => r.lib === l);
   medians[l] = {
     enqueue: Math.round(median(rs.map((r) => r.enqueuePerSec))),
     process: Math.round(median(rs.map((r) => r.processPerSec))),
     redisUsPerJob: median(rs.map((r) => r.redisUsPerJob)),
+    workerUsPerJob: median(rs.map((r) => r.workerUsPerJob)),
   };
 }
 const ratio = (a: number | undefined, b: number | undefined) => (a && b ? Math.round((a / b) * 100) / 100 : null);
@@ -328,8 +352,11 @@ const ratios = {
 
 console.log();
 console.log(`medians over ${ROUNDS} round(s), jobs/s`);
-console.log(`${"library".padEnd(11)}${pad("enqueue/s", 12)}${pad("process/s", 12)}${pad("redis µs/job", 14)}`);
-for (const l of libs) console.log(`${LABEL[l].padEnd(11)}${pad(fmt(medians[l].enqueue), 12)}${pad(fmt(medians[l].process), 12)}${pad(medians[l].redisUsPerJob.toFixed(1), 14)}`);
+console.log(`${"library".padEnd(11)}${pad("enqueue/s", 12)}${pad("process/s", 12)}${pad("redis µs/job", 14)}${pad("worker µs/job", 15)}`);
+for (const l of libs) {
+  const m = medians[l];
+  console.log(`${LABEL[l].padEnd(11)}${pad(fmt(m.enqueue), 12)}${pad(fmt(m.process), 12)}${pad(m.redisUsPerJob.toFixed(1), 14)}${pad(m.workerUsPerJob.toFixed(1), 15)}`);
+}
 if (medians.sluice && (medians.bullmq || medians.bee)) {
   console.log();
   console.log(`${"ratio".padEnd(22)}${pad("enqueue", 10)}${pad("process", 10)}`);
@@ -349,5 +376,5 @@ console.log(JSON.stringify({
   retention: Object.fromEntries(libs.map((l) => [l, RETENTION[l]])),
   medians,
   ratios,
-  runs: results.map(({ lib, round, enqueuePerSec, processPerSec, redisUsPerJob }) => ({ lib, round, enqueuePerSec, processPerSec, redisUsPerJob })),
+  runs: results.map(({ lib, round, enqueuePerSec, processPerSec, redisUsPerJob, workerUsPerJob }) => ({ lib, round, enqueuePerSec, processPerSec, redisUsPerJob, workerUsPerJob })),
 }));
