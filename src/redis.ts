@@ -4,6 +4,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { tracingChannel } from "node:diagnostics_channel";
 import { Cluster, Command, Redis } from "ioredis";
 import { type IORedis, type Send, toSend } from "./send.ts";
 
@@ -39,12 +40,36 @@ class FlatCommand extends Command {
 }
 
 /**
- * A `Send` for a connection sluice opened itself (no key prefix, no auto-pipelining): each
+ * Whether anyone listens to ioredis's command traces, where ioredis cannot tell. ioredis traces a
+ * command (its arguments copied to text, a traced promise) unless its tracing channel says it has
+ * no subscribers, and a runtime whose tracing channel lacks \`hasSubscribers\` (Bun) is taken to
+ * have some: every command paid for a trace nobody read, a twentieth of a Bun worker's CPU. There
+ * the channel's five parts, which do tell, are asked instead. Undefined where ioredis can tell.
+ */
+const listened: (() => boolean) | undefined = (() => {
+  try {
+    const t = tracingChannel("ioredis:command") as unknown as Record<string, { hasSubscribers?: unknown } | undefined>;
+    if (typeof t.hasSubscribers === "boolean") return undefined;
+    const parts = [t.start, t.end, t.asyncStart, t.asyncEnd, t.error];
+    if (!parts.every((c) => typeof c?.hasSubscribers === "boolean")) return undefined;
+    return () => parts.some((c) => c!.hasSubscribers);
+  } catch {
+    return undefined; // no tracing channels: ioredis traces nothing either
+  }
+})();
+
+/**
+ * A \`Send\` for a connection sluice opened itself (no key prefix, no auto-pipelining): each
  * command goes out as a `FlatCommand`. A client the user gave is sent to as usual (`toSend`).
  */
 export function ownSend(client: IORedis): Send {
   if (!(client instanceof Redis)) return toSend(client);
-  return (name, args) => client.sendCommand(new FlatCommand(name, args, { replyEncoding: "utf8" }) as never) as Promise<unknown>;
+  return (name, args) => {
+    const command = new FlatCommand(name, args, { replyEncoding: "utf8" });
+    // (a command marked traced is not traced again)
+    if (listened && !listened()) (command as unknown as { isTraced: boolean }).isTraced = true;
+    return client.sendCommand(command as never) as Promise<unknown>;
+  };
 }
 
 /** A new connection with the same settings (a cluster duplicates as a cluster). */

@@ -1,5 +1,6 @@
 import { expect, setDefaultTimeout, test } from "bun:test";
 import { RedisClient } from "bun";
+import { tracingChannel } from "node:diagnostics_channel";
 import { Redis } from "ioredis";
 import { Queue, Worker } from "../mod.ts";
 import { connect, ownSend } from "../src/redis.ts";
@@ -77,6 +78,31 @@ test("a closed queue and a stopped worker leave no timer of theirs armed (it wou
   const [out, err, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
   expect([code, err]).toEqual([0, ""]);
   expect(JSON.parse(out.trim().split("\n").pop()!)).toEqual({ completed: 1, ours: [] });
+});
+
+test("ioredis's command traces still reach whoever subscribes to them on a connection sluice opens (Bun's tracing channel cannot say whether it has subscribers)", async () => {
+  const c = connect(redisUrl(), { enableAutoPipelining: false });
+  const seen: string[] = [];
+  const listener = {
+    start: (m: unknown) => void seen.push(`start ${(m as { command: string }).command}`),
+    end: () => {},
+    asyncStart: () => {},
+    asyncEnd: (m: unknown) => void seen.push(`done ${(m as { command: string }).command}`),
+    error: () => {},
+  };
+  const channel = tracingChannel("ioredis:command");
+  try {
+    const send = ownSend(c);
+    await send("SET", ["traced:k", "1"]); // nobody listens yet
+    channel.subscribe(listener as never);
+    expect(await send("GET", ["traced:k"])).toBe("1");
+    channel.unsubscribe(listener as never);
+    await send("DEL", ["traced:k"]);
+    expect(seen).toEqual(["start GET", "done GET"]);
+  } finally {
+    channel.unsubscribe(listener as never);
+    c.disconnect();
+  }
 });
 
 test("a connection sluice opens writes each command as one flat text: any argument (unicode, CR LF, NUL, empty, numbers, hundreds of them) arrives as sent, and errors come back as errors", async () => {
