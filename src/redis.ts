@@ -17,6 +17,12 @@ export function connect(url: string, extra: Record<string, unknown> = {}): Redis
   return client;
 }
 
+/** An argument as ioredis sends it: a number as text (an integer beyond 2^53 in full). */
+function toText(a: string | number): string {
+  if (typeof a === "string") return a;
+  return Number.isInteger(a) && !Number.isSafeInteger(a) ? BigInt(a).toString() : String(a);
+}
+
 /** (what a command is first made with: its arguments are set after) */
 const NO_ARGS: string[] = [];
 
@@ -35,14 +41,14 @@ const NO_ARGS: string[] = [];
 class FlatCommand extends Command {
   constructor(name: string, args: (string | number)[], options: { replyEncoding: "utf8" }) {
     super(name, NO_ARGS, options);
-    this.args = args.slice();
-    // numbers to text, as the constructor does
-    (this as unknown as { stringifyArguments(): void }).stringifyArguments();
+    // numbers to text, as ioredis's constructor does (here, not with its private method, which a
+    // later ioredis may not have)
+    this.args = args.map(toText);
   }
 
   override toWritable(socket: unknown): string | Buffer {
-    // (arguments are strings by now: the constructor turned numbers into text; a Buffer among
-    // them, which sluice never sends, goes the usual way)
+    // (arguments are strings by now: the constructor turned numbers into text; a Buffer, which
+    // `Send` does not take, would go the usual way)
     if ((this as unknown as { bufferMode?: boolean }).bufferMode) return super.toWritable(socket as never);
     const args = this.args as string[];
     const parts: string[] = new Array(args.length + 1);
