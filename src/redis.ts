@@ -46,10 +46,9 @@ class FlatCommand extends Command {
     this.args = args.map(toText);
   }
 
-  override toWritable(socket: unknown): string | Buffer {
-    // (arguments are strings by now: the constructor turned numbers into text; a Buffer, which
-    // `Send` does not take, would go the usual way)
-    if ((this as unknown as { bufferMode?: boolean }).bufferMode) return super.toWritable(socket as never);
+  override toWritable(): string {
+    // (every argument is text by now: `Send` takes strings and numbers, and the constructor
+    // turned the numbers into text)
     const args = this.args as string[];
     const parts: string[] = new Array(args.length + 1);
     parts[0] = `*${args.length + 1}\r\n$${this.name.length}\r\n${this.name}\r\n`;
